@@ -1,0 +1,1 @@
+// Gateway: module placeholder replaced by its implementation.

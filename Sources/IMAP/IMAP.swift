@@ -1,0 +1,1 @@
+// IMAP: module placeholder replaced by its implementation.

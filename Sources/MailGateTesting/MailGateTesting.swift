@@ -1,0 +1,1 @@
+// MailGateTesting: module placeholder replaced by its implementation.

@@ -1,0 +1,1 @@
+// OAuth: module placeholder replaced by its implementation.

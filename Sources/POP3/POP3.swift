@@ -1,0 +1,1 @@
+// POP3: module placeholder replaced by its implementation.

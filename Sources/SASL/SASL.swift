@@ -1,0 +1,1 @@
+// SASL: module placeholder replaced by its implementation.

@@ -1,0 +1,1 @@
+// SMTP: module placeholder replaced by its implementation.

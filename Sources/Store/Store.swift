@@ -1,0 +1,1 @@
+// Store: module placeholder replaced by its implementation.

@@ -1,0 +1,1 @@
+// Transport: module placeholder replaced by its implementation.
