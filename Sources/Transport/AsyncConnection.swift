@@ -52,7 +52,8 @@ public final class AsyncConnection: @unchecked Sendable {
     private func install() {
         dispatchPrecondition(condition: .onQueue(connection.queue))
         connection.readMode = .raw
-        connection.onInputClosed = { [unowned self] in
+        // Strong captures: the connection clears both handlers after `.closed`, which ends the cycle.
+        connection.onInputClosed = { [self] in
             if case .open = input { input = .ended }
             serviceRead()
         }

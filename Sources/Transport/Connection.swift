@@ -658,6 +658,7 @@ public final class Connection: @unchecked Sendable {
         let callback = onConnected
         onConnected = nil
         callback?(nil)
+        flush()  // anything written while connecting
     }
 
     /// Starts waiting for a non-blocking connect to finish.

@@ -20,7 +20,12 @@ public final class Listener: @unchecked Sendable {
     /// The address actually bound (port 0 resolved to the real port).
     public let boundAddress: HostPort
 
-    private enum State { case listening, closed }
+    private enum State {
+        case listening
+        /// Out of descriptors: the source is suspended for a moment instead of spinning on a failing accept.
+        case backingOff
+        case closed
+    }
 
     private let descriptor: Int32
     private let acceptQueue: DispatchQueue
@@ -83,8 +88,10 @@ public final class Listener: @unchecked Sendable {
     public func close() {
         acceptQueue.async { [self] in
             guard state == .listening else { return }
+            let wasBackingOff = state == .backingOff
             state = .closed
             source.cancel()
+            if wasBackingOff { source.resume() }
         }
     }
 
@@ -98,7 +105,18 @@ public final class Listener: @unchecked Sendable {
                 accept(descriptor, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &address.length)
             }
             if fd < 0 {
-                // EAGAIN: drained. EMFILE/ENFILE and aborted connections: try again on the next wakeup.
+                let code = errno
+                if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
+                    // The pending connection stays in the backlog; retry once descriptors may be free again.
+                    state = .backingOff
+                    source.suspend()
+                    acceptQueue.asyncAfter(deadline: .now() + 0.1) { [self] in
+                        guard state == .backingOff else { return }
+                        state = .listening
+                        source.resume()
+                    }
+                }
+                // EAGAIN: drained. ECONNABORTED and friends: that connection is gone; the next wakeup goes on.
                 return
             }
             // Glibc's module map hides accept4 (it needs _GNU_SOURCE), so set the flags right after accept.

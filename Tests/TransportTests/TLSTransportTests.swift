@@ -160,3 +160,32 @@ import Testing
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct ConnectionSTARTTLSTests {
+    @Test func lineModeServerDiscardsPipelinedPlaintextAtStartTLS() async throws {
+        let certificates = try TestCertificates.make()
+        let serverContext = try TLSContext.server(
+            certificateChainFile: certificates.leafChainFile, privateKeyFile: certificates.leafKeyFile)
+        let clientContext = try TLSContext.client(caFile: certificates.caFile)
+        let upgraded = Inbox<TransportError?>()
+        let server = try RecordingServer(reply: { connection, event in
+            guard case .line(let line) = event, line == bytes("STARTTLS") else { return }
+            connection.write(bytes("220 go ahead\r\n"))
+            connection.startServerTLS(context: serverContext) { upgraded.put($0) }
+        })
+        defer { server.listener.close() }
+        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        defer { client.close() }
+        let (connection, events) = try await server.accepted.next()
+        try await client.write(bytes("STARTTLS\r\nRSET\r\nMAIL FROM:<injected@example.com>\r\n"))
+        #expect(try await events.next() == .line(bytes("STARTTLS")))
+        #expect(try await client.readLine(maximumLength: 100) == bytes("220 go ahead"))
+        try await client.startTLS(context: clientContext, serverName: "127.0.0.1")
+        #expect(try await upgraded.next() == nil)
+        #expect(await onQueue(connection) { $0.isTLS && $0.tlsProtocolVersion != nil })
+        try await client.write(bytes("EHLO after\r\n"))
+        #expect(try await events.next() == .line(bytes("EHLO after")))
+        await onQueue(connection) { $0.write(bytes("250 fine\r\n")) }
+        #expect(try await client.readLine(maximumLength: 100) == bytes("250 fine"))
+    }
+}
