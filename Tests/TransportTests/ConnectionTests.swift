@@ -181,3 +181,61 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+
+@Suite(.timeLimit(.minutes(1))) struct ConnectionFlowTests {
+    @Test func pausedConnectionDeliversBufferedLinesInOrderAfterResume() async throws {
+        let server = try RecordingServer(reply: { connection, event in
+            if case .line(let line) = event, line == bytes("A") { connection.pauseReading() }
+        })
+        defer { server.listener.close() }
+        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        defer { client.close() }
+        let (connection, events) = try await server.accepted.next()
+        try await client.write(bytes("A\r\nB\r\nC\r\n"))
+        #expect(try await events.next() == .line(bytes("A")))
+        await #expect(throws: TestTimeout.self) { try await events.next(within: 0.3) }
+        #expect(await onQueue(connection) { $0.isReadingPaused && $0.bufferedReadBytes == 6 })
+        await onQueue(connection) { $0.resumeReading() }
+        #expect(try await events.next() == .line(bytes("B")))
+        #expect(try await events.next() == .line(bytes("C")))
+    }
+
+    @Test func addressesAreReportedForBothEnds() async throws {
+        let server = try RecordingServer()
+        defer { server.listener.close() }
+        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        defer { client.close() }
+        let (connection, _) = try await server.accepted.next()
+        let (local, remote, ip) = await onQueue(connection) { ($0.localAddress, $0.remoteAddress, $0.remoteIPAddress) }
+        #expect(local == server.listener.boundAddress)
+        #expect(remote == (await client.localAddress))
+        #expect(ip == IPAddress(parsing: "127.0.0.1"))
+        #expect(ip?.isIn(network: IPAddress(parsing: "127.0.0.0")!, prefixLength: 8) == true)
+    }
+
+    @Test func getaddrinfoPathResolvesNumericHosts() throws {
+        let addresses = try Socket.resolveBlocking(HostPort(host: "127.0.0.1", port: 25)!).get()
+        #expect(addresses.first?.hostPort == HostPort(host: "127.0.0.1", port: 25))
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/proc/net/if_inet6")))
+    func ipv6LoopbackListenerAndConnect() async throws {
+        let listener = try AsyncListener(address: HostPort(parsing: "[::1]:0")!, tls: nil)
+        defer { listener.close() }
+        #expect(listener.boundAddress.host == "::1")
+        #expect(listener.boundAddress.port != 0)
+        let client = try await AsyncConnection.connect(to: listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        defer { client.close() }
+        let server = try await listener.accept()
+        try await client.write(bytes("over v6\n"))
+        #expect(try await server.readLine(maximumLength: 100) == bytes("over v6"))
+    }
+
+    @Test func bindingATakenPortReportsAddressInUse() throws {
+        let first = try Listener(address: loopback(), tls: nil) { $0.close() }
+        defer { first.close() }
+        #expect(throws: TransportError.addressInUse(first.boundAddress)) {
+            _ = try Listener(address: first.boundAddress, tls: nil) { $0.close() }
+        }
+    }
+}

@@ -23,37 +23,22 @@ func onQueue<T: Sendable>(_ connection: Connection, _ body: @escaping @Sendable 
     }
 }
 
-/// An async sequence of values with a per-item deadline.
+/// A FIFO of values put from any queue and taken by the test with a deadline (polls; never cancels a producer).
 final class Inbox<Element: Sendable>: Sendable {
-    let stream: AsyncStream<Element>
-    let continuation: AsyncStream<Element>.Continuation
-    private let iterator: Mutex<AsyncStream<Element>.Iterator?>
+    private let items = Mutex<[Element]>([])
 
-    init() {
-        let (stream, continuation) = AsyncStream<Element>.makeStream()
-        self.stream = stream
-        self.continuation = continuation
-        self.iterator = Mutex(nil)
-    }
+    init() {}
 
-    func put(_ element: Element) { continuation.yield(element) }
+    func put(_ element: Element) { items.withLock { $0.append(element) } }
 
-    /// The next element, or throws after `seconds`.
+    /// The next element, or throws `TestTimeout` after `seconds`.
     func next(within seconds: Double = 10, _ what: String = "an event") async throws -> Element {
-        let stream = self.stream
-        return try await withThrowingTaskGroup(of: Element?.self) { group in
-            group.addTask {
-                var iterator = stream.makeAsyncIterator()
-                return await iterator.next()
-            }
-            group.addTask {
-                try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
-                return nil
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            guard let first else { throw TestTimeout(what: what) }
-            return first
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        while true {
+            let item = items.withLock { list -> Element? in list.isEmpty ? nil : list.removeFirst() }
+            if let item { return item }
+            guard DispatchTime.now().uptimeNanoseconds < deadline else { throw TestTimeout(what: what) }
+            try await Task.sleep(nanoseconds: 2_000_000)
         }
     }
 }
