@@ -1,8 +1,9 @@
 // Crypto: small helpers shared by the OpenSSL wrappers of this module (error stack, pointers).
 
 internal import COpenSSL
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// ERR_SYSTEM_FLAG from err.h (a cast expression, so Swift does not import it): marks errno-based entries.

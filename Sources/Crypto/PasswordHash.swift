@@ -31,7 +31,8 @@ public enum PasswordHash {
         /// Largest memory (128·r·N bytes) a verification may ask for: 256 MiB.
         public static let maximumMemory = 256 << 20
 
-        /// Largest work N·r·p a verification may ask for: 2^22, 16 times the standard parameters (seconds, not minutes).
+        /// Largest work N·r·p a verification may ask for: 2^22, 16 times the standard parameters
+        /// (seconds of CPU, not minutes).
         public static let maximumWork = 1 << 22
 
         /// Whether a stored string may ask for these parameters: 1 ≤ ln ≤ 20, 1 ≤ r ≤ 32, 1 ≤ p ≤ 16,

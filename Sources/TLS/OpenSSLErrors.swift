@@ -1,8 +1,9 @@
 // TLS: reading OpenSSL's error queue into one readable reason.
 
 internal import COpenSSL
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// ERR_SYSTEM_FLAG from err.h (a cast expression, so Swift does not import it): marks errno-based entries.

@@ -70,12 +70,14 @@ public final class TLSConnection {
         }
         guard let input = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
-            throw .configuration("OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
+            throw .configuration(
+                "OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
         }
         guard let output = BIO_new(BIO_s_mem()) else {
             BIO_free(input)
             SSL_free(ssl)
-            throw .configuration("OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
+            throw .configuration(
+                "OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
         }
         SSL_set_bio(ssl, input, output)
         self.ssl = ssl

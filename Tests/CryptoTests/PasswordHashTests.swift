@@ -1,7 +1,8 @@
 // CryptoTests: scrypt password hashes: format, verification, known answers and hostile encodings.
 
-@testable import Crypto
 import Testing
+
+@testable import Crypto
 
 @Suite struct PasswordHashTests {
     @Test func hashVerifiesAndHasTheDocumentedFormat() throws {

@@ -1,7 +1,8 @@
 // CryptoTests: constant-time compare, secure random bytes and Base64URL.
 
-@testable import Crypto
 import Testing
+
+@testable import Crypto
 
 @Suite struct ConstantTimeEqualTests {
     @Test func comparesContentAndLength() {

@@ -1,8 +1,9 @@
 // TLSTests: handshakes in memory: success, data both ways, close_notify, and every refusal.
 
-@testable import TLS
 import MailGateTesting
 import Testing
+
+@testable import TLS
 
 @Suite struct TLSHandshakeTests {
     @Test func handshakeCompletesWithTheTestCA() throws {
@@ -177,13 +178,17 @@ import Testing
 
     @Test func clientWithoutServerNameIsRefused() throws {
         let context = try TLSContext.client()
-        #expect(performing: { try TLSConnection(context: context, serverName: nil) },
+        #expect(
+            performing: { try TLSConnection(context: context, serverName: nil) },
             throws: { ($0 as? TLSError)?.isConfiguration == true })
-        #expect(performing: { try TLSConnection(context: context, serverName: "") },
+        #expect(
+            performing: { try TLSConnection(context: context, serverName: "") },
             throws: { ($0 as? TLSError)?.isConfiguration == true })
-        #expect(performing: { try TLSConnection(context: context, serverName: "bad host") },
+        #expect(
+            performing: { try TLSConnection(context: context, serverName: "bad host") },
             throws: { ($0 as? TLSError)?.isConfiguration == true })
-        #expect(performing: { try TLSConnection(context: context, serverName: "a\u{0}b") },
+        #expect(
+            performing: { try TLSConnection(context: context, serverName: "a\u{0}b") },
             throws: { ($0 as? TLSError)?.isConfiguration == true })
     }
 
@@ -262,8 +267,12 @@ import Testing
         let certificates = try TestCertificates.make()
         let missing = certificates.directory + "/no-such.pem"
         #expect(
-            performing: { try TLSContext.server(certificateChainFile: missing, privateKeyFile: certificates.leafKeyFile) },
-            throws: { ($0 as? TLSError)?.isConfiguration == true && ($0 as? TLSError)?.reason.contains(missing) == true })
+            performing: {
+                try TLSContext.server(certificateChainFile: missing, privateKeyFile: certificates.leafKeyFile)
+            },
+            throws: {
+                ($0 as? TLSError)?.isConfiguration == true && ($0 as? TLSError)?.reason.contains(missing) == true
+            })
     }
 
     @Test func keyThatDoesNotMatchTheCertificateIsRefused() throws {
@@ -294,6 +303,8 @@ import Testing
         let missing = certificates.directory + "/no-such-ca.pem"
         #expect(
             performing: { try TLSContext.client(caFile: missing) },
-            throws: { ($0 as? TLSError)?.isConfiguration == true && ($0 as? TLSError)?.reason.contains(missing) == true })
+            throws: {
+                ($0 as? TLSError)?.isConfiguration == true && ($0 as? TLSError)?.reason.contains(missing) == true
+            })
     }
 }

@@ -19,7 +19,8 @@ import Testing
     func garbageToAServerFailsTheHandshake(bytes: [UInt8]) throws {
         let (_, server) = try connectedPair()
         server.receiveFromNetwork(bytes)
-        #expect(performing: { _ = try server.handshake() }, throws: { ($0 as? TLSError).map(\.isHandshakeFailure) == true })
+        #expect(
+            performing: { _ = try server.handshake() }, throws: { ($0 as? TLSError).map(\.isHandshakeFailure) == true })
         // The failure sticks; more input does not revive the session.
         server.receiveFromNetwork(bytes)
         #expect(throws: TLSError.self) { try server.handshake() }
@@ -34,7 +35,8 @@ import Testing
         #expect(try client.handshake() == .needMoreInput)
         _ = client.takeNetworkOutput()
         client.receiveFromNetwork(bytes)
-        #expect(performing: { _ = try client.handshake() }, throws: { ($0 as? TLSError).map(\.isHandshakeFailure) == true })
+        #expect(
+            performing: { _ = try client.handshake() }, throws: { ($0 as? TLSError).map(\.isHandshakeFailure) == true })
     }
 
     @Test func tamperedRecordAfterHandshakeIsAProtocolError() throws {
