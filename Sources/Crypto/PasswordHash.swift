@@ -31,17 +31,22 @@ public enum PasswordHash {
         /// Largest memory (128·r·N bytes) a verification may ask for: 256 MiB.
         public static let maximumMemory = 256 << 20
 
+        /// Largest work N·r·p a verification may ask for: 2^22, 16 times the standard parameters
+        /// (seconds of CPU, not minutes).
+        public static let maximumWork = 1 << 22
+
         /// Whether a stored string may ask for these parameters: 1 ≤ ln ≤ 20, 1 ≤ r ≤ 32, 1 ≤ p ≤ 16,
-        /// memory within `maximumMemory` and total work (N·r·p) within 2^25 block mixes.
+        /// memory within `maximumMemory` and total work (N·r·p) within `maximumWork`.
         public var isWithinVerificationBounds: Bool {
             guard (1...20).contains(logN), (1...32).contains(blockSize), (1...16).contains(parallelism) else {
                 return false
             }
-            return memoryCount <= Self.maximumMemory && (1 << logN) * blockSize * parallelism <= 1 << 25
+            return 128 * blockSize * (1 << logN) <= Self.maximumMemory
+                && (1 << logN) * blockSize * parallelism <= Self.maximumWork
         }
 
-        /// Bytes scrypt's V array needs (128·r·N), plus the B array (128·r·p).
-        var memoryCount: Int { 128 * blockSize * (1 << logN) + 128 * blockSize * parallelism }
+        /// Bytes scrypt needs: the V array (128·r·(N+2)) plus the B array (128·r·p).
+        var memoryCount: Int { 128 * blockSize * ((1 << logN) + 2) + 128 * blockSize * parallelism }
     }
 
     /// Salt length in bytes for new hashes.

@@ -9,19 +9,23 @@ public struct TestCertificateSet: Sendable, Equatable {
     public var directory: String
     /// The throwaway CA to trust (`TLSContext.client(caFile:)`).
     public var caFile: String
-    /// Leaf for `localhost` and `127.0.0.1`.
+    /// Leaf for `localhost` and `127.0.0.1` (the chain file holds the leaf only; there is no intermediate).
     public var leafChainFile: String
+    /// Private key of `leafChainFile`.
     public var leafKeyFile: String
     /// Leaf for `wrong.example` only, for host name mismatch tests.
     public var wrongHostChainFile: String
+    /// Private key of `wrongHostChainFile`.
     public var wrongHostKeyFile: String
-    /// Leaf for `localhost` that expired on 2020-01-02.
+    /// Leaf for `localhost` and `127.0.0.1` that was valid only on 2020-01-01, for expiry tests.
     public var expiredChainFile: String
+    /// Private key of `expiredChainFile`.
     public var expiredKeyFile: String
 }
 
 /// Why the test certificates could not be made.
 public struct TestCertificateError: Error, CustomStringConvertible, Sendable {
+    /// What failed, with the script's own error output.
     public var description: String
 }
 
@@ -37,6 +41,7 @@ public enum TestCertificates {
             if let cached { return try cached.get() }
             let result = Result { () throws(TestCertificateError) -> TestCertificateSet in try runScript() }
             cached = result
+
             return try result.get()
         }
     }
@@ -52,13 +57,32 @@ public enum TestCertificates {
             .path
     }
 
+    /// Name prefix of the per-process directories: prefix, process id, "-", UUID.
+    private static let directoryPrefix = "mailgate-test-certs-"
+
+    /// Deletes directories left by earlier test processes that have ended (test runners do not reliably run
+    /// exit handlers). A directory whose process id is alive (/proc/PID exists) is left alone.
+    private static func removeDirectoriesOfEndedProcesses() {
+        let temporary = FileManager.default.temporaryDirectory.path
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporary) else { return }
+        for name in names where name.hasPrefix(directoryPrefix) {
+            let pid = name.dropFirst(directoryPrefix.count).prefix { $0 != "-" }
+            guard !pid.isEmpty, pid.allSatisfy(\.isNumber), !FileManager.default.fileExists(atPath: "/proc/\(pid)")
+            else { continue }
+            try? FileManager.default.removeItem(atPath: temporary + "/" + name)
+        }
+    }
+
     private static func runScript() throws(TestCertificateError) -> TestCertificateSet {
         let script = scriptPath
         guard FileManager.default.isReadableFile(atPath: script) else {
             throw TestCertificateError(description: "test certificate script not found at \(script)")
         }
+        removeDirectoriesOfEndedProcesses()
         let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("mailgate-test-certs-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString)")
+            .appendingPathComponent(
+                "\(directoryPrefix)\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString)"
+            )
             .path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -88,8 +112,10 @@ public enum TestCertificates {
             wrongHostKeyFile: file("wrong-host.key"),
             expiredChainFile: file("expired.pem"),
             expiredKeyFile: file("expired.key"))
-        for path in [set.caFile, set.leafChainFile, set.leafKeyFile, set.wrongHostChainFile, set.wrongHostKeyFile,
-            set.expiredChainFile, set.expiredKeyFile]
+        for path in [
+            set.caFile, set.leafChainFile, set.leafKeyFile, set.wrongHostChainFile, set.wrongHostKeyFile,
+            set.expiredChainFile, set.expiredKeyFile,
+        ]
         where !FileManager.default.fileExists(atPath: path) {
             throw TestCertificateError(description: "\(script) did not produce \(path)")
         }

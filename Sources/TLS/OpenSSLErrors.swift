@@ -2,6 +2,13 @@
 
 internal import COpenSSL
 
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
+/// ERR_SYSTEM_FLAG from err.h (a cast expression, so Swift does not import it): marks errno-based entries.
+private let systemErrorFlag: UInt = 0x8000_0000
+
 /// Reads and empties OpenSSL's thread-local error queue, giving one readable line.
 ///
 /// Each entry becomes "library: reason (extra data)"; at most `maximumEntries` are kept so a
@@ -16,7 +23,10 @@ func drainOpenSSLErrors(fallback: String, maximumEntries: Int = 6) -> String {
         guard parts.count < maximumEntries else { continue }
         var text = ""
         if let library = ERR_lib_error_string(code) { text += String(cString: library) + ": " }
-        if let reason = ERR_reason_error_string(code) {
+        if code & systemErrorFlag != 0 {
+            // A system error carries errno in its low bits and has no reason string of its own.
+            text += String(cString: strerror(Int32(truncatingIfNeeded: code & ~systemErrorFlag)))
+        } else if let reason = ERR_reason_error_string(code) {
             text += String(cString: reason)
         } else {
             text += "error \(code)"

@@ -70,12 +70,14 @@ public final class TLSConnection {
         }
         guard let input = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
-            throw .configuration("OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
+            throw .configuration(
+                "OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
         }
         guard let output = BIO_new(BIO_s_mem()) else {
             BIO_free(input)
             SSL_free(ssl)
-            throw .configuration("OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
+            throw .configuration(
+                "OpenSSL could not create a memory BIO: " + drainOpenSSLErrors(fallback: "out of memory"))
         }
         SSL_set_bio(ssl, input, output)
         self.ssl = ssl
@@ -322,14 +324,14 @@ public final class TLSConnection {
                 let reason = X509_verify_cert_error_string(verifyResult).map { String(cString: $0) }
                 return .failed(.certificateVerificationFailed(reason ?? "verify error \(verifyResult)"))
             }
-            if SSL_is_init_finished(ssl) == 1 {
+            if hasCompletedHandshake {
                 return .failed(.protocolError(stack))
             }
             return .failed(.handshakeFailed(stack))
         case SSL_ERROR_SYSCALL:
             // With memory BIOs there is no system call: this is an unexpected end of input.
             let stack = drainOpenSSLErrors(fallback: "the peer's data ended without close_notify")
-            if SSL_is_init_finished(ssl) == 1 {
+            if hasCompletedHandshake {
                 return .failed(.protocolError(stack))
             }
             return .failed(.handshakeFailed(stack))
@@ -337,6 +339,12 @@ public final class TLSConnection {
             let stack = drainOpenSSLErrors(fallback: "SSL_get_error returned \(code)")
             return .failed(.protocolError(stack))
         }
+    }
+
+    /// Whether the handshake finished, by our state or OpenSSL's (a read may complete it); after a fatal
+    /// error OpenSSL no longer reports it, so our state is asked first.
+    private var hasCompletedHandshake: Bool {
+        isHandshakeComplete || SSL_is_init_finished(ssl) == 1
     }
 
     /// Records a fatal error so every later call reports it, and returns it for throwing.

@@ -80,22 +80,42 @@ public final class TLSContext: @unchecked Sendable {
         }
         let context = TLSContext(pointer: pointer, isClient: isClient)
         guard mailgate_SSL_CTX_set_min_proto_version(pointer, TLS1_2_VERSION) == 1 else {
-            throw .configuration("OpenSSL refused TLS 1.2 as the minimum version: " + drainOpenSSLErrors(fallback: "no reason given"))
+            throw .configuration(
+                "OpenSSL refused TLS 1.2 as the minimum version: " + drainOpenSSLErrors(fallback: "no reason given"))
         }
         return context
     }
 
-    /// A client that speaks only TLS 1.0/1.1 (security level 0), trusting `caFile`.
+    /// Protocol versions a test peer may be limited to (keeps OpenSSL's constants out of the tests).
+    enum _TestingProtocolVersion {
+        case tls1_0, tls1_1, tls1_2, tls1_3
+
+        var openSSLValue: Int32 {
+            switch self {
+            case .tls1_0: TLS1_VERSION
+            case .tls1_1: TLS1_1_VERSION
+            case .tls1_2: TLS1_2_VERSION
+            case .tls1_3: TLS1_3_VERSION
+            }
+        }
+    }
+
+    /// A client restricted to the protocol versions `minimumVersion...maximumVersion` at OpenSSL security
+    /// level `securityLevel`, trusting `caFile`.
     ///
-    /// Exists only so tests can prove that MailGate's servers refuse outdated clients. Never use it elsewhere:
-    /// it accepts protocol versions with known weaknesses.
-    static func _outdatedClientForTesting(caFile: String) throws(TLSError) -> TLSContext {
+    /// Exists only so tests can build an outdated or TLS 1.2-only peer and prove how MailGate's servers treat
+    /// it. Never use it elsewhere: with level 0 it accepts protocol versions with known weaknesses.
+    static func _clientForTesting(
+        caFile: String, minimumVersion: _TestingProtocolVersion, maximumVersion: _TestingProtocolVersion,
+        securityLevel: Int32
+    ) throws(TLSError) -> TLSContext {
         let context = try client(caFile: caFile)
-        SSL_CTX_set_security_level(context.pointer, 0)
-        guard mailgate_SSL_CTX_set_min_proto_version(context.pointer, TLS1_VERSION) == 1,
-            mailgate_SSL_CTX_set_max_proto_version(context.pointer, TLS1_1_VERSION) == 1
+        SSL_CTX_set_security_level(context.pointer, securityLevel)
+        guard mailgate_SSL_CTX_set_min_proto_version(context.pointer, minimumVersion.openSSLValue) == 1,
+            mailgate_SSL_CTX_set_max_proto_version(context.pointer, maximumVersion.openSSLValue) == 1
         else {
-            throw .configuration("OpenSSL refused the outdated protocol range: " + drainOpenSSLErrors(fallback: "no reason given"))
+            throw .configuration(
+                "OpenSSL refused the protocol range: " + drainOpenSSLErrors(fallback: "no reason given"))
         }
         return context
     }
