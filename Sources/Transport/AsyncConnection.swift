@@ -270,9 +270,14 @@ public final class AsyncConnection: @unchecked Sendable {
         try await upgrade { [self] done in connection.startTLS(context: context, serverName: serverName, completion: done) }
     }
 
-    /// Upgrades to TLS as the server after sending the go-ahead. Unread plaintext is discarded (RFC 3207 §4).
-    public func startServerTLS(context: TLSContext) async throws(TransportError) {
-        try await upgrade { [self] done in connection.startServerTLS(context: context, completion: done) }
+    /// Sends the go-ahead reply (e.g. "220 2.0.0 Ready to start TLS\r\n") and switches to TLS as the server in
+    /// one step on the connection's queue, so the client's ClientHello can never land in the plaintext buffer.
+    /// Plaintext the client pipelined after its STARTTLS command is discarded (RFC 3207 §4).
+    public func startServerTLS(context: TLSContext, goAhead: [UInt8]) async throws(TransportError) {
+        try await upgrade { [self] done in
+            connection.write(goAhead)
+            connection.startServerTLS(context: context, completion: done)
+        }
     }
 
     private func upgrade(
