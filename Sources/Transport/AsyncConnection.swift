@@ -41,7 +41,8 @@ public final class AsyncConnection: @unchecked Sendable {
         self.connection = connection
         self.pauseThreshold = connection.limits.readChunk * 4
         self.framer = LineFramer(
-            mode: .raw, maximumBufferedCount: pauseThreshold + connection.limits.readChunk * 2 + Connection.maximumLineLength)
+            mode: .raw,
+            maximumBufferedCount: pauseThreshold + connection.limits.readChunk * 2 + Connection.maximumLineLength)
         if installOnQueue {
             install()
         } else {
@@ -87,7 +88,8 @@ public final class AsyncConnection: @unchecked Sendable {
         to target: HostPort, tls: TLSContext?, serverName: String?, timeout: Double, limits: Limits = .standard
     ) async throws(TransportError) -> AsyncConnection {
         let queue = DispatchQueue(label: "mailgate.async-connection", target: .global())
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<AsyncConnection, TransportError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<AsyncConnection, TransportError>, Never>) in
             Connection.connect(
                 to: target, on: queue, timeout: timeout, tls: tls, serverName: serverName, limits: limits
             ) { result in
@@ -267,7 +269,9 @@ public final class AsyncConnection: @unchecked Sendable {
 
     /// Upgrades to TLS as the client after the peer's go-ahead. Unread plaintext is discarded (RFC 3207 §4).
     public func startTLS(context: TLSContext, serverName: String?) async throws(TransportError) {
-        try await upgrade { [self] done in connection.startTLS(context: context, serverName: serverName, completion: done) }
+        try await upgrade { [self] done in
+            connection.startTLS(context: context, serverName: serverName, completion: done)
+        }
     }
 
     /// Sends the go-ahead reply (e.g. "220 2.0.0 Ready to start TLS\r\n") and switches to TLS as the server in

@@ -30,7 +30,8 @@ public final class AsyncListener: Sendable {
         self.pending = box
         self.listener = try Listener(address: address, tls: tls, limits: limits) { connection in
             let wrapped = AsyncConnection(connection, installOnQueue: true)
-            let waiter = box.state.withLock { state -> CheckedContinuation<Result<AsyncConnection, TransportError>, Never>?? in
+            let waiter = box.state.withLock {
+                state -> CheckedContinuation<Result<AsyncConnection, TransportError>, Never>?? in
                 if state.closed { return .some(nil) }
                 if !state.waiters.isEmpty { return state.waiters.removeFirst() }
                 guard state.ready.count < AsyncListener.backlogLimit else { return .some(nil) }

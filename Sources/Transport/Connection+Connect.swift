@@ -1,7 +1,7 @@
 // Transport: outbound connections: resolve, non-blocking connect with a deadline, optional TLS handshake.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 public import Dispatch
 public import MailCore

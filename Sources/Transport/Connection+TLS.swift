@@ -64,8 +64,8 @@ extension Connection {
 
     /// Upgrades to TLS as the server. Write the go-ahead reply to the client's STARTTLS/STLS and call this in
     /// the same turn of `queue` (typically inside the `.line` handler): the reply goes out first, in plaintext,
-    /// and no read can slip in between. Client plaintext pipelined after the STARTTLS command is DISCARDED, never read as
-    /// if it had come over TLS (RFC 3207 §4). Also used by implicit-TLS listeners right after accept.
+    /// and no read can slip in between. Client plaintext pipelined after the STARTTLS command is DISCARDED, never
+    /// read as if it had come over TLS (RFC 3207 §4). Also used by implicit-TLS listeners right after accept.
     public func startServerTLS(context: TLSContext, completion: ((TransportError?) -> Void)? = nil) {
         dispatchPrecondition(condition: .onQueue(queue))
         startTLSEngine(context: context, serverName: nil, completion: completion)

@@ -1,7 +1,7 @@
 // Transport: one non-blocking TCP connection driven by Dispatch sources on its session's serial queue.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 public import Dispatch
 public import MailCore

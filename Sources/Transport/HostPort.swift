@@ -27,7 +27,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
             else { return nil }
             hostPart = Array(bytes[1..<close])
             portPart = Array(bytes[(close + 2)...])
-            guard hostPart.contains(UInt8(ascii: ":")), IPAddress(parsing: String(decoding: hostPart, as: UTF8.self)) != nil
+            guard hostPart.contains(UInt8(ascii: ":")),
+                IPAddress(parsing: String(decoding: hostPart, as: UTF8.self)) != nil
             else { return nil }
         } else {
             guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")),
@@ -190,7 +191,8 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         if sawGap {
             guard groups.count < 8 else { return nil }
             let zeros = [Int](repeating: 0, count: 8 - groups.count)
-            groups = Array(groups[0..<(groups.count - tailGroups)]) + zeros + Array(groups[(groups.count - tailGroups)...])
+            groups =
+                Array(groups[0..<(groups.count - tailGroups)]) + zeros + Array(groups[(groups.count - tailGroups)...])
         } else if groups.count != 8 {
             return nil
         }

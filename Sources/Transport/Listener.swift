@@ -1,7 +1,7 @@
 // Transport: a listening socket that accepts without blocking and gives each connection its own serial queue.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Dispatch
 public import MailCore

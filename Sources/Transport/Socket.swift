@@ -1,7 +1,7 @@
 // Transport: the thin layer over Glibc sockets (non-blocking, close-on-exec, TCP_NODELAY, no SIGPIPE).
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Dispatch
 
@@ -167,7 +167,9 @@ enum Socket {
         var out: [SocketAddress] = []
         var cursor: UnsafeMutablePointer<addrinfo>? = first
         while let entry = cursor {
-            if let raw = entry.pointee.ai_addr, entry.pointee.ai_family == AF_INET || entry.pointee.ai_family == AF_INET6 {
+            if let raw = entry.pointee.ai_addr,
+                entry.pointee.ai_family == AF_INET || entry.pointee.ai_family == AF_INET6
+            {
                 var address = SocketAddress()
                 address.length = entry.pointee.ai_addrlen
                 withUnsafeMutableBytes(of: &address.storage) { dest in

@@ -13,7 +13,8 @@ import Testing
             if case .line(let line) = event, line == bytes("A {5}") { connection.readMode = .exactly(5) }
         })
         defer { server.listener.close() }
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         try await client.write(bytes("A {5}\r\nHELLOB next\r\nC {3}\r\n"))
         let (_, events) = try await server.accepted.next()
@@ -35,7 +36,8 @@ import Testing
     @Test func overlongLineIsReportedAndNotBuffered() async throws {
         let server = try RecordingServer(readMode: .lines(maximumLength: 64))
         defer { server.listener.close() }
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let (connection, events) = try await server.accepted.next()
         for _ in 0..<100 {
@@ -50,12 +52,15 @@ import Testing
     }
 
     @Test func idleTimeoutFiresAndCloses() async throws {
-        let server = try RecordingServer(idleTimeout: 0.3, reply: { connection, event in
-            if case .idleTimeout = event { connection.write(bytes("421 idle timeout\r\n")) }
-        })
+        let server = try RecordingServer(
+            idleTimeout: 0.3,
+            reply: { connection, event in
+                if case .idleTimeout = event { connection.write(bytes("421 idle timeout\r\n")) }
+            })
         defer { server.listener.close() }
         let started = DispatchTime.now()
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let (_, events) = try await server.accepted.next()
         #expect(try await events.next(within: 5) == .idleTimeout)
@@ -143,7 +148,8 @@ import Testing
         defer { listener.close() }
         var clients: [AsyncConnection] = []
         for _ in 0..<200 {
-            clients.append(try await AsyncConnection.connect(to: listener.boundAddress, tls: nil, serverName: nil, timeout: 5))
+            clients.append(
+                try await AsyncConnection.connect(to: listener.boundAddress, tls: nil, serverName: nil, timeout: 5))
         }
         var accepted = 0
         while accepted < 200 { accepted = try await count.next() }
@@ -157,7 +163,8 @@ import Testing
     @Test func writesAfterCloseAreDroppedAndClosedIsDeliveredOnce() async throws {
         let server = try RecordingServer()
         defer { server.listener.close() }
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         let (connection, events) = try await server.accepted.next()
         await onQueue(connection) { connection in
             connection.close()
@@ -179,7 +186,7 @@ import Testing
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite(.timeLimit(.minutes(1))) struct ConnectionFlowTests {
@@ -188,7 +195,8 @@ import Glibc
             if case .line(let line) = event, line == bytes("A") { connection.pauseReading() }
         })
         defer { server.listener.close() }
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let (connection, events) = try await server.accepted.next()
         try await client.write(bytes("A\r\nB\r\nC\r\n"))
@@ -203,7 +211,8 @@ import Glibc
     @Test func addressesAreReportedForBothEnds() async throws {
         let server = try RecordingServer()
         defer { server.listener.close() }
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let (connection, _) = try await server.accepted.next()
         let (local, remote, ip) = await onQueue(connection) { ($0.localAddress, $0.remoteAddress, $0.remoteIPAddress) }

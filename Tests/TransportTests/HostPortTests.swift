@@ -23,7 +23,9 @@ import Transport
         #expect(IPAddress(parsing: "::1")?.description == "::1")
         #expect(IPAddress(parsing: "2001:db8:0:0:1:0:0:1")?.description == "2001:db8::1:0:0:1")
         #expect(IPAddress(parsing: "::ffff:10.0.0.1")?.unmapped == IPAddress(parsing: "10.0.0.1"))
-        for bad in ["256.1.1.1", "1.2.3", "01.2.3.4", "1:2:3:4:5:6:7:8:9", ":::", "1::2::3", "g::1", "1.2.3.4.5", "host"] {
+        for bad in [
+            "256.1.1.1", "1.2.3", "01.2.3.4", "1:2:3:4:5:6:7:8:9", ":::", "1::2::3", "g::1", "1.2.3.4.5", "host",
+        ] {
             #expect(IPAddress(parsing: bad) == nil, "\(bad)")
         }
     }

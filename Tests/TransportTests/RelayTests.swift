@@ -28,7 +28,8 @@ import Testing
         defer { upstream.close() }
         let front = try RelayFront(upstream: upstream.boundAddress)
         defer { front.listener.close() }
-        let client = try await AsyncConnection.connect(to: front.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: front.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         #expect(try await client.readLine(maximumLength: 100) == bytes("220 upstream ready"))
         var generator = PayloadGenerator(seed: 7)
@@ -55,7 +56,8 @@ import Testing
         defer { upstream.close() }
         let front = try RelayFront(upstream: upstream.boundAddress)
         defer { front.listener.close() }
-        let client = try await AsyncConnection.connect(to: front.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: front.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let server = try await upstream.accept()
         try await client.write(bytes("request"))
@@ -77,7 +79,8 @@ import Testing
         defer { upstream.close() }
         let front = try RelayFront(upstream: upstream.boundAddress)
         defer { front.listener.close() }
-        let client = try await AsyncConnection.connect(to: front.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: front.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let stalled = try await upstream.accept()  // never reads
         defer { stalled.close() }

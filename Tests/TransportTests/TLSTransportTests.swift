@@ -173,7 +173,8 @@ import Testing
             connection.startServerTLS(context: serverContext) { upgraded.put($0) }
         })
         defer { server.listener.close() }
-        let client = try await AsyncConnection.connect(to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        let client = try await AsyncConnection.connect(
+            to: server.listener.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { client.close() }
         let (connection, events) = try await server.accepted.next()
         try await client.write(bytes("STARTTLS\r\nRSET\r\nMAIL FROM:<injected@example.com>\r\n"))

@@ -48,8 +48,10 @@ final class RecordingServer: Sendable {
     let listener: Listener
     let accepted = Inbox<(Connection, Inbox<ConnectionEvent>)>()
 
-    init(readMode: ReadMode = .lines(maximumLength: 1_024), idleTimeout: Double? = nil,
-         reply: (@Sendable (Connection, ConnectionEvent) -> Void)? = nil) throws {
+    init(
+        readMode: ReadMode = .lines(maximumLength: 1_024), idleTimeout: Double? = nil,
+        reply: (@Sendable (Connection, ConnectionEvent) -> Void)? = nil
+    ) throws {
         let accepted = self.accepted
         listener = try Listener(address: loopback(), tls: nil) { connection in
             let events = Inbox<ConnectionEvent>()
