@@ -365,6 +365,11 @@ public final class Connection: @unchecked Sendable {
         lastActivity = .now()
         switch security {
         case .plain:
+            if framer.mode == .raw && framer.bufferedCount == 0 && mayDeliver {
+                onEvent?(.raw(chunk))  // raw fast path (relays): no copy through the framer
+                updateReadSource()
+                return
+            }
             do {
                 try framer.append(chunk)
             } catch {
