@@ -622,10 +622,17 @@ public final class Connection: @unchecked Sendable {
         }
         idleTimer = nil
         timer.cancel()
+        let reason = TransportError.timedOut("waiting for the peer (idle for \(timeout) seconds)")
+        if lifecycle == .closing {
+            // Already saying goodbye and the peer does not even take that: give up.
+            fail(reason)
+            return
+        }
         onEvent?(.idleTimeout)
         guard lifecycle != .closed else { return }
-        closeReason = .timedOut("waiting for the peer (idle for \(timeout) seconds)")
+        closeReason = reason
         closeAfterFlushing()
+        if lifecycle != .closed { setIdleTimeout(seconds: timeout) }  // bounds the goodbye flush as well
     }
 
     /// Arms a one-shot deadline (connect or handshake timeout) that fails the connection with `.timedOut(what)`.
