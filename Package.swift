@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "TLSTests", dependencies: ["TLS", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TLS", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strict),
-        .testTarget(name: "SMTPTests", dependencies: ["SMTP"], swiftSettings: strict),
+        .testTarget(name: "SMTPTests", dependencies: ["SMTP", "SASL"], swiftSettings: strict),
         .testTarget(name: "IMAPTests", dependencies: ["IMAP"], swiftSettings: strict),
         .testTarget(name: "OAuthTests", dependencies: ["OAuth", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
