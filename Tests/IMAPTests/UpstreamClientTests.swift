@@ -68,6 +68,13 @@ import Testing
         #expect(client.state == .notAuthenticated)
     }
 
+    @Test func authenticateThroughSendTreatsAChallengeAsAnError() throws {
+        var client = try Self.greeted()
+        let (tag, actions) = try client.send(.authenticate(mechanism: "XOAUTH2", initialResponse: Self.token))
+        #expect(Self.sent(actions).hasPrefix("\(tag) AUTHENTICATE XOAUTH2 dXNl"))
+        #expect(client.receive(try Self.response("+ e30=\r\n")) == [.authenticationErrorDetails("{}"), .send(Array("\r\n".utf8))])
+    }
+
     @Test func authenticateWithoutSASLIRWaitsForTheFirstChallenge() throws {
         var client = try Self.greeted(capabilityLine: "* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n")
         let (tag, actions) = try client.authenticate(mechanism: "XOAUTH2", response: Self.token)

@@ -111,7 +111,9 @@ public struct IMAPUpstreamClient: Sendable {
     /// Starts `command`; the returned actions write it (up to the first synchronizing literal).
     public mutating func send(_ command: IMAPCommand) throws(IMAPError) -> (tag: String, actions: [Action]) {
         try checkAllowed(command)
-        return start(command, authentication: nil)
+        var authentication: AuthenticationProgress? = nil
+        if case .authenticate(_, _?) = command { authentication = .responseSent }
+        return start(command, authentication: authentication)
     }
 
     /// Starts `AUTHENTICATE mechanism` with the raw SASL `response`: on the command line when the server offers

@@ -59,6 +59,10 @@ enum ResponseFixtures {
             .untagged(.list(MailboxInfo(attributes: [.hasNoChildren], path: MailboxPath(name: MailboxName(bytes("Gesendete Elemente")), pathSeparator: 0x2F))))
         ),
         (
+            "* LIST (\\HasNoChildren) \"/\" INBOX (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n",
+            .untagged(.list(MailboxInfo(attributes: [.hasNoChildren], path: MailboxPath(name: .inbox, pathSeparator: 0x2F))))
+        ),
+        (
             "* LIST (\\Noselect) NIL \"\"\r\n",
             .untagged(.list(MailboxInfo(attributes: [.noSelect], path: MailboxPath(name: MailboxName([]), pathSeparator: nil))))
         ),
