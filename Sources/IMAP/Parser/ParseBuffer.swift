@@ -1,5 +1,7 @@
 // IMAP: the cursor over response bytes that every grammar parser reads from.
 
+import MailCore
+
 /// Why a parser stopped: the input ended early (read more and try again) or it is wrong.
 enum ParserError: Error {
     /// More bytes are needed; never escapes the parser's public entry points (they return nil).
@@ -63,12 +65,8 @@ struct ParseBuffer {
 
     /// The error for "expected `production` here", quoting a little of what was found.
     func failure(_ production: String) -> ParserError {
-        let found = bytes[index..<min(bytes.count, index + 20)]
-        return .failed(.malformed(production: production, offset: index, found: sanitizeFound(found)))
-    }
-
-    private func sanitizeFound(_ bytes: ArraySlice<UInt8>) -> String {
-        String(decoding: bytes.map { $0 >= 0x20 && $0 < 0x7F ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+        let found = sanitizeForLog(bytes[index..<min(bytes.count, index + 20)], maximumLength: 20)
+        return .failed(.malformed(production: production, offset: index, found: found))
     }
 
     mutating func expect(_ byte: UInt8, _ production: String) throws(ParserError) {

@@ -1,5 +1,7 @@
 // IMAP: cutting the server's byte stream into complete responses, literals included, within bounds.
 
+import MailCore
+
 /// Collects bytes from the server and hands out one complete response at a time: every line up to its CRLF,
 /// and for a line ending in `{n}` the n octets after it and the lines that follow, until a line ends without a
 /// literal (RFC 3501 §4.3). Octets are counted, never scanned, so a literal may hold anything.
@@ -126,12 +128,8 @@ public struct IMAPResponseDecoder: Sendable {
             throw .malformed(production: "response", offset: frame.count, found: "end of response")
         }
         guard consumed == frame.count else {
-            throw .malformed(production: "CRLF", offset: consumed, found: sanitizeFoundText(frame[consumed...]))
+            throw .malformed(production: "CRLF", offset: consumed, found: sanitizeForLog(frame[consumed...].prefix(20), maximumLength: 20))
         }
         return response
-    }
-
-    private func sanitizeFoundText(_ bytes: ArraySlice<UInt8>) -> String {
-        String(decoding: bytes.prefix(20).map { $0 >= 0x20 && $0 < 0x7F ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
     }
 }
