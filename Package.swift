@@ -70,6 +70,7 @@ let package = Package(
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strict),
         .testTarget(name: "SMTPTests", dependencies: ["SMTP", "SASL"], swiftSettings: strict),
         .testTarget(name: "IMAPTests", dependencies: ["IMAP"], swiftSettings: strict),
+        .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "OAuthTests", dependencies: ["OAuth", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
