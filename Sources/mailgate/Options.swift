@@ -8,12 +8,16 @@ import Synchronization
 
 /// `--config` and `--state-dir`, taken by every command.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: ArgumentHelp(
-        "Configuration file (default: $MAILGATE_CONFIG, else conf/mailgate.toml).", valueName: "FILE"))
+    @Option(
+        name: .customLong("config"),
+        help: ArgumentHelp(
+            "Configuration file (default: $MAILGATE_CONFIG, else conf/mailgate.toml).", valueName: "FILE"))
     var configPath: String?
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp(
-        "State directory (default: the configuration's state_dir).", valueName: "DIR"))
+    @Option(
+        name: .customLong("state-dir"),
+        help: ArgumentHelp(
+            "State directory (default: the configuration's state_dir).", valueName: "DIR"))
     var stateDirectory: String?
 
     /// The configuration file to read.
@@ -27,7 +31,9 @@ struct GlobalOptions: ParsableArguments {
 
     /// Loads and validates the configuration, bootstraps logging at its level, and says where the state lives.
     /// Warnings go to stderr when `printWarnings` is set.
-    func load(printWarnings: Bool = false) throws(ConfigError) -> (configuration: MailGateConfiguration, stateDirectory: String) {
+    func load(printWarnings: Bool = false) throws(ConfigError) -> (
+        configuration: MailGateConfiguration, stateDirectory: String
+    ) {
         let configuration = try ConfigurationLoader.load(path: resolvedConfigPath)
         if printWarnings {
             for warning in configuration.warnings {
@@ -37,14 +43,17 @@ struct GlobalOptions: ParsableArguments {
         Logs.bootstrap(level: configuration.logLevel)
         var state = configuration.stateDirectory
         if let stateDirectory {
-            state = stateDirectory.hasPrefix("/")
+            state =
+                stateDirectory.hasPrefix("/")
                 ? stateDirectory : FileManager.default.currentDirectoryPath + "/" + stateDirectory
         }
         return (configuration, state)
     }
 
     /// Loads the configuration and opens the state database.
-    func openStore() throws -> (configuration: MailGateConfiguration, stateDirectory: String, database: MailGateDatabase) {
+    func openStore() throws -> (
+        configuration: MailGateConfiguration, stateDirectory: String, database: MailGateDatabase
+    ) {
         let (configuration, state) = try load()
         let database = try MailGateDatabase(stateDirectory: state)
         return (configuration, state, database)

@@ -102,7 +102,8 @@ struct CLITests {
         let sandbox = try Sandbox()
         let run = try sandbox.run(["config", "check"])
         #expect(run.status == 0)
-        #expect(run.stdout.hasPrefix("OK: \(sandbox.config): 1 server, 1 oauth provider, listeners smtp 127.0.0.1:1587"))
+        #expect(
+            run.stdout.hasPrefix("OK: \(sandbox.config): 1 server, 1 oauth provider, listeners smtp 127.0.0.1:1587"))
         #expect(run.stderr.contains("placeholder"))
         #expect(run.stderr.contains("oauth.m365.client_id"))
     }
@@ -152,13 +153,15 @@ struct CLITests {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: state + "/" + file))
             #expect(bytes.range(of: Data("s3cret pass".utf8)) == nil, "\(file) holds the password")
         }
-        let password = try sandbox.run(["account", "password", "alice@contoso.com", "--password-stdin"], stdin: "new\n")
+        let password = try sandbox.run(
+            ["account", "password", "alice@contoso.com", "--password-stdin"], stdin: "new\n")
         #expect(password.status == 0)
         let remove = try sandbox.run(["account", "remove", "alice@contoso.com"])
         #expect(remove.status == 0)
         let empty = try sandbox.run(["account", "list", "--json"])
-        #expect(empty.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]"
-            || empty.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(
+            empty.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]"
+                || empty.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
         let missing = try sandbox.run(["account", "remove", "alice@contoso.com"])
         #expect(missing.status == 1)
     }
@@ -178,7 +181,8 @@ struct CLITests {
     func stateDirOverride() throws {
         let sandbox = try Sandbox()
         let state = sandbox.directory + "/elsewhere"
-        let add = try sandbox.run(["account", "add", "bob@contoso.com", "--password-stdin", "--state-dir", state], stdin: "pw\n")
+        let add = try sandbox.run(
+            ["account", "add", "bob@contoso.com", "--password-stdin", "--state-dir", state], stdin: "pw\n")
         #expect(add.status == 0)
         #expect(FileManager.default.fileExists(atPath: state + "/mailgate.sqlite"))
         let list = try sandbox.run(["account", "list", "--json"])

@@ -47,22 +47,26 @@ struct AccountAdd: ParsableCommand {
         let password = passwordStdin ? try PasswordInput.fromStandardInput() : try PasswordInput.prompt(for: email)
         let hash = try PasswordHash.hash(password)
         try database.addAccount(
-            Account(email: email, serverName: serverName, isShared: shared, delegateEmail: delegate, passwordHash: hash))
-        print("Added \(email.lowercased()) (server \(serverName)). Next: mailgate account connect \(email.lowercased())")
+            Account(email: email, serverName: serverName, isShared: shared, delegateEmail: delegate, passwordHash: hash)
+        )
+        print(
+            "Added \(email.lowercased()) (server \(serverName)). Next: mailgate account connect \(email.lowercased())")
     }
 
     static func chooseServer(_ requested: String?, in configuration: MailGateConfiguration) throws -> String {
         let names = configuration.servers.keys.sorted()
         if let requested {
             guard configuration.servers[requested] != nil else {
-                throw CommandFailure.usage("there is no [server.\(requested)] in \(configuration.sourceFile); "
-                    + "choose one of: \(names.joined(separator: ", ")).")
+                throw CommandFailure.usage(
+                    "there is no [server.\(requested)] in \(configuration.sourceFile); "
+                        + "choose one of: \(names.joined(separator: ", ")).")
             }
             return requested
         }
         guard names.count == 1, let only = names.first else {
-            throw CommandFailure.usage("the configuration has several servers (\(names.joined(separator: ", "))); "
-                + "pass --server NAME.")
+            throw CommandFailure.usage(
+                "the configuration has several servers (\(names.joined(separator: ", "))); "
+                    + "pass --server NAME.")
         }
         return only
     }

@@ -56,7 +56,8 @@ struct AccountList: ParsableCommand {
                 line += "  connected, access token expires \(item.accessExpiresAt ?? "?")"
                 if let refreshed = item.lastRefreshAt { line += ", last refresh \(refreshed)" }
             case "needsReconnect":
-                line += "  NEEDS RECONNECT (\(item.lastError ?? "no reason recorded")): mailgate account connect "
+                line +=
+                    "  NEEDS RECONNECT (\(item.lastError ?? "no reason recorded")): mailgate account connect "
                     + item.email
             default:
                 line += "  not connected: mailgate account connect \(item.email)"

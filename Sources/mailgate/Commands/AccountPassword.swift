@@ -18,7 +18,9 @@ struct AccountPassword: ParsableCommand {
 
     func run() throws {
         let (_, _, database) = try global.openStore()
-        guard try database.account(email: email) != nil else { throw StoreError.accountNotFound(email: email.lowercased()) }
+        guard try database.account(email: email) != nil else {
+            throw StoreError.accountNotFound(email: email.lowercased())
+        }
         let password = passwordStdin ? try PasswordInput.fromStandardInput() : try PasswordInput.prompt(for: email)
         try database.setPassword(email: email, hash: try PasswordHash.hash(password))
         print("Changed the local password of \(email.lowercased()).")

@@ -14,11 +14,14 @@ struct JournalVerify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("Report only this account's entries (the whole chain is still checked).",
-        valueName: "EMAIL"))
+    @Option(
+        help: ArgumentHelp(
+            "Report only this account's entries (the whole chain is still checked).",
+            valueName: "EMAIL"))
     var account: String?
 
-    @Flag(name: .customLong("against-server"),
+    @Flag(
+        name: .customLong("against-server"),
         help: "Also check by Message-ID that every journaled message is still in the Sent folder.")
     var againstServer = false
 
@@ -29,27 +32,32 @@ struct JournalVerify: ParsableCommand {
         let (_, state, database) = try global.openStore()
         let entries = try database.journalEntries()
         let result = JournalVerifier.verify(entries: entries, archiveDirectory: Self.archiveDirectory(state))
-        let mine = account.map { wanted in Set(entries.filter { $0.accountEmail == wanted.lowercased() }.map(\.sequence)) }
+        let mine = account.map { wanted in
+            Set(entries.filter { $0.accountEmail == wanted.lowercased() }.map(\.sequence))
+        }
         let unknown = result.unknownFate.filter { mine?.contains($0) ?? true }
         let pending = result.pending.filter { mine?.contains($0) ?? true }
         switch result.outcome {
         case .broken(let sequence, let reason):
             throw CommandFailure.failed("journal BROKEN at entry \(sequence): \(reason).")
         case .ok(let count):
-            let shown = mine.map { "\($0.count) entries of \(account!.lowercased()) (\(count) in the chain)" }
+            let shown =
+                mine.map { "\($0.count) entries of \(account!.lowercased()) (\(count) in the chain)" }
                 ?? "\(count) entries"
             var line = "OK: \(shown)"
             if let head = try database.journalHead() { line += "; head \(head.sequence) \(head.hash)" }
             print(line)
             for sequence in unknown {
-                print("entry \(sequence): fate unknown (MailGate stopped before the server answered); check the Sent "
-                    + "folder and the recipients.")
+                print(
+                    "entry \(sequence): fate unknown (MailGate stopped before the server answered); check the Sent "
+                        + "folder and the recipients.")
             }
             for sequence in pending { print("entry \(sequence): still pending (a send in progress).") }
         }
         if againstServer {
-            throw CommandFailure.failed("journal verify --against-server: checking the Sent folder is not wired into "
-                + "this build yet; the local chain above was checked.")
+            throw CommandFailure.failed(
+                "journal verify --against-server: checking the Sent folder is not wired into "
+                    + "this build yet; the local chain above was checked.")
         }
     }
 }

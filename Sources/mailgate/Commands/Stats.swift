@@ -44,7 +44,9 @@ struct Stats: ParsableCommand {
         let totals = try database.counters(since: start, account: account)
         let report = Report(
             since: UTCTimestamp.format(start),
-            totals: totals.map { Total(name: $0.name, account: $0.accountEmail, listener: $0.listener, value: $0.value) })
+            totals: totals.map {
+                Total(name: $0.name, account: $0.accountEmail, listener: $0.listener, value: $0.value)
+            })
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
