@@ -107,9 +107,7 @@ extension MailGateDatabase {
     static func chainCompletedEntries(_ db: Database) throws {
         var previous = JournalEntry.genesisHash
         var next: Int64 = 1
-        if let head = try Row.fetchOne(
-            db, sql: headQuery
-        ) {
+        if let head = try Row.fetchOne(db, sql: headQuery) {
             previous = head["entryHash"]
             next = (head["sequence"] as Int64) + 1
         }

@@ -17,14 +17,10 @@ struct DurationParserTests {
     @Test(
         "malformed and hostile durations",
         arguments: [
-            "", "m", "15", "15 m", " 15m", "-1m", "1.5h", "1w", "15M",
+            "", "m", "15 m", " 15m", "-1m", "1.5h", "1w", "15M",
             "1h30", "367d", "9999999999999999999999", String(repeating: "1s", count: 40), "１m", "5m\n",
         ])
     func invalid(text: String) {
-        if text == "15" {
-            #expect(DurationParser.seconds(text) == 15)
-            return
-        }
         #expect(DurationParser.seconds(text) == nil)
     }
 
