@@ -842,4 +842,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main() or 0)
+    try:
+        sys.exit(main() or 0)
+    except KeyboardInterrupt:
+        log("interrupted; the proxies and the stand-in this run started have been stopped")
+        sys.exit(130)
