@@ -82,6 +82,7 @@ public struct DeviceCodeFlow: Sendable {
     public func poll(_ authorization: DeviceAuthorization, sleep: @Sendable (Double) async -> Void)
         async throws(OAuthError) -> TokenResponse
     {
+        let grant = [("grant_type", Self.grantType), ("device_code", authorization.deviceCode.revealed)]
         let deadline = now().addingTimeInterval(TimeInterval(authorization.expiresIn))
         var interval = max(authorization.interval, 1)
         // Besides the clock, a count bound: even a clock that never moves cannot make this loop forever.
@@ -93,9 +94,7 @@ public struct DeviceCodeFlow: Sendable {
             if now() >= deadline { throw .deviceCodeExpired }
             let response: HTTPResponse
             do {
-                response = try await client.postToken([
-                    ("grant_type", Self.grantType), ("device_code", authorization.deviceCode.revealed),
-                ])
+                response = try await client.postToken(grant)
             } catch {
                 failures += 1
                 if error.isTemporary && failures < maximumConsecutiveFailures { continue }
@@ -109,7 +108,7 @@ public struct DeviceCodeFlow: Sendable {
                 if (response.status >= 500 || response.status == 429) && failures < maximumConsecutiveFailures {
                     continue
                 }
-                throw TokenResponseParser.error(for: response)
+                throw client.scrubbed(TokenResponseParser.error(for: response), grant: grant)
             }
             failures = 0
             switch body.error {
@@ -124,7 +123,7 @@ public struct DeviceCodeFlow: Sendable {
             case "bad_verification_code":
                 throw .badVerificationCode
             default:
-                throw TokenResponseParser.error(for: response)
+                throw client.scrubbed(TokenResponseParser.error(for: response), grant: grant)
             }
         }
         throw .deviceCodeExpired

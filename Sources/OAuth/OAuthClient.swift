@@ -52,8 +52,22 @@ public struct OAuthClient: Sendable {
     /// POSTs a grant to the token endpoint with `client_id` (and `client_secret` for confidential clients).
     func requestToken(_ grant: [(String, String)]) async throws(OAuthError) -> TokenResponse {
         let response = try await postToken(grant)
-        guard (200..<300).contains(response.status) else { throw TokenResponseParser.error(for: response) }
+        guard (200..<300).contains(response.status) else {
+            throw scrubbed(TokenResponseParser.error(for: response), grant: grant)
+        }
         return try TokenResponseParser.parseSuccess(response.body)
+    }
+
+    /// Removes any secret we sent from remote error text, in case a server ever echoes the request back.
+    func scrubbed(_ error: OAuthError, grant: [(String, String)]) -> OAuthError {
+        guard case .tokenEndpoint(let name, var description, let codes, let status) = error else { return error }
+        let secretKeys: Set<String> = ["code", "refresh_token", "code_verifier", "device_code", "client_secret"]
+        var secrets = grant.filter { secretKeys.contains($0.0) }.map(\.1)
+        if let secret = settings.clientSecret { secrets.append(secret.revealed) }
+        for secret in secrets where secret.count >= 4 {
+            description = description.replacing(secret, with: "<redacted>")
+        }
+        return .tokenEndpoint(error: name, description: description, codes: codes, status: status)
     }
 
     /// The raw token-endpoint exchange, shared with the device flow (which must look at error codes itself).
