@@ -1,1 +1,0 @@
-// Crypto: module placeholder replaced by its implementation.

@@ -1,1 +1,0 @@
-// IMAP: module placeholder replaced by its implementation.

@@ -1,1 +1,0 @@
-// POP3: module placeholder replaced by its implementation.

@@ -1,1 +1,0 @@
-// SASL: module placeholder replaced by its implementation.

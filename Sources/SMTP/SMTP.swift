@@ -1,1 +1,0 @@
-// SMTP: module placeholder replaced by its implementation.

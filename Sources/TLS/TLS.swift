@@ -1,1 +1,0 @@
-// TLS: module placeholder replaced by its implementation.

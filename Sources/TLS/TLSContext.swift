@@ -1,0 +1,122 @@
+// TLS: the shared, immutable configuration (SSL_CTX) for one side: upstream client or listener server.
+
+internal import COpenSSL
+
+/// One SSL_CTX: trust roots and verification for clients, certificate and key for servers; TLS 1.2 minimum.
+///
+/// `@unchecked Sendable` because the SSL_CTX is fully configured in the factory methods and never mutated
+/// afterwards; OpenSSL 3 documents SSL_new on a shared, unchanging SSL_CTX as safe from any thread (the
+/// context's reference count and certificate store lookups are internally locked).
+public final class TLSContext: @unchecked Sendable {
+    /// The SSL_CTX; freed in `deinit` (each SSL made from it holds its own reference).
+    let pointer: OpaquePointer
+    /// Whether connections made from this context are clients (verify the peer, send SNI).
+    let isClient: Bool
+
+    private init(pointer: OpaquePointer, isClient: Bool) {
+        self.pointer = pointer
+        self.isClient = isClient
+    }
+
+    deinit {
+        SSL_CTX_free(pointer)
+    }
+
+    /// A client context for upstream connections: verifies the peer chain against the system trust store
+    /// (SSL_CTX_set_default_verify_paths) plus `caFile` if given, and refuses anything below TLS 1.2.
+    /// Verification cannot be turned off; the host name is set per connection.
+    ///
+    /// - Throws: `TLSError.configuration` naming `caFile` if it cannot be loaded.
+    public static func client(caFile: String? = nil) throws(TLSError) -> TLSContext {
+        let context = try make(method: TLS_client_method(), isClient: true)
+        SSL_CTX_set_verify(context.pointer, SSL_VERIFY_PEER, nil)
+        ERR_clear_error()
+        guard SSL_CTX_set_default_verify_paths(context.pointer) == 1 else {
+            throw .configuration(
+                "the system trust store could not be loaded: " + drainOpenSSLErrors(fallback: "no reason given"))
+        }
+        if let caFile {
+            ERR_clear_error()
+            guard SSL_CTX_load_verify_locations(context.pointer, caFile, nil) == 1 else {
+                throw .configuration(
+                    "the CA file \(caFile) could not be loaded: " + drainOpenSSLErrors(fallback: "no reason given"))
+            }
+        }
+        return context
+    }
+
+    /// A server context for listeners, from PEM files: `certificateChainFile` holds the leaf certificate
+    /// first, then any intermediates; `privateKeyFile` holds the leaf's unencrypted key. TLS 1.2 minimum.
+    ///
+    /// - Throws: `TLSError.configuration` naming the file that is missing, unreadable or does not match.
+    public static func server(certificateChainFile: String, privateKeyFile: String) throws(TLSError) -> TLSContext {
+        let context = try make(method: TLS_server_method(), isClient: false)
+        ERR_clear_error()
+        guard SSL_CTX_use_certificate_chain_file(context.pointer, certificateChainFile) == 1 else {
+            throw .configuration(
+                "the certificate chain file \(certificateChainFile) could not be loaded: "
+                    + drainOpenSSLErrors(fallback: "no reason given"))
+        }
+        ERR_clear_error()
+        guard SSL_CTX_use_PrivateKey_file(context.pointer, privateKeyFile, SSL_FILETYPE_PEM) == 1 else {
+            throw .configuration(
+                "the private key file \(privateKeyFile) could not be loaded: "
+                    + drainOpenSSLErrors(fallback: "no reason given"))
+        }
+        ERR_clear_error()
+        guard SSL_CTX_check_private_key(context.pointer) == 1 else {
+            throw .configuration(
+                "the private key file \(privateKeyFile) does not match the certificate in \(certificateChainFile): "
+                    + drainOpenSSLErrors(fallback: "no reason given"))
+        }
+        return context
+    }
+
+    /// The common part: a new SSL_CTX with TLS 1.2 as the lowest version.
+    private static func make(method: OpaquePointer?, isClient: Bool) throws(TLSError) -> TLSContext {
+        ERR_clear_error()
+        guard let pointer = SSL_CTX_new(method) else {
+            throw .configuration("OpenSSL could not create a context: " + drainOpenSSLErrors(fallback: "out of memory"))
+        }
+        let context = TLSContext(pointer: pointer, isClient: isClient)
+        guard mailgate_SSL_CTX_set_min_proto_version(pointer, TLS1_2_VERSION) == 1 else {
+            throw .configuration(
+                "OpenSSL refused TLS 1.2 as the minimum version: " + drainOpenSSLErrors(fallback: "no reason given"))
+        }
+        return context
+    }
+
+    /// Protocol versions a test peer may be limited to (keeps OpenSSL's constants out of the tests).
+    enum _TestingProtocolVersion {
+        case tls1_0, tls1_1, tls1_2, tls1_3
+
+        var openSSLValue: Int32 {
+            switch self {
+            case .tls1_0: TLS1_VERSION
+            case .tls1_1: TLS1_1_VERSION
+            case .tls1_2: TLS1_2_VERSION
+            case .tls1_3: TLS1_3_VERSION
+            }
+        }
+    }
+
+    /// A client restricted to the protocol versions `minimumVersion...maximumVersion` at OpenSSL security
+    /// level `securityLevel`, trusting `caFile`.
+    ///
+    /// Exists only so tests can build an outdated or TLS 1.2-only peer and prove how MailGate's servers treat
+    /// it. Never use it elsewhere: with level 0 it accepts protocol versions with known weaknesses.
+    static func _clientForTesting(
+        caFile: String, minimumVersion: _TestingProtocolVersion, maximumVersion: _TestingProtocolVersion,
+        securityLevel: Int32
+    ) throws(TLSError) -> TLSContext {
+        let context = try client(caFile: caFile)
+        SSL_CTX_set_security_level(context.pointer, securityLevel)
+        guard mailgate_SSL_CTX_set_min_proto_version(context.pointer, minimumVersion.openSSLValue) == 1,
+            mailgate_SSL_CTX_set_max_proto_version(context.pointer, maximumVersion.openSSLValue) == 1
+        else {
+            throw .configuration(
+                "OpenSSL refused the protocol range: " + drainOpenSSLErrors(fallback: "no reason given"))
+        }
+        return context
+    }
+}
