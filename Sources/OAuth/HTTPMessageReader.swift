@@ -154,7 +154,7 @@ struct HTTPMessageReader {
         var body: [UInt8] = []
         while true {
             var sizeBudget = 1_024
-            guard let sizeLine = try await readLine(budget: &sizeBudget, what: "chunk size line") else {
+            guard let sizeLine = try await readLine(budget: &sizeBudget, what: nil) else {
                 throw .invalidResponse(reason: "the connection closed inside a chunked body")
             }
             let sizeDigits = sizeLine.prefix { $0 != UInt8(ascii: ";") }.filter {
@@ -173,8 +173,8 @@ struct HTTPMessageReader {
                 throw .responseTooLarge(what: "response body", limit: limits.bodyBytes)
             }
             body += try await readExactly(size)
-            var crlfBudget = 2
-            guard let end = try await readLine(budget: &crlfBudget, what: "chunk end"), end.isEmpty else {
+            var crlfBudget = 2  // CRLF, or a bare LF
+            guard let end = try await readLine(budget: &crlfBudget, what: nil), end.isEmpty else {
                 throw .invalidResponse(reason: "chunk data not followed by CRLF")
             }
         }
@@ -250,12 +250,14 @@ struct HTTPMessageReader {
     }
 
     /// One line without its CRLF (or bare LF); nil at a clean end of stream; charged against `budget`.
-    private mutating func readLine(budget: inout Int, what: String) async throws(OAuthError) -> [UInt8]? {
+    ///
+    /// Header lines past the budget are `.responseTooLarge`; framing lines (`what` nil) are `.invalidResponse`.
+    private mutating func readLine(budget: inout Int, what: String?) async throws(OAuthError) -> [UInt8]? {
         var searchFrom = start
         while true {
             if let newline = buffer[searchFrom...].firstIndex(of: 0x0A) {
                 let consumed = newline + 1 - start
-                if consumed > budget { throw .responseTooLarge(what: what, limit: limits.headerBytes) }
+                if consumed > budget { throw overLimit(what) }
                 budget -= consumed
                 var line = Array(buffer[start..<newline])
                 if line.last == 0x0D { line.removeLast() }
@@ -263,13 +265,18 @@ struct HTTPMessageReader {
                 compact()
                 return line
             }
-            if buffer.count - start > budget { throw .responseTooLarge(what: what, limit: limits.headerBytes) }
+            if buffer.count - start > budget { throw overLimit(what) }
             searchFrom = buffer.count
             if try await !fill() {
                 if buffer.count == start { return nil }
                 throw .invalidResponse(reason: "the connection closed in the middle of a line")
             }
         }
+    }
+
+    private func overLimit(_ what: String?) -> OAuthError {
+        guard let what else { return .invalidResponse(reason: "malformed chunked framing") }
+        return .responseTooLarge(what: what, limit: limits.headerBytes)
     }
 
     private mutating func readExactly(_ count: Int) async throws(OAuthError) -> [UInt8] {
