@@ -10,7 +10,9 @@ public enum AuthorizationRequest {
     public static func url(
         settings: OAuthProviderSettings, redirectURI: String, pkce: PKCEPair, state: String, loginHint: String? = nil
     ) -> String {
-        "\(settings.authorizeURL)?\(FormEncoding.encode(parameters(settings: settings, redirectURI: redirectURI, pkce: pkce, state: state, loginHint: loginHint)))"
+        let pairs = parameters(
+            settings: settings, redirectURI: redirectURI, pkce: pkce, state: state, loginHint: loginHint)
+        return "\(settings.authorizeURL)?\(FormEncoding.encode(pairs))"
     }
 
     /// The query parameters of `url(…)`, in order, before encoding.

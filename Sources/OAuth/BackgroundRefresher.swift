@@ -1,6 +1,7 @@
 // OAuth: refreshes tokens ahead of need and keeps idle accounts' refresh tokens alive.
 public import Foundation
 public import Logging
+import MailCore
 
 /// When the background refresher acts.
 public struct BackgroundRefreshPolicy: Sendable, Equatable {
@@ -106,7 +107,9 @@ public actor BackgroundRefresher {
                 decision = RefreshDecision.decide(
                     token: snapshot.token, lastUsed: snapshot.lastUsed, now: now(), policy: policy)
             } catch {
-                logger.error("could not read the token state", metadata: ["account": "\(account)", "error": "\(error)"])
+                logger.error(
+                    "could not read the token state",
+                    metadata: ["account": "\(sanitizeForLog(account))", "error": "\(error)"])
                 outcome[account] = (.nothing, error)
                 continue
             }
@@ -121,7 +124,8 @@ public actor BackgroundRefresher {
                         warnOnce(account)
                     } else {
                         logger.warning(
-                            "background token refresh failed", metadata: ["account": "\(account)", "error": "\(error)"])
+                            "background token refresh failed",
+                            metadata: ["account": "\(sanitizeForLog(account))", "error": "\(error)"])
                     }
                 }
             case .needsReconnect:
@@ -149,6 +153,7 @@ public actor BackgroundRefresher {
     private func warnOnce(_ account: String) {
         guard warned.insert(account).inserted else { return }
         logger.warning(
-            "\(OAuthError.needsReconnect(account: account).description)", metadata: ["account": "\(account)"])
+            "\(OAuthError.needsReconnect(account: account).description)",
+            metadata: ["account": "\(sanitizeForLog(account))"])
     }
 }

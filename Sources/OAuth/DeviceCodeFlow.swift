@@ -1,6 +1,6 @@
 // OAuth: the device authorization grant (RFC 8628) for `account connect --device`.
-public import MailCore
 public import Foundation
+public import MailCore
 
 /// What the user needs to finish a device sign-in, from `…/oauth2/v2.0/devicecode`.
 public struct DeviceAuthorization: Sendable, Equatable {
@@ -60,7 +60,9 @@ public struct DeviceCodeFlow: Sendable {
         guard let deviceCode = json["device_code"]?.string, !deviceCode.isEmpty,
             let userCode = json["user_code"]?.string, !userCode.isEmpty,
             let verification = (json["verification_uri"] ?? json["verification_url"])?.string, !verification.isEmpty
-        else { throw .invalidResponse(reason: "the device code response lacks device_code, user_code or verification_uri") }
+        else {
+            throw .invalidResponse(reason: "the device code response lacks device_code, user_code or verification_uri")
+        }
         guard let expiresIn = json["expires_in"]?.integer, expiresIn > 0 else {
             throw .invalidResponse(reason: "the device code response has no positive expires_in")
         }

@@ -165,7 +165,9 @@ struct HTTPMessageReader {
             }
             var size = 0
             for byte in sizeDigits {
-                guard let digit = FormEncoding.hexValue(byte) else { throw .invalidResponse(reason: "malformed chunk size") }
+                guard let digit = FormEncoding.hexValue(byte) else {
+                    throw .invalidResponse(reason: "malformed chunk size")
+                }
                 size = size << 4 | Int(digit)
             }
             if size == 0 { break }
@@ -281,7 +283,9 @@ struct HTTPMessageReader {
 
     private mutating func readExactly(_ count: Int) async throws(OAuthError) -> [UInt8] {
         while buffer.count - start < count {
-            if try await !fill() { throw .invalidResponse(reason: "the connection closed before the body was complete") }
+            if try await !fill() {
+                throw .invalidResponse(reason: "the connection closed before the body was complete")
+            }
         }
         let bytes = Array(buffer[start..<(start + count)])
         start += count

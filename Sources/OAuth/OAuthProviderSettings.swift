@@ -63,7 +63,7 @@ public struct OAuthProviderSettings: Sendable {
         self.caFile = caFile
     }
 
-    /// Microsoft 365 ("use default settings"): the delegated IMAP/POP/SMTP scopes, or `.default` for client credentials.
+    /// Microsoft 365 ("use default settings"): delegated IMAP/POP/SMTP scopes, or `.default` for client credentials.
     ///
     /// `scopes` overrides the defaults when given (the `scopes = [...]` configuration key).
     public static func microsoft365(
@@ -104,10 +104,12 @@ public struct OAuthProviderSettings: Sendable {
         if clientID.isEmpty {
             throw .invalidSettings(reason: "client_id is empty; set it to your Entra ID app registration's id")
         }
-        let tenantAllowed = !tenant.isEmpty && tenant.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_")
-        }
+        let tenantAllowed =
+            !tenant.isEmpty
+            && tenant.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_")
+            }
         if !tenantAllowed {
             throw .invalidSettings(reason: "tenant must be organizations, common, consumers, a tenant id or a domain")
         }

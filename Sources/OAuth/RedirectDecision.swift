@@ -45,7 +45,8 @@ struct RedirectDecision: Sendable {
         let error = value("error")
         guard code != nil || error != nil else {
             return RedirectDecision(
-                status: "400 Bad Request", message: "MailGate: this is not a sign-in response; keep the sign-in tab open.")
+                status: "400 Bad Request",
+                message: "MailGate: this is not a sign-in response; keep the sign-in tab open.")
         }
         guard let state = value("state"), stateMatches(state, expectedState) else {
             return RedirectDecision(
@@ -66,7 +67,8 @@ struct RedirectDecision: Sendable {
                 outcome: .failure(.authorizationDenied(error: "invalid_request", description: "empty code")))
         }
         return RedirectDecision(
-            status: "200 OK", message: success, outcome: .success(AuthorizationRedirect(code: Redacted(code), state: state)))
+            status: "200 OK", message: success,
+            outcome: .success(AuthorizationRedirect(code: Redacted(code), state: state)))
     }
 
     /// Compares without an early exit, so timing says nothing about how much of the state matched.

@@ -1,6 +1,6 @@
 // OAuth: reading the token endpoint's JSON, success (RFC 6749 §5.1) and error (§5.2, with Microsoft's extras).
-public import MailCore
 public import Foundation
+public import MailCore
 
 /// A successful token response.
 public struct TokenResponse: Sendable, Equatable {

@@ -1,7 +1,7 @@
 // OAuth: hands out access tokens per account, refreshing them once for all callers and persisting rotation.
-public import MailCore
 public import Foundation
 public import Logging
+public import MailCore
 
 /// How eagerly tokens are refreshed and how failures are retried.
 public struct RefreshPolicy: Sendable, Equatable {
@@ -231,11 +231,12 @@ public actor TokenService {
         while true {
             do {
                 return try await operation()
-            } catch where error.isTemporary {
+            } catch  where error.isTemporary {
                 guard attempt < policy.retryDelays.count else {
                     throw .temporarilyUnavailable(attempts: attempt + 1, lastReason: Self.shortReason(error))
                 }
-                logger.notice("token endpoint unavailable, retrying", metadata: ["reason": "\(Self.shortReason(error))"])
+                logger.notice(
+                    "token endpoint unavailable, retrying", metadata: ["reason": "\(Self.shortReason(error))"])
                 await sleep(policy.retryDelays[attempt])
                 attempt += 1
             }

@@ -1,6 +1,6 @@
 // OAuth: what the token service persists per account, and the protocol the Store module implements for it.
-public import MailCore
 public import Foundation
+public import MailCore
 
 /// The tokens of one account (keyed by the mailbox address, also for a shared mailbox reached with a delegate).
 public struct StoredToken: Sendable, Equatable {

@@ -1,7 +1,8 @@
 // OAuthTests: the browser URL, form encoding, endpoint URLs and provider settings.
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("Authorization request and settings")
 struct AuthorizationRequestTests {
@@ -23,10 +24,11 @@ struct AuthorizationRequestTests {
                 + "&code_challenge_method=S256&login_hint=shared%20mailbox%2Bx%40contoso.com")
         // Round trip through the decoder: every parameter once, values intact, nothing secret (no verifier).
         let pairs = try FormEncoding.decode(query)
-        #expect(pairs.map(\.0) == [
-            "client_id", "response_type", "redirect_uri", "response_mode", "scope", "state", "code_challenge",
-            "code_challenge_method", "login_hint",
-        ])
+        #expect(
+            pairs.map(\.0) == [
+                "client_id", "response_type", "redirect_uri", "response_mode", "scope", "state", "code_challenge",
+                "code_challenge_method", "login_hint",
+            ])
         #expect(pairs.first { $0.0 == "login_hint" }?.1 == "shared mailbox+x@contoso.com")
         #expect(pairs.first { $0.0 == "state" }?.1 == "st/ate+1")
         #expect(!query.contains("code_verifier"))
@@ -63,10 +65,11 @@ struct AuthorizationRequestTests {
         let settings = OAuthProviderSettings.microsoft365(clientID: "id")
         #expect(settings.authority == "https://login.microsoftonline.com")
         #expect(settings.tenant == "organizations")
-        #expect(settings.scopes == [
-            "https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/POP.AccessAsUser.All",
-            "https://outlook.office.com/SMTP.Send", "offline_access",
-        ])
+        #expect(
+            settings.scopes == [
+                "https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/POP.AccessAsUser.All",
+                "https://outlook.office.com/SMTP.Send", "offline_access",
+            ])
         #expect(settings.tokenURL == "https://login.microsoftonline.com/organizations/oauth2/v2.0/token")
         #expect(settings.authorizeURL == "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize")
         #expect(settings.deviceCodeURL == "https://login.microsoftonline.com/organizations/oauth2/v2.0/devicecode")
@@ -101,7 +104,8 @@ struct AuthorizationRequestTests {
 
     @Test("endpoint URLs: https only, loopback http only when allowed, no user info or fragments")
     func endpointURL() throws {
-        let url = try EndpointURL(parsing: "https://login.microsoftonline.com/t/oauth2/v2.0/token", allowInsecureLoopback: false)
+        let url = try EndpointURL(
+            parsing: "https://login.microsoftonline.com/t/oauth2/v2.0/token", allowInsecureLoopback: false)
         #expect(url.host == "login.microsoftonline.com")
         #expect(url.port == 443)
         #expect(url.target == "/t/oauth2/v2.0/token")

@@ -1,8 +1,9 @@
 // OAuthTests: the background refresher's scheduling rule and its passes.
 import Foundation
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("Background refresher")
 struct BackgroundRefresherTests {
@@ -14,7 +15,8 @@ struct BackgroundRefresherTests {
         let fresh = StoredToken.fake(expiresIn: 3_000, from: now, issuedAt: now.addingTimeInterval(-600))
         let expiring = StoredToken.fake(expiresIn: 500, from: now, issuedAt: now.addingTimeInterval(-3_000))
         let old = StoredToken.fake(expiresIn: -86_400, from: now, issuedAt: now.addingTimeInterval(-7 * 86_400))
-        let almostOld = StoredToken.fake(expiresIn: -86_400, from: now, issuedAt: now.addingTimeInterval(-7 * 86_400 + 1))
+        let almostOld = StoredToken.fake(
+            expiresIn: -86_400, from: now, issuedAt: now.addingTimeInterval(-7 * 86_400 + 1))
         var reconnect = fresh
         reconnect.needsReconnect = true
         let appOnlyOld = StoredToken.fake(refresh: nil, expiresIn: -86_400 * 30, from: now, issuedAt: nil)

@@ -1,17 +1,20 @@
 // OAuthTests: the device authorization grant's start and polling rules (RFC 8628).
 import Foundation
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("Device code flow")
 struct DeviceCodeFlowTests {
-    static let startBody = #"{"user_code":"ABCD-EFGH","device_code":"\#(FakeSecrets.deviceCode)","verification_uri":"https://microsoft.com/devicelogin","expires_in":"900","interval":5,"message":"To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-EFGH to authenticate."}"#
+    static let startBody =
+        #"{"user_code":"ABCD-EFGH","device_code":"\#(FakeSecrets.deviceCode)","verification_uri":"https://microsoft.com/devicelogin","expires_in":"900","interval":5,"message":"To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-EFGH to authenticate."}"#
 
     func authorization(expiresIn: Int = 900, interval: Int = 5) -> DeviceAuthorization {
         DeviceAuthorization(
             deviceCode: Redacted(FakeSecrets.deviceCode), userCode: "ABCD-EFGH",
-            verificationURI: "https://microsoft.com/devicelogin", expiresIn: expiresIn, interval: interval, message: "m")
+            verificationURI: "https://microsoft.com/devicelogin", expiresIn: expiresIn, interval: interval, message: "m"
+        )
     }
 
     @Test("start reads Microsoft's device code response and posts client_id and scope")
@@ -32,12 +35,15 @@ struct DeviceCodeFlowTests {
 
     @Test("start refuses incomplete responses and reports endpoint errors")
     func startErrors() async {
-        for body in [#"{"user_code":"A","verification_uri":"u","expires_in":900}"#, #"{"device_code":"d","user_code":"A","verification_uri":"u"}"#, "[]"] {
+        for body in [
+            #"{"user_code":"A","verification_uri":"u","expires_in":900}"#,
+            #"{"device_code":"d","user_code":"A","verification_uri":"u"}"#, "[]",
+        ] {
             let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.json(200, body)])
             let flow = DeviceCodeFlow(client: OAuthClient(settings: .testDelegated, endpoint: endpoint))
             await #expect(throws: OAuthError.self) { try await flow.start() }
         }
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.oauthError(400, "unauthorized_client", codes: [7000218])])
+        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.oauthError(400, "unauthorized_client", codes: [7_000_218])])
         let flow = DeviceCodeFlow(client: OAuthClient(settings: .testDelegated, endpoint: endpoint))
         await #expect(throws: OAuthError.self) { try await flow.start() }
     }
@@ -53,7 +59,8 @@ struct DeviceCodeFlowTests {
         ])
         let clock = TestClock()
         let sleeper = SleepRecorder(advancing: clock)
-        let flow = DeviceCodeFlow(client: OAuthClient(settings: .testDelegated, endpoint: endpoint), now: clock.function)
+        let flow = DeviceCodeFlow(
+            client: OAuthClient(settings: .testDelegated, endpoint: endpoint), now: clock.function)
         let token = try await flow.poll(authorization(), sleep: sleeper.function)
         #expect(token.accessToken.revealed == FakeSecrets.access1)
         #expect(sleeper.sleeps == [5, 5, 10, 10, 15])
@@ -83,7 +90,8 @@ struct DeviceCodeFlowTests {
         let endpoint = FakeTokenEndpoint([], repeating: FakeTokenEndpoint.oauthError(400, "authorization_pending"))
         let clock = TestClock()
         let sleeper = SleepRecorder(advancing: clock)
-        let flow = DeviceCodeFlow(client: OAuthClient(settings: .testDelegated, endpoint: endpoint), now: clock.function)
+        let flow = DeviceCodeFlow(
+            client: OAuthClient(settings: .testDelegated, endpoint: endpoint), now: clock.function)
         await #expect(throws: OAuthError.deviceCodeExpired) {
             try await flow.poll(authorization(expiresIn: 60, interval: 5), sleep: sleeper.function)
         }
@@ -95,7 +103,8 @@ struct DeviceCodeFlowTests {
     func boundedByCount() async {
         let endpoint = FakeTokenEndpoint([], repeating: FakeTokenEndpoint.oauthError(400, "authorization_pending"))
         let clock = TestClock()
-        let flow = DeviceCodeFlow(client: OAuthClient(settings: .testDelegated, endpoint: endpoint), now: clock.function)
+        let flow = DeviceCodeFlow(
+            client: OAuthClient(settings: .testDelegated, endpoint: endpoint), now: clock.function)
         await #expect(throws: OAuthError.deviceCodeExpired) {
             try await flow.poll(authorization(expiresIn: 60, interval: 5), sleep: SleepRecorder().function)
         }

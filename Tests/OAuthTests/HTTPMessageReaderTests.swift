@@ -1,7 +1,8 @@
 // OAuthTests: the bounded HTTP/1.1 reader, fed from memory (whole, and one byte at a time).
 import Synchronization
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 /// Serves a byte array in chunks of a fixed size, then end of stream.
 final class ChunkSource: Sendable {
@@ -59,7 +60,8 @@ struct HTTPMessageReaderTests {
 
     @Test("no length: the body runs to end of stream; 1xx interim responses are skipped; bare LF tolerated")
     func readToEOF() async throws {
-        let response = try await read("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 503 Service Unavailable\nServer: x\n\nbusy", chunkSize: 2)
+        let response = try await read(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 503 Service Unavailable\nServer: x\n\nbusy", chunkSize: 2)
         #expect(response.status == 503)
         #expect(response.body == Array("busy".utf8))
     }
@@ -120,7 +122,8 @@ struct HTTPMessageReaderTests {
         await #expect(throws: OAuthError.responseTooLarge(what: "response body", limit: 65_536)) {
             try await read(eofBody, chunkSize: 8_192)
         }
-        let chunks = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let chunks =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             + String(repeating: "8000\r\n" + String(repeating: "c", count: 0x8000) + "\r\n", count: 3) + "0\r\n\r\n"
         await #expect(throws: OAuthError.responseTooLarge(what: "response body", limit: 65_536)) {
             try await read(chunks, chunkSize: 8_192)
@@ -132,7 +135,9 @@ struct HTTPMessageReaderTests {
     @Test("request heads: method, path, query; malformed request lines refused")
     func requestHead() async throws {
         let source = ChunkSource("GET /?code=abc&state=xyz HTTP/1.1\r\nHost: localhost:5000\r\n\r\n", chunkSize: 3)
-        var reader = HTTPMessageReader(limits: .redirectRequest) { () async throws(OAuthError) -> [UInt8]? in source.next() }
+        var reader = HTTPMessageReader(limits: .redirectRequest) { () async throws(OAuthError) -> [UInt8]? in
+            source.next()
+        }
         let head = try #require(try await reader.readRequestHead())
         #expect(head.method == "GET")
         #expect(head.path == "/")
@@ -143,7 +148,9 @@ struct HTTPMessageReaderTests {
             "GET /\(String(repeating: "a", count: 9_000)) HTTP/1.1\r\n\r\n",
         ] {
             let source = ChunkSource(bad)
-            var reader = HTTPMessageReader(limits: .redirectRequest) { () async throws(OAuthError) -> [UInt8]? in source.next() }
+            var reader = HTTPMessageReader(limits: .redirectRequest) { () async throws(OAuthError) -> [UInt8]? in
+                source.next()
+            }
             await #expect(throws: OAuthError.self, "\(bad.prefix(40))") { try await reader.readRequestHead() }
         }
     }

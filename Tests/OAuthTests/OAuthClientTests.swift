@@ -1,13 +1,16 @@
 // OAuthTests: the forms each grant sends, and how the client reads what comes back.
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("OAuth client grants")
 struct OAuthClientTests {
     @Test("code exchange sends the code, verifier and redirect URI; a public client sends no secret")
     func exchangeCode() async throws {
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.token(access: FakeSecrets.access1, refresh: FakeSecrets.refresh1)])
+        let endpoint = FakeTokenEndpoint([
+            FakeTokenEndpoint.token(access: FakeSecrets.access1, refresh: FakeSecrets.refresh1)
+        ])
         let client = OAuthClient(settings: .testDelegated, endpoint: endpoint)
         let response = try await client.exchangeCode(
             code: Redacted(FakeSecrets.code), verifier: "verifier-123", redirectURI: "http://localhost:4000/")
@@ -26,7 +29,9 @@ struct OAuthClientTests {
     func confidentialRefresh() async throws {
         var settings = OAuthProviderSettings.testDelegated
         settings.clientSecret = Redacted(FakeSecrets.secret)
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)])
+        let endpoint = FakeTokenEndpoint([
+            FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)
+        ])
         let client = OAuthClient(settings: settings, endpoint: endpoint)
         _ = try await client.refresh(refreshToken: Redacted(FakeSecrets.refresh1))
         let request = try #require(await endpoint.requests.first)
@@ -43,7 +48,8 @@ struct OAuthClientTests {
         await #expect(throws: OAuthError.self) {
             try await client.exchangeCode(code: Redacted("c"), verifier: "v", redirectURI: "http://localhost/")
         }
-        let unusable = OAuthClient(settings: .microsoft365(clientID: "id", flow: .clientCredentials), endpoint: endpoint)
+        let unusable = OAuthClient(
+            settings: .microsoft365(clientID: "id", flow: .clientCredentials), endpoint: endpoint)
         await #expect(throws: OAuthError.self) { try await unusable.clientCredentials() }
         #expect(await endpoint.requestCount == 1)
     }

@@ -1,8 +1,9 @@
 // OAuthTests: error sentences are present for every case and never carry a secret.
 import Foundation
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("OAuth errors")
 struct OAuthErrorTests {
@@ -37,10 +38,16 @@ struct OAuthErrorTests {
         let account = "alice@contoso.com"
         let scripts: [[FakeTokenEndpoint.Reply]] = [
             [FakeTokenEndpoint.oauthError(400, "invalid_grant", codes: [70008])],
-            [FakeTokenEndpoint.oauthError(401, "invalid_client", codes: [7000215])],
-            [FakeTokenEndpoint.oauthError(400, "invalid_request", description: "echo \(FakeSecrets.refresh1) and \(FakeSecrets.secret)")],
+            [FakeTokenEndpoint.oauthError(401, "invalid_client", codes: [7_000_215])],
+            [
+                FakeTokenEndpoint.oauthError(
+                    400, "invalid_request", description: "echo \(FakeSecrets.refresh1) and \(FakeSecrets.secret)")
+            ],
             [FakeTokenEndpoint.json(200, #"{"access_token":"\#(FakeSecrets.access2)","token_type":"mac"}"#)],
-            [FakeTokenEndpoint.json(200, #"{"access_token":"\#(FakeSecrets.access2)","expires_in":"\#(FakeSecrets.refresh2)"}"#)],
+            [
+                FakeTokenEndpoint.json(
+                    200, #"{"access_token":"\#(FakeSecrets.access2)","expires_in":"\#(FakeSecrets.refresh2)"}"#)
+            ],
             [FakeTokenEndpoint.json(200, #"{"access_token":"\#(FakeSecrets.access2)","refresh_token":[1]}"#)],
             Array(repeating: FakeTokenEndpoint.oauthError(503, "temporarily_unavailable"), count: 4),
         ]
@@ -61,11 +68,15 @@ struct OAuthErrorTests {
                 errors.append(error)
             }
         }
-        let client = OAuthClient(settings: .testDelegated, endpoint: FakeTokenEndpoint([
-            FakeTokenEndpoint.oauthError(400, "invalid_grant", description: "AADSTS54005: code \(FakeSecrets.code) already redeemed"),
-        ]))
+        let client = OAuthClient(
+            settings: .testDelegated,
+            endpoint: FakeTokenEndpoint([
+                FakeTokenEndpoint.oauthError(
+                    400, "invalid_grant", description: "AADSTS54005: code \(FakeSecrets.code) already redeemed")
+            ]))
         do throws(OAuthError) {
-            _ = try await client.exchangeCode(code: Redacted(FakeSecrets.code), verifier: "v", redirectURI: "http://localhost/")
+            _ = try await client.exchangeCode(
+                code: Redacted(FakeSecrets.code), verifier: "v", redirectURI: "http://localhost/")
         } catch {
             errors.append(error)
         }

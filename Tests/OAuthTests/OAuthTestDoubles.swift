@@ -1,8 +1,9 @@
 // OAuthTests: fakes for the token endpoint, the token store, the clock and sleep.
 import Foundation
 import MailCore
-@testable import OAuth
 import Synchronization
+
+@testable import OAuth
 
 /// A fake access/refresh token made of strings that must never appear in an error or a log.
 enum FakeSecrets {

@@ -1,7 +1,8 @@
 // OAuthTests: PKCE (RFC 7636) and the state value.
 import Crypto
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("PKCE and state")
 struct PKCETests {

@@ -1,12 +1,14 @@
 // OAuthTests: what the loopback listener makes of each request it receives.
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("Redirect decisions")
 struct RedirectDecisionTests {
     func decide(_ target: String, method: String = "GET", state: String = "S-123") -> RedirectDecision {
-        RedirectDecision.decide(head: HTTPRequestHead(method: method, target: target, headers: []), expectedState: state)
+        RedirectDecision.decide(
+            head: HTTPRequestHead(method: method, target: target, headers: []), expectedState: state)
     }
 
     @Test("a code with the right state ends the wait with the code")
@@ -29,8 +31,12 @@ struct RedirectDecisionTests {
 
     @Test("an error redirect becomes authorizationDenied with Microsoft's description")
     func errorRedirect() {
-        let decision = decide("/?error=access_denied&error_description=AADSTS65004%3A+User+declined+to+consent.&state=S-123")
-        #expect(throws: OAuthError.authorizationDenied(error: "access_denied", description: "AADSTS65004: User declined to consent.")) {
+        let decision = decide(
+            "/?error=access_denied&error_description=AADSTS65004%3A+User+declined+to+consent.&state=S-123")
+        #expect(
+            throws: OAuthError.authorizationDenied(
+                error: "access_denied", description: "AADSTS65004: User declined to consent.")
+        ) {
             try decision.outcome?.get()
         }
         #expect(decision.message.contains("User declined to consent"))

@@ -1,7 +1,8 @@
 // OAuthTests: token and error JSON from the token endpoint, well-formed and hostile.
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("Token response parsing")
 struct TokenResponseParserTests {
@@ -9,12 +10,14 @@ struct TokenResponseParserTests {
 
     @Test("a Microsoft success body with expires_in as a number")
     func success() throws {
-        let body = #"{"token_type":"Bearer","scope":"https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send","expires_in":4242,"ext_expires_in":4242,"access_token":"AT-1","refresh_token":"RT-1","id_token":"x"}"#
+        let body =
+            #"{"token_type":"Bearer","scope":"https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send","expires_in":4242,"ext_expires_in":4242,"access_token":"AT-1","refresh_token":"RT-1","id_token":"x"}"#
         let response = try TokenResponseParser.parseSuccess(bytes(body))
         #expect(response.accessToken.revealed == "AT-1")
         #expect(response.refreshToken?.revealed == "RT-1")
         #expect(response.expiresIn == 4242)
-        #expect(response.scope == "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send")
+        #expect(
+            response.scope == "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send")
         #expect(response.tokenType == "Bearer")
     }
 
@@ -52,7 +55,8 @@ struct TokenResponseParserTests {
 
     @Test("a Microsoft error body yields error, description and AADSTS codes")
     func errorBody() throws {
-        let body = #"{"error":"invalid_grant","error_description":"AADSTS70008: The provided authorization code or refresh token has expired due to inactivity. Trace ID: 0000","error_codes":[70008],"timestamp":"2026-01-01 10:00:00Z","trace_id":"0000","correlation_id":"1111","error_uri":"https://login.microsoftonline.com/error?code=70008"}"#
+        let body =
+            #"{"error":"invalid_grant","error_description":"AADSTS70008: The provided authorization code or refresh token has expired due to inactivity. Trace ID: 0000","error_codes":[70008],"timestamp":"2026-01-01 10:00:00Z","trace_id":"0000","correlation_id":"1111","error_uri":"https://login.microsoftonline.com/error?code=70008"}"#
         let parsed = try #require(TokenResponseParser.parseError(bytes(body)))
         #expect(parsed.error == "invalid_grant")
         #expect(parsed.errorCodes == [70008])
@@ -70,8 +74,9 @@ struct TokenResponseParserTests {
     @Test("error codes given as strings are read; non-numbers are skipped")
     func errorCodesMixed() throws {
         let parsed = try #require(
-            TokenResponseParser.parseError(bytes(#"{"error":"invalid_client","error_codes":["7000215",true,"x",50173]}"#)))
-        #expect(parsed.errorCodes == [7000215, 50173])
+            TokenResponseParser.parseError(
+                bytes(#"{"error":"invalid_client","error_codes":["7000215",true,"x",50173]}"#)))
+        #expect(parsed.errorCodes == [7_000_215, 50173])
         #expect(parsed.errorDescription == "")
     }
 

@@ -1,15 +1,17 @@
 // OAuthTests: the token service's caching, single-flight, rotation, reconnect and retry rules.
 import Foundation
 import MailCore
-@testable import OAuth
 import Testing
+
+@testable import OAuth
 
 @Suite("TokenService")
 struct TokenServiceTests {
     let account = "alice@contoso.com"
 
     func makeService(
-        endpoint: FakeTokenEndpoint, store: InMemoryTokenStore, clock: TestClock, sleeper: SleepRecorder = SleepRecorder(),
+        endpoint: FakeTokenEndpoint, store: InMemoryTokenStore, clock: TestClock,
+        sleeper: SleepRecorder = SleepRecorder(),
         settings: OAuthProviderSettings = .testDelegated
     ) -> TokenService {
         TokenService(
@@ -37,7 +39,9 @@ struct TokenServiceTests {
     func refreshWithinMargin() async throws {
         let clock = TestClock()
         let store = InMemoryTokenStore([account: .fake(expiresIn: 299, from: clock.now)])
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)])
+        let endpoint = FakeTokenEndpoint([
+            FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)
+        ])
         let service = makeService(endpoint: endpoint, store: store, clock: clock)
         let token = try await service.accessToken(for: account)
         #expect(token.revealed == FakeSecrets.access2)
@@ -56,7 +60,9 @@ struct TokenServiceTests {
     func marginBoundary() async throws {
         let clock = TestClock()
         let store = InMemoryTokenStore([account: .fake(expiresIn: 301, from: clock.now)])
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)])
+        let endpoint = FakeTokenEndpoint([
+            FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)
+        ])
         let service = makeService(endpoint: endpoint, store: store, clock: clock)
         #expect(try await service.accessToken(for: account).revealed == FakeSecrets.access1)
         clock.advance(2)
@@ -89,7 +95,9 @@ struct TokenServiceTests {
         let clock = TestClock()
         // A slow store: an implementation that saved in the background would return before this completes.
         let store = InMemoryTokenStore([account: .fake(expiresIn: 0, from: clock.now)], saveDelay: 0.1)
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)])
+        let endpoint = FakeTokenEndpoint([
+            FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)
+        ])
         let service = makeService(endpoint: endpoint, store: store, clock: clock)
         let token = try await service.accessToken(for: account)
         let storedAtReturn = await store.tokens[account]?.refreshToken?.revealed
@@ -103,9 +111,12 @@ struct TokenServiceTests {
         let clock = TestClock()
         let store = InMemoryTokenStore([account: .fake(expiresIn: 0, from: clock.now)])
         await store.setFailSaves(true)
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)])
+        let endpoint = FakeTokenEndpoint([
+            FakeTokenEndpoint.token(access: FakeSecrets.access2, refresh: FakeSecrets.refresh2)
+        ])
         let service = makeService(endpoint: endpoint, store: store, clock: clock)
-        await #expect(throws: OAuthError.tokenStoreFailed(account: account, reason: "The test store refused to save.")) {
+        await #expect(throws: OAuthError.tokenStoreFailed(account: account, reason: "The test store refused to save."))
+        {
             try await service.accessToken(for: account)
         }
     }
@@ -168,7 +179,7 @@ struct TokenServiceTests {
     func invalidClientNotReconnect() async throws {
         let clock = TestClock()
         let store = InMemoryTokenStore([account: .fake(expiresIn: 0, from: clock.now)])
-        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.oauthError(401, "invalid_client", codes: [7000215])])
+        let endpoint = FakeTokenEndpoint([FakeTokenEndpoint.oauthError(401, "invalid_client", codes: [7_000_215])])
         let service = makeService(endpoint: endpoint, store: store, clock: clock)
         do {
             _ = try await service.accessToken(for: account)
@@ -179,7 +190,7 @@ struct TokenServiceTests {
                 return
             }
             #expect(name == "invalid_client")
-            #expect(codes == [7000215])
+            #expect(codes == [7_000_215])
             #expect(status == 401)
         }
         #expect(await store.tokens[account]?.needsReconnect == false)
