@@ -156,7 +156,7 @@ final class SMTPSession: @unchecked Sendable {
         self.client = client
         self.queue = client.queue
         self.environment = environment
-        self.id = SHA256.hex(SecureRandom.bytes(4))
+        self.id = SHA256.hexString(SecureRandom.bytes(4))
         let remoteIP = client.remoteIPAddress
         self.remoteIP = remoteIP
         let configuration = environment.configuration
