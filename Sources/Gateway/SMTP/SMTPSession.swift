@@ -151,6 +151,8 @@ final class SMTPSession: @unchecked Sendable {
     private(set) var peakUpstreamPendingBytes = 0
     /// Peak of unprocessed client bytes held by the server machine.
     private(set) var peakBufferedClientBytes = 0
+    /// How often reading from the client paused because the upstream was not keeping up.
+    private(set) var upstreamBackpressurePauses = 0
 
     init(client: Connection, environment: SMTPSessionEnvironment) {
         self.client = client
@@ -493,6 +495,7 @@ final class SMTPSession: @unchecked Sendable {
         peakUpstreamPendingBytes = max(peakUpstreamPendingBytes, pending)
         if pending > environment.configuration.limits.writeBufferHighWater, !upstreamCongested {
             upstreamCongested = true
+            upstreamBackpressurePauses += 1
         }
     }
 

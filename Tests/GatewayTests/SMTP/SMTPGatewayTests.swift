@@ -229,13 +229,15 @@ struct SMTPGatewayTests {
     func largeMessage() async throws {
         var script = FakeSMTPUpstream.Script()
         script.keepWireBytes = false
-        let harness = try Harness(script: script, recorder: FakeRecorder(keepBytes: false))
+        script.dataStall = 1.0
+        script.receiveBuffer = 64 * 1024
+        var limits = Limits.standard
+        limits.writeBufferHighWater = 256 * 1024
+        let harness = try Harness(script: script, recorder: FakeRecorder(keepBytes: false), limits: limits)
         defer { harness.stop() }
         let client = try await RawClient(harness.gateway.boundAddress)
         defer { client.close() }
         #expect(try await client.login()?.hasPrefix("235") == true)
-        try await client.send("MAIL FROM:<alice@contoso.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
-        for _ in 0..<3 { _ = try await client.reply() }
         var body: [UInt8] = Array("Subject: large\r\n\r\n".utf8)
         var counter = 0
         while body.count < 20 << 20 {
@@ -250,17 +252,24 @@ struct SMTPGatewayTests {
             wire.append(byte)
             atLineStart = byte == 0x0A
         }
+        try await client.send("MAIL FROM:<alice@contoso.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+        for _ in 0..<3 { _ = try await client.reply() }
         var offset = 0
         while offset < wire.count {
             let end = min(offset + 256 * 1024, wire.count)
             try await client.send(bytes: Array(wire[offset..<end]))
             offset = end
         }
-        let peaks = harness.gateway.inspectSessions { ($0.peakUpstreamPendingBytes, $0.peakBufferedClientBytes) }
+        let peaks = harness.gateway.inspectSessions {
+            ($0.peakUpstreamPendingBytes, $0.peakBufferedClientBytes, $0.upstreamBackpressurePauses)
+        }
         try await client.send(bytes: Array(".\r\n".utf8))
         #expect(try await client.reply(within: 60)?.hasPrefix("250 2.6.0") == true)
-        let limits = Limits.standard
+        #expect(peaks.count == 1)
         let peak = try #require(peaks.first)
+        // The slow upstream made the session pause the client, and its buffers stayed within the bounds.
+        #expect(peak.2 > 0)
+        #expect(peak.0 > limits.writeBufferHighWater)
         #expect(peak.0 <= limits.writeBufferHighWater + 4 * limits.readChunk)
         #expect(peak.1 <= limits.writeBufferHighWater)
         #expect(harness.upstream.snapshot.wireSHA256 == [SHA256.hex(wire)])

@@ -6,7 +6,10 @@ import MailCore
 import MailGateTesting
 import Synchronization
 import TLS
-import Transport
+@testable import Transport
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What the fake upstream saw of one message.
 struct FakeReceivedMessage: Sendable {
@@ -32,6 +35,12 @@ final class FakeSMTPUpstream: Sendable {
         var finalReplyDelay: Double = 0
         /// Keep the full wire bytes of each message (off for huge messages: only the hash is kept).
         var keepWireBytes = true
+        /// Seconds to sleep after each chunk of DATA read (a slow upstream, to make back-pressure engage).
+        var dataReadDelay: Double = 0
+        /// Seconds to read nothing right after 354 (the kernel buffers fill; the gateway must pause its client).
+        var dataStall: Double = 0
+        /// SO_RCVBUF for accepted sockets (small: the kernel cannot absorb a whole message on loopback).
+        var receiveBuffer: Int32?
     }
 
     struct Record: Sendable {
@@ -89,7 +98,7 @@ final class FakeSMTPUpstream: Sendable {
         }
 
         /// DATA content up to `CRLF.CRLF` (returned without it), through `onChunk` for counting.
-        func data(onChunk: (Int) throws -> Void) async throws -> [UInt8] {
+        func data(readDelay: Double, onChunk: (Int) throws -> Void) async throws -> [UInt8] {
             var collected: [UInt8] = []
             var searchFrom = 0
             let end: [UInt8] = [0x0D, 0x0A, 0x2E, 0x0D, 0x0A]
@@ -112,6 +121,7 @@ final class FakeSMTPUpstream: Sendable {
                     }
                     searchFrom = collected.count
                 }
+                if readDelay > 0 { try await Task.sleep(nanoseconds: UInt64(readDelay * 1e9)) }
                 guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
                 collected += more
                 try onChunk(collected.count)
@@ -127,6 +137,10 @@ final class FakeSMTPUpstream: Sendable {
 
     private func serve(_ connection: AsyncConnection) async {
         record.withLock { $0.connections += 1 }
+        if var size = script.withLock({ $0.receiveBuffer }) {
+            _ = setsockopt(
+                connection.connection.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         let reader = Reader(connection)
         var tlsActive = false
         var from = ""
@@ -179,7 +193,8 @@ final class FakeSMTPUpstream: Sendable {
                 } else if upper == "DATA" {
                     try await send(connection, "354 Start mail input; end with <CRLF>.<CRLF>")
                     let script = self.script.withLock { $0 }
-                    let wire = try await reader.data { count in
+                    if script.dataStall > 0 { try await Task.sleep(nanoseconds: UInt64(script.dataStall * 1e9)) }
+                    let wire = try await reader.data(readDelay: script.dataReadDelay) { count in
                         if let limit = script.dropAfterDataBytes, count >= limit { throw Dropped() }
                     }
                     if script.finalReplyDelay > 0 {
