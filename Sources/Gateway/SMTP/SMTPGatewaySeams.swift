@@ -1,24 +1,10 @@
 // Gateway: the seams between the SMTP gateway and the parts the lead wires in (tokens, sent mail, counters).
 public import Dispatch
-public import MailCore
-
-/// Hands out XOAUTH2 credentials for an account's upstream login.
-///
-/// Tokens are only needed when an upstream connection authenticates, so the session asks once per connection.
-/// Implementations reuse a token until it is near expiry (DESIGN.md §3).
-public protocol UpstreamCredentials: Sendable {
-    /// The user name for `user=` and a current access token for `account`.
-    func xoauth2(for account: String) async throws -> (user: String, token: Redacted<String>)
-    /// A fresh token after the upstream refused `rejected`: refresh even if `rejected` looks unexpired.
-    func xoauth2AfterRejection(for account: String, rejected: Redacted<String>) async throws -> (
-        user: String, token: Redacted<String>
-    )
-}
 
 /// An error that can say whether a later retry may cure it (OAuthError has `isTemporary`).
 ///
-/// Credentials errors that conform and say `true` become `454 4.7.0`; all others become `535 5.7.8` with their
-/// description, which tells the administrator what to run.
+/// `UpstreamCredentials` (Sources/Gateway/Upstream) errors that conform and say `true` become `454 4.7.0`; all
+/// others become `535 5.7.8` with their description, which tells the administrator what to run.
 public protocol TemporaryFailureClassifying {
     /// True when the same request may succeed later without anybody changing anything.
     var isTemporary: Bool { get }

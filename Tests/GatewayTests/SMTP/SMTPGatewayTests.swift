@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import MailCore
 import MailGateTesting
+import OAuth
 import Synchronization
 import Testing
 import Transport
@@ -203,14 +204,26 @@ struct SMTPGatewayTests {
 
     @Test("needs-reconnect from the credentials gives 535 5.7.8 with the sentence")
     func needsReconnect() async throws {
-        let harness = try Harness(credentials: FakeCredentials(failure: TestNeedsReconnect(account: "alice@contoso.com")))
+        let error = OAuthError.needsReconnect(account: "alice@contoso.com")
+        let harness = try Harness(credentials: FakeCredentials(failure: error))
         defer { harness.stop() }
         let client = try await RawClient(harness.gateway.boundAddress)
         defer { client.close() }
-        #expect(
-            try await client.login()
-                == "535 5.7.8 The Microsoft 365 sign-in for alice@contoso.com has expired or was revoked: run `mailgate account connect alice@contoso.com`."
-        )
+        #expect(try await client.login() == "535 5.7.8 \(error.description)")
+        #expect(error.description.contains("mailgate account connect alice@contoso.com"))
+        #expect(harness.upstream.snapshot.authentications.isEmpty)
+    }
+
+    @Test("an identity platform outage gives 454 4.7.0 (temporary), not 535")
+    func identityPlatformDown() async throws {
+        let error = OAuthError.temporarilyUnavailable(attempts: 3, lastReason: "HTTP 503")
+        let harness = try Harness(credentials: FakeCredentials(failure: error))
+        defer { harness.stop() }
+        let client = try await RawClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        let reply = try #require(try await client.login())
+        #expect(reply.hasPrefix("454 4.7.0 Temporary authentication failure: "))
+        #expect(reply.contains("HTTP 503"))
     }
 
     @Test("an unreachable upstream gives 454 4.7.0 at AUTH")

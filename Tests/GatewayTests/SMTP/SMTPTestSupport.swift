@@ -32,15 +32,6 @@ final class InMemoryPasswords: PasswordHashLookup {
     static let secretHash: String = try! PasswordHash.hash("secret")
 }
 
-/// The needs-reconnect error as OAuth words it, for the 535 path.
-struct TestNeedsReconnect: MailGateError, TemporaryFailureClassifying {
-    var account: String
-    var isTemporary: Bool { false }
-    var description: String {
-        "The Microsoft 365 sign-in for \(account) has expired or was revoked: run `mailgate account connect \(account)`."
-    }
-}
-
 /// Hands out "token-1", then "token-2" after a rejection; or throws.
 final class FakeCredentials: UpstreamCredentials {
     struct Calls: Sendable {
