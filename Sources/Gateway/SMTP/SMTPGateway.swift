@@ -1,0 +1,140 @@
+// Gateway: the SMTP listener (plain + STARTTLS, or implicit TLS) that starts one SMTPSession per client.
+import Dispatch
+public import Logging
+public import MailCore
+import SMTP
+import Synchronization
+public import TLS
+public import Transport
+
+/// What one SMTP listener needs from the configuration (`[listen]`), mapped by the lead from `ListenSettings`.
+public struct SMTPGatewayConfiguration: Sendable {
+    /// Name for counters and logs (`smtp`, `smtps`).
+    public var listenerName: String
+    /// Our host name in the greeting and EHLO reply.
+    public var hostname: String
+    /// `allow_plaintext`: offer AUTH without TLS on non-loopback addresses.
+    public var allowPlaintext: Bool
+    /// `relay_account`: the account relay-network clients send as.
+    public var relayAccount: String?
+    /// Whether a client address is in `relay_networks` (clients there may send without AUTH as `relayAccount`).
+    public var isRelayClient: @Sendable (IPAddress) -> Bool
+    /// Recipients per message (Exchange Online's default is 500).
+    public var maximumRecipients: Int
+    /// Every bound (line lengths, buffers, timeouts).
+    public var limits: Limits
+
+    public init(
+        listenerName: String, hostname: String, allowPlaintext: Bool = false, relayAccount: String? = nil,
+        isRelayClient: @escaping @Sendable (IPAddress) -> Bool = { _ in false }, maximumRecipients: Int = 500,
+        limits: Limits = .standard
+    ) {
+        self.listenerName = listenerName
+        self.hostname = hostname
+        self.allowPlaintext = allowPlaintext
+        self.relayAccount = relayAccount
+        self.isRelayClient = isRelayClient
+        self.maximumRecipients = maximumRecipients
+        self.limits = limits
+    }
+}
+
+/// MailGate's SMTP submission service: legacy clients and LAN devices submit here; messages leave for Microsoft 365
+/// over STARTTLS + AUTH XOAUTH2, each client connection with its own upstream connection on one serial queue.
+public final class SMTPGateway: Sendable {
+    private let listener: Listener
+    private let table: SessionTable
+    private let logger: Logger
+
+    /// Binds `listen` and starts accepting.
+    ///
+    /// - Parameters:
+    ///   - implicitTLS: the listener speaks TLS from the first byte (smtps); `tls` is then required.
+    ///   - tls: the server certificate; on a plain listener it enables STARTTLS.
+    ///   - resolver: an account's upstream server settings (nil: the account has no server).
+    ///   - extensionsCache: shared between listeners so all advertise what the upstream offered last.
+    /// - Throws: `TransportError` when the address cannot be bound; `SMTPGatewaySetupError` for implicit TLS
+    ///   without a certificate.
+    public init(
+        listen: HostPort, implicitTLS: Bool, tls: TLSContext?, configuration: SMTPGatewayConfiguration,
+        authenticator: LocalAuthenticator, credentials: any UpstreamCredentials, recorder: any MessageRecorder,
+        resolver: @escaping SMTPUpstreamResolver, counters: any GatewayCounters = NoCounters(),
+        extensionsCache: SMTPExtensionsCache = SMTPExtensionsCache(), logger: Logger
+    ) throws {
+        if implicitTLS && tls == nil { throw SMTPGatewaySetupError.implicitTLSWithoutCertificate(listen) }
+        let environment = SMTPSessionEnvironment(
+            configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
+            credentials: credentials, recorder: recorder, resolver: resolver, counters: counters,
+            extensionsCache: extensionsCache, tlsContexts: UpstreamTLSContexts(), logger: logger)
+        let box = SessionTable()
+        self.table = box
+        self.logger = logger
+        self.listener = try Listener(
+            address: listen, tls: implicitTLS ? tls : nil, limits: configuration.limits
+        ) { connection in
+            let session = SMTPSession(client: connection, environment: environment)
+            guard box.add(session) else {
+                connection.close()
+                return
+            }
+            session.onEnd = { box.remove(session) }
+            session.start()
+        }
+        logger.info("SMTP listener started", metadata: ["address": "\(listener.boundAddress)", "tls": "\(implicitTLS)"])
+    }
+
+    /// The address actually bound (port 0 resolved).
+    public var boundAddress: HostPort { listener.boundAddress }
+
+    /// Client sessions currently open.
+    public var activeSessionCount: Int { table.sessions.withLock { $0.count } }
+
+    /// Stops accepting. Without `drain`, every session gets `421 4.3.2` and is closed now; with `drain`, idle
+    /// sessions are closed and busy ones after the message in flight.
+    public func stop(drain: Bool) {
+        table.stopping.withLock { $0 = true }
+        listener.close()
+        let current = table.sessions.withLock { Array($0.values) }
+        for session in current {
+            session.queue.async { session.shutdown(drain: drain) }
+        }
+        logger.info("SMTP listener stopped", metadata: ["sessions": "\(current.count)", "drain": "\(drain)"])
+    }
+
+    /// For tests: runs `body` on each open session's queue and collects the results.
+    func inspectSessions<T: Sendable>(_ body: @escaping @Sendable (SMTPSession) -> T) -> [T] {
+        let current = table.sessions.withLock { Array($0.values) }
+        return current.map { session in session.queue.sync { body(session) } }
+    }
+}
+
+/// The sessions of one gateway, shared with the accept callback.
+private final class SessionTable: Sendable {
+    let sessions = Mutex<[ObjectIdentifier: SMTPSession]>([:])
+    let stopping = Mutex(false)
+
+    init() {}
+
+    func add(_ session: SMTPSession) -> Bool {
+        guard !stopping.withLock({ $0 }) else { return false }
+        sessions.withLock { $0[ObjectIdentifier(session)] = session }
+        return true
+    }
+
+    func remove(_ session: SMTPSession) {
+        _ = sessions.withLock { $0.removeValue(forKey: ObjectIdentifier(session)) }
+    }
+}
+
+/// A listener that cannot be set up as configured.
+public enum SMTPGatewaySetupError: MailGateError {
+    /// `smtps` without `certificate` and `private_key`.
+    case implicitTLSWithoutCertificate(HostPort)
+
+    public var description: String {
+        switch self {
+        case .implicitTLSWithoutCertificate(let address):
+            "The implicit-TLS SMTP listener \(address) needs a certificate; set certificate and private_key in [listen]."
+        }
+    }
+}
