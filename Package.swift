@@ -74,6 +74,7 @@ let package = Package(
         .testTarget(name: "OAuthTests", dependencies: ["OAuth", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy"], swiftSettings: strict),
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),
