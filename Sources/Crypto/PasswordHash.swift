@@ -1,6 +1,7 @@
 // Crypto: salted scrypt password hashes for local logins, with bounded parameters on verification.
 
 internal import COpenSSL
+import MailCore
 
 /// Local passwords are stored only as salted scrypt hashes (RFC 7914) in a self-describing string:
 ///
@@ -132,8 +133,8 @@ struct EncodedHash: Equatable {
         else { return nil }
         let parameters = PasswordHash.Parameters(logN: logN, blockSize: blockSize, parallelism: parallelism)
         guard parameters.isWithinVerificationBounds,
-            let salt = Base64Codec.standard.decode(String(fields[3]), allowPadding: false),
-            let key = Base64Codec.standard.decode(String(fields[4]), allowPadding: false),
+            let salt = Base64Codec.standard.decode(String(fields[3]), padding: .forbidden),
+            let key = Base64Codec.standard.decode(String(fields[4]), padding: .forbidden),
             Self.saltCounts.contains(salt.count), Self.keyCounts.contains(key.count)
         else { return nil }
         self.init(parameters: parameters, salt: salt, key: key)
@@ -141,7 +142,7 @@ struct EncodedHash: Equatable {
 
     var encoded: String {
         "$scrypt$ln=\(parameters.logN),r=\(parameters.blockSize),p=\(parameters.parallelism)$"
-            + Base64Codec.standard.encode(salt) + "$" + Base64Codec.standard.encode(key)
+            + Base64Codec.standard.encodeString(salt, padding: .optional) + "$" + Base64Codec.standard.encodeString(key, padding: .optional)
     }
 
     /// Reads "name=digits" with 1 to 3 ASCII digits and no leading zero, so the value cannot overflow.

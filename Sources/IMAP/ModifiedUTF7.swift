@@ -1,4 +1,5 @@
 // IMAP: modified UTF-7, the encoding of mailbox names on the wire (RFC 3501 §5.1.3).
+import MailCore
 
 /// Converts mailbox names between Unicode (what users and the folder map see) and modified UTF-7 (the wire).
 ///
@@ -13,7 +14,7 @@ public enum ModifiedUTF7 {
         func flush() {
             guard !run.isEmpty else { return }
             out.append(UInt8(ascii: "&"))
-            out.append(contentsOf: IMAPBase64.encode(run, alphabet: IMAPBase64.modifiedAlphabet, pad: false))
+            out.append(contentsOf: Base64Codec.imapModified.encode(run, padding: .forbidden))
             out.append(UInt8(ascii: "-"))
             run.removeAll(keepingCapacity: true)
         }
@@ -97,7 +98,7 @@ public enum ModifiedUTF7 {
         var accumulator: UInt32 = 0
         var bits = 0
         for (position, byte) in zip(offset..., text) {
-            guard let value = IMAPBase64.sextet(byte, alphabet62: UInt8(ascii: "+"), alphabet63: UInt8(ascii: ","))
+            guard let value = Base64Codec.imapModified.value(of: byte)
             else {
                 throw .invalidModifiedUTF7(reason: "\"\(Character(Unicode.Scalar(byte)))\" at offset \(position) is not modified base64")
             }

@@ -95,7 +95,8 @@ public struct ByteQueue: Sendable {
     private mutating func advance(_ n: Int) {
         head += n
         if head == storage.count {
-            storage.removeAll(keepingCapacity: storage.capacity <= 1 << 20)
+            // Idle connections should cost little: keep only a small allocation once drained.
+            storage.removeAll(keepingCapacity: storage.capacity <= 4_096)
             head = 0
         } else if head >= 4_096 && head * 2 >= storage.count {
             storage.removeSubrange(0..<head)

@@ -26,7 +26,7 @@ public enum OAuthBearer {
         }
         let message = "n,a=" + escapedUser + ",\u{1}host=" + host + "\u{1}port=" + String(port)
             + "\u{1}auth=Bearer " + accessToken.revealed + "\u{1}\u{1}"
-        return Redacted(Base64.encode(Array(message.utf8)))
+        return Redacted(Base64Codec.standard.encodeString(Array(message.utf8), padding: .required))
     }
 
     /// The client's reply to a server error challenge: a single 0x01, base64 `AQ==` (RFC 7628 §3.2.3).

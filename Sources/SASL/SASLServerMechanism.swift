@@ -147,7 +147,7 @@ public struct SASLServerMechanism: Sendable, CustomStringConvertible {
             return .failure(Stop(step: finish(.failed(.responseTooLong(actualCount: count, maximumCount: maximumResponseLength)))))
         }
         if line == "*" { return .failure(Stop(step: finish(.cancelled))) }
-        guard let bytes = Base64.decode(line) else { return .failure(Stop(step: finish(.failed(.invalidBase64)))) }
+        guard let bytes = Base64Codec.standard.decode(line, padding: .required) else { return .failure(Stop(step: finish(.failed(.invalidBase64)))) }
         return .success(bytes)
     }
 

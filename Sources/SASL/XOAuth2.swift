@@ -15,7 +15,7 @@ public enum XOAuth2 {
         try refuseSeparators(user, field: "user name")
         try refuseSeparators(accessToken.revealed, field: "access token")
         let message = "user=" + user + "\u{1}auth=Bearer " + accessToken.revealed + "\u{1}\u{1}"
-        return Redacted(Base64.encode(Array(message.utf8)))
+        return Redacted(Base64Codec.standard.encodeString(Array(message.utf8), padding: .required))
     }
 }
 

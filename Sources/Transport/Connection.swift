@@ -365,6 +365,11 @@ public final class Connection: @unchecked Sendable {
         lastActivity = .now()
         switch security {
         case .plain:
+            if framer.mode == .raw && framer.bufferedCount == 0 && mayDeliver {
+                onEvent?(.raw(chunk))  // raw fast path (relays): no copy through the framer
+                updateReadSource()
+                return
+            }
             do {
                 try framer.append(chunk)
             } catch {
@@ -617,10 +622,17 @@ public final class Connection: @unchecked Sendable {
         }
         idleTimer = nil
         timer.cancel()
+        let reason = TransportError.timedOut("waiting for the peer (idle for \(timeout) seconds)")
+        if lifecycle == .closing {
+            // Already saying goodbye and the peer does not even take that: give up.
+            fail(reason)
+            return
+        }
         onEvent?(.idleTimeout)
         guard lifecycle != .closed else { return }
-        closeReason = .timedOut("waiting for the peer (idle for \(timeout) seconds)")
+        closeReason = reason
         closeAfterFlushing()
+        if lifecycle != .closed { setIdleTimeout(seconds: timeout) }  // bounds the goodbye flush as well
     }
 
     /// Arms a one-shot deadline (connect or handshake timeout) that fails the connection with `.timedOut(what)`.

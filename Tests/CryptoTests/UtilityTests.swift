@@ -1,5 +1,6 @@
 // CryptoTests: constant-time compare, secure random bytes and Base64URL.
 
+import MailCore
 import Testing
 
 @testable import Crypto
@@ -47,7 +48,7 @@ import Testing
         #expect(Base64URL.encode([0xFB, 0xFF, 0xBF]) == "-_-_")
         #expect(Base64URL.encode([0xFB, 0xFF]) == "-_8")
         #expect(Base64URL.decode("-_-_") == [0xFB, 0xFF, 0xBF])
-        #expect(Base64Codec.standard.encode([0xFB, 0xFF, 0xBF]) == "+/+/")
+        #expect(Base64Codec.standard.encodeString([0xFB, 0xFF, 0xBF], padding: .optional) == "+/+/")
     }
 
     @Test func roundTripsEveryLengthWithoutPadding() {

@@ -28,7 +28,7 @@ public struct IMAPCommandEncoder: Sendable {
 
     /// A SASL response line during AUTHENTICATE: base64 of `payload`, CRLF.
     public static func authenticationResponse(_ payload: Redacted<[UInt8]>) -> [UInt8] {
-        IMAPBase64.encode(payload.revealed, alphabet: IMAPBase64.standardAlphabet, pad: true) + [0x0D, 0x0A]
+        Base64Codec.standard.encode(payload.revealed, padding: .required) + [0x0D, 0x0A]
     }
 
     /// The command as segments: bytes to write, with `.waitForContinuation` after each synchronizing literal's
@@ -47,7 +47,7 @@ public struct IMAPCommandEncoder: Sendable {
                 if initialResponse.revealed.isEmpty {
                     writer.write("=")
                 } else {
-                    writer.write(IMAPBase64.encode(initialResponse.revealed, alphabet: IMAPBase64.standardAlphabet, pad: true))
+                    writer.write(Base64Codec.standard.encode(initialResponse.revealed, padding: .required))
                 }
             }
         case .login(let username, let password):

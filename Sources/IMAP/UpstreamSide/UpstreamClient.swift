@@ -264,7 +264,7 @@ public struct IMAPUpstreamClient: Sendable {
         case .responseSent?:
             command.authentication = .errorAcknowledged
             pending = command
-            let decoded = IMAPBase64.decodeStandard(Array(text.utf8)).map { String(decoding: $0, as: UTF8.self) } ?? text
+            let decoded = Base64Codec.standard.decode(text, padding: .optional).map { String(decoding: $0, as: UTF8.self) } ?? text
             return [.authenticationErrorDetails(sanitizeForLog(decoded, maximumLength: 400)), .send(IMAPCommandEncoder.emptyResponse)]
         case .errorAcknowledged?:
             return violation("the server sent a second AUTHENTICATE challenge after the error challenge")

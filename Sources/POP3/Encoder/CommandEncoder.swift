@@ -16,7 +16,7 @@ public enum POP3CommandEncoder {
 
     /// A SASL response line during AUTH: base64 of `payload`, CRLF.
     public static func authenticationResponse(_ payload: Redacted<[UInt8]>) -> [UInt8] {
-        POP3Base64.encode(payload.revealed) + [0x0D, 0x0A]
+        Base64Codec.standard.encode(payload.revealed, padding: .required) + [0x0D, 0x0A]
     }
 
     /// The command for a log line: passwords and initial responses appear as `[N bytes]`.

@@ -238,7 +238,7 @@ public struct POP3UpstreamClient: Sendable {
             return [.send(POP3CommandEncoder.authenticationResponse(response))]
         case .responseSent?:
             authentication = .errorAcknowledged
-            let decoded = POP3Base64.decode(Array(reply.text.utf8)).map { String(decoding: $0, as: UTF8.self) } ?? reply.text
+            let decoded = Base64Codec.standard.decode(reply.text, padding: .optional).map { String(decoding: $0, as: UTF8.self) } ?? reply.text
             return [.authenticationErrorDetails(sanitizeForLog(decoded, maximumLength: 400)), .send(POP3CommandEncoder.emptyResponse)]
         case .errorAcknowledged?:
             return violation("the server sent another AUTH challenge after the error challenge")
