@@ -12,10 +12,15 @@ public enum XOAuth2 {
     /// - Throws: `SASLError.forbiddenCharacter` when either value contains 0x01, CR or LF, which would
     ///   let a value forge or cut the message's fields.
     public static func initialResponse(user: String, accessToken: Redacted<String>) throws(SASLError) -> Redacted<String> {
+        let message = try rawResponse(user: user, accessToken: accessToken)
+        return Redacted(Base64Codec.standard.encodeString(message.revealed, padding: .required))
+    }
+
+    /// The same message before base64, for protocol encoders that do the base64 themselves (IMAP, POP3).
+    public static func rawResponse(user: String, accessToken: Redacted<String>) throws(SASLError) -> Redacted<[UInt8]> {
         try refuseSeparators(user, field: "user name")
         try refuseSeparators(accessToken.revealed, field: "access token")
-        let message = "user=" + user + "\u{1}auth=Bearer " + accessToken.revealed + "\u{1}\u{1}"
-        return Redacted(Base64Codec.standard.encodeString(Array(message.utf8), padding: .required))
+        return Redacted(Array(("user=" + user + "\u{1}auth=Bearer " + accessToken.revealed + "\u{1}\u{1}").utf8))
     }
 }
 

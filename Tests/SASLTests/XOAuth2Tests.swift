@@ -14,6 +14,12 @@ import Testing
                 == "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0NjbFJDM0VvQUEBAQ==")
     }
 
+    @Test func rawResponseIsTheMessageBeforeBase64() throws {
+        let raw = try XOAuth2.rawResponse(user: "a@b.example", accessToken: Redacted("tok"))
+        #expect(raw.revealed == Array("user=a@b.example\u{1}auth=Bearer tok\u{1}\u{1}".utf8))
+        #expect(throws: SASLError.self) { try XOAuth2.rawResponse(user: "a\u{1}@b", accessToken: Redacted("tok")) }
+    }
+
     @Test func responseIsRedactedWhenPrinted() throws {
         let response = try XOAuth2.initialResponse(user: "a@b.example", accessToken: Redacted("tok"))
         #expect("\(response)" == "<redacted>")

@@ -1,0 +1,223 @@
+// Gateway: `mailgate account test`, the manual's "test for the email configuration".
+import MailCore
+import SASL
+import SMTP
+import IMAP
+import POP3
+import Transport
+
+/// Logs in to every upstream service of one account the way the gateway will, one step at a time.
+///
+/// Each step yields one line for the administrator: what was tested, and on failure the upstream's own reply
+/// (sanitized), so that "535 5.7.139 … SmtpClientAuthentication is disabled" reaches the person who can fix it.
+public struct AccountTester: Sendable {
+    /// The outcome of one step.
+    public struct Step: Sendable, Equatable {
+        public var name: String
+        public var passed: Bool
+        public var detail: String
+    }
+
+    /// The services to test.
+    public struct Plan: Sendable {
+        public var smtp: UpstreamEndpoint?
+        public var incoming: Incoming?
+        public var ehloHostname: String
+        public var timeout: Double
+
+        public enum Incoming: Sendable {
+            case imap(UpstreamEndpoint)
+            case pop3(UpstreamEndpoint)
+        }
+
+        public init(smtp: UpstreamEndpoint?, incoming: Incoming?, ehloHostname: String, timeout: Double = 30) {
+            self.smtp = smtp
+            self.incoming = incoming
+            self.ehloHostname = ehloHostname
+            self.timeout = timeout
+        }
+    }
+
+    public let plan: Plan
+    public let credentials: any UpstreamCredentials
+
+    public init(plan: Plan, credentials: any UpstreamCredentials) {
+        self.plan = plan
+        self.credentials = credentials
+    }
+
+    /// Runs every step, reporting each as it finishes; true when all passed.
+    public func run(account: String, report: @Sendable (Step) -> Void) async -> Bool {
+        let identity: (user: String, token: Redacted<String>)
+        do {
+            identity = try await credentials.xoauth2(for: account)
+            report(Step(name: "token", passed: true, detail: "an access token for \(identity.user) is ready"))
+        } catch {
+            report(Step(name: "token", passed: false, detail: "\(error)"))
+            return false
+        }
+        var allPassed = true
+        if let smtp = plan.smtp {
+            let step = await testSMTP(smtp, user: identity.user, token: identity.token)
+            report(step)
+            allPassed = allPassed && step.passed
+        }
+        switch plan.incoming {
+        case .imap(let endpoint):
+            let step = await testIMAP(endpoint, user: identity.user, token: identity.token)
+            report(step)
+            allPassed = allPassed && step.passed
+        case .pop3(let endpoint):
+            let step = await testPOP3(endpoint, user: identity.user, token: identity.token)
+            report(step)
+            allPassed = allPassed && step.passed
+        case nil:
+            break
+        }
+        return allPassed
+    }
+
+    // MARK: - SMTP
+
+    /// EHLO, STARTTLS (per the endpoint), EHLO, AUTH XOAUTH2 in two steps, QUIT.
+    func testSMTP(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
+        let name = "smtp \(endpoint.address)"
+        do {
+            let security: SMTPUpstreamSide.Security =
+                switch endpoint.security {
+                case .tls: .tls
+                case .starttls: .starttls
+                case .none: .none
+                }
+            var machine = try SMTPUpstreamSide(
+                configuration: .init(ehloHostname: plan.ehloHostname, security: security, allowInsecure: true))
+            let connection = try await endpoint.connect(timeout: plan.timeout)
+            defer { connection.close() }
+            var parser = SMTPReplyParser()
+            var pending: [SMTPUpstreamSide.Action] = []
+            var quitSent = false
+            while true {
+                if pending.isEmpty {
+                    let line = try await connection.readLine(maximumLength: Limits.standard.upstreamLine)
+                    guard let reply = try parser.feed(line: line) else { continue }
+                    pending = machine.handle(.reply(reply))
+                }
+                let action = pending.removeFirst()
+                switch action {
+                case .send(let bytes):
+                    try await connection.write(bytes)
+                case .sendSecret(let secret):
+                    try await connection.write(secret.revealed)
+                case .startTLS:
+                    try await connection.startTLS(context: try endpoint.tlsContext(), serverName: endpoint.serverName)
+                    pending += machine.handle(.tlsEstablished)
+                case .needToken:
+                    pending += machine.handle(.token(try XOAuth2.initialResponse(user: user, accessToken: token)))
+                case .ready:
+                    if !quitSent {
+                        quitSent = true
+                        pending += machine.handle(.quit)
+                        return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted")
+                    }
+                case .authenticationFailed(let reply):
+                    return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: \(Self.text(of: reply))")
+                case .failed(let error):
+                    return Step(name: name, passed: false, detail: "\(error)")
+                case .replyForClient, .close:
+                    return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted")
+                }
+            }
+        } catch {
+            return Step(name: name, passed: false, detail: "\(error)")
+        }
+    }
+
+    // MARK: - IMAP
+
+    /// AUTHENTICATE XOAUTH2 (SASL-IR when offered), LOGOUT.
+    func testIMAP(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
+        let name = "imap \(endpoint.address)"
+        do {
+            let session = try await IMAPUpstreamSession.open(endpoint, timeout: plan.timeout)
+            defer { session.close() }
+            let result = try await session.authenticateXOAuth2(user: user, token: token)
+            guard result.status == .ok else {
+                return Step(name: name, passed: false, detail: "AUTHENTICATE XOAUTH2 refused: \(Self.text(of: result))")
+            }
+            try? await session.logout()
+            return Step(name: name, passed: true, detail: "AUTHENTICATE XOAUTH2 accepted")
+        } catch {
+            return Step(name: name, passed: false, detail: "\(error)")
+        }
+    }
+
+    // MARK: - POP3
+
+    /// AUTH XOAUTH2 in two steps, QUIT.
+    func testPOP3(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
+        let name = "pop3 \(endpoint.address)"
+        do {
+            let connection = try await endpoint.connect(timeout: plan.timeout)
+            defer { connection.close() }
+            var client = POP3UpstreamClient()
+            var greeted = false
+            var authenticated = false
+            var pending: [POP3UpstreamClient.Action] = []
+            while true {
+                if pending.isEmpty {
+                    guard let bytes = try await connection.readAvailable() else {
+                        pending = client.connectionClosed()
+                        if pending.isEmpty { throw TransportError.closedByPeer }
+                        continue
+                    }
+                    pending = client.receive(bytes)
+                    continue
+                }
+                switch pending.removeFirst() {
+                case .send(let bytes):
+                    try await connection.write(bytes)
+                case .greeting:
+                    greeted = true
+                    if endpoint.security == .starttls {
+                        pending += try client.send(.stls)
+                    } else {
+                        let response = try XOAuth2.rawResponse(user: user, accessToken: token)
+                        pending += try client.authenticate(mechanism: "XOAUTH2", response: response)
+                    }
+                case .completed(.stls, let reply):
+                    guard reply.status == .ok else {
+                        return Step(name: name, passed: false, detail: "STLS refused: \(sanitizeForLog(reply.text))")
+                    }
+                    try await connection.startTLS(context: try endpoint.tlsContext(), serverName: endpoint.serverName)
+                    let response = try XOAuth2.rawResponse(user: user, accessToken: token)
+                    pending += try client.authenticate(mechanism: "XOAUTH2", response: response)
+                case .completed(.auth, let reply):
+                    guard reply.status == .ok else {
+                        return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: -ERR \(sanitizeForLog(reply.text))")
+                    }
+                    authenticated = true
+                    pending += try client.send(.quit)
+                case .completed(.quit, _), .sessionEnded(.quit):
+                    if authenticated { return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted") }
+                case .sessionEnded(let reason):
+                    if authenticated { return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted") }
+                    return Step(name: name, passed: false, detail: greeted ? "the server ended the session (\(reason))" : "no greeting (\(reason))")
+                case .protocolViolation(let reason):
+                    return Step(name: name, passed: false, detail: "protocol violation: \(reason)")
+                case .completed, .multilineBegan, .multilineData, .multilineEnded, .authenticationErrorDetails:
+                    continue
+                }
+            }
+        } catch {
+            return Step(name: name, passed: false, detail: "\(error)")
+        }
+    }
+
+    static func text(of reply: SMTPReply) -> String {
+        sanitizeForLog(String(decoding: reply.encode().dropLast(2), as: UTF8.self), maximumLength: 300)
+    }
+
+    static func text(of response: TaggedResponse) -> String {
+        sanitizeForLog("\(response.status) \(response.text)", maximumLength: 300)
+    }
+}

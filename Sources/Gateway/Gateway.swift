@@ -1,1 +1,0 @@
-// Gateway: module placeholder replaced by its implementation.

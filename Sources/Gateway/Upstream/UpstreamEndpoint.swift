@@ -1,0 +1,42 @@
+// Gateway: where an upstream service lives and how to reach it securely.
+public import Transport
+public import TLS
+
+/// One upstream service (SMTP, IMAP or POP3 of a `[server.NAME]`), resolved from the configuration.
+public struct UpstreamEndpoint: Sendable {
+    /// How the connection is secured (`smtp_security`, `imap_security`, `pop3_security`).
+    public enum Security: String, Sendable {
+        /// TLS from the first byte (993, 995, SMTP "SSL").
+        case tls
+        /// Plain connect, then STARTTLS / STLS; refused if the server does not offer it.
+        case starttls
+        /// No TLS at all; only allowed with `allow_insecure_upstream = true`.
+        case none
+    }
+
+    public var address: HostPort
+    public var security: Security
+    /// Extra trust anchors (`ca_file`); the system store is always used too and verification is never off.
+    public var caFile: String?
+
+    public init(address: HostPort, security: Security, caFile: String?) {
+        self.address = address
+        self.security = security
+        self.caFile = caFile
+    }
+
+    /// The name the certificate must carry: the configured host.
+    public var serverName: String { address.host }
+
+    /// A client TLS context for this endpoint (system trust store plus `caFile`).
+    public func tlsContext() throws(TLSError) -> TLSContext {
+        try TLSContext.client(caFile: caFile)
+    }
+
+    /// Connects, with TLS from the first byte when `security == .tls`.
+    public func connect(timeout: Double) async throws -> AsyncConnection {
+        let context = security == .none ? nil : try tlsContext()
+        return try await AsyncConnection.connect(
+            to: address, tls: security == .tls ? context : nil, serverName: serverName, timeout: timeout)
+    }
+}

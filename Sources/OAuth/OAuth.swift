@@ -1,1 +1,0 @@
-// OAuth: module placeholder replaced by its implementation.
