@@ -72,7 +72,9 @@ let package = Package(
         .testTarget(name: "IMAPTests", dependencies: ["IMAP"], swiftSettings: strict),
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "OAuthTests", dependencies: ["OAuth", "MailGateTesting"], swiftSettings: strict),
-        .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
+        .testTarget(
+            name: "StoreTests", dependencies: ["Store", "Crypto", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"], swiftSettings: strict),
         .testTarget(

@@ -1,1 +1,0 @@
-// Config: module placeholder replaced by its implementation.

@@ -1,1 +1,0 @@
-// Store: module placeholder replaced by its implementation.
