@@ -45,7 +45,7 @@ final class SentCopyIMAPSession {
                 to: endpoint.address, tls: endpoint.security == .tls ? tls : nil, serverName: endpoint.serverName,
                 timeout: limits.connectTimeoutSeconds, limits: limits)
         } catch {
-            throw .copyFailed(reason: error.description)
+            throw .copyFailed(reason: "\(error)")
         }
         let session = SentCopyIMAPSession(connection: connection)
         defer { connection.close() }

@@ -67,7 +67,7 @@ struct SentCopyJob: Codable, Sendable, Equatable {
     /// Reads a job file.
     static func load(path: String) throws(SentMailError) -> SentCopyJob {
         var bytes: [UInt8] = []
-        try DurableFile.readChunks(path) { chunk in
+        try DurableFile.readChunks(path) { (chunk) throws(SentMailError) in
             bytes += chunk
             if bytes.count > 1_048_576 { throw .fileFailed(path: path, operation: "read", reason: "job file too large") }
         }

@@ -49,10 +49,11 @@ actor SentCopyService {
 
     // MARK: - Life cycle
 
-    /// Loads every job file left in the spool and starts the loop.
-    func start() {
-        guard loop == nil else { return }
-        stopping = false
+    /// Reads every job file left in the spool (gave-up jobs are logged and left alone) and removes spill files of
+    /// messages that never got the upstream's 250: their fate is in the journal and, with lock-after-send, their
+    /// bytes in the archive; nothing waits for them.
+    nonisolated static func loadJobs(spoolDirectory: String, logger: Logger) -> [SentCopyJob] {
+        var jobs: [SentCopyJob] = []
         for name in DurableFile.list(spoolDirectory) where name.hasSuffix(".job.json") {
             let path = spoolDirectory + "/" + name
             do {
@@ -60,20 +61,29 @@ actor SentCopyService {
                 if job.gaveUp {
                     logger.warning(
                         "A sent copy was given up earlier and is kept for an administrator",
-                        metadata: ["job": "\(path)", "account": "\(job.account)", "messageID": "\(sanitizeForLog(job.messageID))"])
+                        metadata: [
+                            "job": "\(path)", "account": "\(job.account)",
+                            "messageID": "\(sanitizeForLog(job.messageID))",
+                        ])
                     continue
                 }
-                jobs[job.id] = job
+                jobs.append(job)
             } catch {
                 logger.warning("A sent-copy job file cannot be read; it is left in place", metadata: ["error": "\(error)"])
             }
         }
-        // Spill files of messages that never got the upstream's 250: their fate is in the journal, their bytes in
-        // the archive (with lock-after-send); nothing is waiting for them.
         for name in DurableFile.list(spoolDirectory) where name.hasSuffix(".eml.part") {
             DurableFile.remove(spoolDirectory + "/" + name)
         }
         if !jobs.isEmpty { logger.info("Sent copies waiting from an earlier run", metadata: ["count": "\(jobs.count)"]) }
+        return jobs
+    }
+
+    /// Queues `loaded` (from `loadJobs`) and starts the loop.
+    func start(with loaded: [SentCopyJob]) {
+        guard loop == nil else { return }
+        stopping = false
+        for job in loaded where jobs[job.id] == nil { jobs[job.id] = job }
         loop = Task { await self.run() }
     }
 

@@ -6,7 +6,7 @@ public import Policy
 public typealias SentCopyMode = Policy.SentCopyMode
 
 /// What the gateway must do with one account's sent messages (built by the lead from `[server.X]`).
-public struct SentMailPolicy: Sendable, Equatable {
+public struct SentMailPolicy: Sendable {
     /// `lock_after_send`: journal every accepted message and keep its exact bytes in the archive.
     public var lockAfterSend: Bool
     /// `sent_copy`.

@@ -8,6 +8,7 @@ public import Logging
 public import MailCore
 import Policy
 public import Store
+import Transport
 
 /// Records the messages an SMTP session relays (DESIGN.md §6): makes sure each has a Message-ID, hashes and
 /// spools the exact bytes, journals and archives them when `lock_after_send` is on, and files a copy in the
@@ -50,7 +51,8 @@ public final class SentMailRecorder: Sendable {
             logger: logger, retryDelays: copyRetryDelays, limits: limits)
     }
 
-    /// Starts the background sent-copy worker and re-queues every spooled copy left by an earlier run.
+    /// Starts the background sent-copy worker and re-queues every spooled copy left by an earlier run (the job
+    /// files are read before this returns; the worker runs as a task).
     public func start() {
         do {
             try DurableFile.makeDirectory(spoolDirectory)
@@ -58,17 +60,14 @@ public final class SentMailRecorder: Sendable {
         } catch {
             logger.error("The sent-mail directories cannot be made", metadata: ["error": "\(error.description)"])
         }
+        let jobs = SentCopyService.loadJobs(spoolDirectory: spoolDirectory, logger: logger)
         let service = self.service
-        let started = DispatchSemaphore(value: 0)
-        Task {
-            await service.start()
-            started.signal()
-        }
-        _ = started.wait(timeout: .now() + 10)
+        Task { await service.start(with: jobs) }
     }
 
-    /// Stops the worker after the copy in flight (waits at most `timeout` seconds; call off the cooperative pool,
-    /// e.g. from the signal handler's queue). Unfinished copies stay in the spool for the next start.
+    /// Stops the worker after the copy in flight, waiting at most `timeout` seconds. Blocks the calling thread:
+    /// call it from a plain thread or queue (the signal handler's), never from async code — use `shutdown()`
+    /// there. Unfinished copies stay in the spool for the next start.
     public func stop(timeout: Double = 30) {
         let service = self.service
         let stopped = DispatchSemaphore(value: 0)
@@ -79,6 +78,11 @@ public final class SentMailRecorder: Sendable {
         if stopped.wait(timeout: .now() + timeout) == .timedOut {
             logger.warning("The sent-copy worker did not stop in time; its job stays in the spool")
         }
+    }
+
+    /// `stop()` for async callers: returns once the copy in flight has ended.
+    public func shutdown() async {
+        await service.stop()
     }
 
     /// Begins recording one message whose envelope the upstream accepted. `mailFrom` is the reverse path without
@@ -193,8 +197,8 @@ public final class MessageRecording: @unchecked Sendable {
     /// caller's queue; `completion` is called on `queue`.
     public func prepareCommit(on queue: DispatchQueue, completion: @escaping (Result<Void, SentMailError>) -> Void) {
         guard phase == .finished, let sealed else {
-            let state = phase
-            queue.async { completion(.failure(.invalidUse("prepareCommit in phase \(state)"))) }
+            let done = UncheckedSendable(completion)
+            queue.async { done.value(.failure(.invalidUse("prepareCommit before finishInput or after abandon"))) }
             return
         }
         let done = UncheckedSendable(completion)
@@ -212,8 +216,8 @@ public final class MessageRecording: @unchecked Sendable {
         upstreamReply: String, on queue: DispatchQueue, completion: @escaping (Result<Void, SentMailError>) -> Void
     ) {
         guard phase == .finished, let sealed else {
-            let state = phase
-            queue.async { completion(.failure(.invalidUse("commit in phase \(state)"))) }
+            let done = UncheckedSendable(completion)
+            queue.async { done.value(.failure(.invalidUse("commit before finishInput or after abandon"))) }
             return
         }
         let done = UncheckedSendable(completion)
@@ -252,7 +256,7 @@ public final class MessageRecording: @unchecked Sendable {
             } catch {
                 recorder.logger.error(
                     "The journal could not record an abandoned message",
-                    metadata: ["account": "\(account)", "error": "\(error.description)"])
+                    metadata: ["account": "\(account)", "error": "\(error)"])
             }
             if case .file(let path)? = spooled { DurableFile.remove(path) }
         }
