@@ -34,10 +34,12 @@ public enum ConfigurationLoader {
                     + "conf/mailgate.toml or pass --config FILE.")
         }
         guard data.count <= maximumFileSize else {
-            throw ConfigError(file: absolute, line: nil, key: nil, problem: "the file is larger than \(maximumFileSize) bytes.")
+            throw ConfigError(
+                file: absolute, line: nil, key: nil, problem: "the file is larger than \(maximumFileSize) bytes.")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError(file: absolute, line: nil, key: nil, problem: "the file is not valid UTF-8; save it as UTF-8.")
+            throw ConfigError(
+                file: absolute, line: nil, key: nil, problem: "the file is not valid UTF-8; save it as UTF-8.")
         }
         return try parse(text: text, path: absolute)
     }
@@ -46,11 +48,13 @@ public enum ConfigurationLoader {
     public static func parse(text: String, path: String) throws(ConfigError) -> MailGateConfiguration {
         let file = absolutePath(path, base: FileManager.default.currentDirectoryPath)
         guard text.utf8.count <= maximumFileSize else {
-            throw ConfigError(file: file, line: nil, key: nil, problem: "the file is larger than \(maximumFileSize) bytes.")
+            throw ConfigError(
+                file: file, line: nil, key: nil, problem: "the file is larger than \(maximumFileSize) bytes.")
         }
         if let nul = text.utf8.firstIndex(of: 0) {
             let line = text.utf8[..<nul].reduce(1) { $1 == 0x0A ? $0 + 1 : $0 }
-            throw ConfigError(file: file, line: line, key: nil, problem: "the file contains a NUL byte; TOML does not allow it.")
+            throw ConfigError(
+                file: file, line: line, key: nil, problem: "the file contains a NUL byte; TOML does not allow it.")
         }
         try checkTableHeaders(text, file: file)
         let root: [String: TOMLNode]
@@ -82,13 +86,16 @@ public enum ConfigurationLoader {
             if rest.hasPrefix("[") { rest = rest.dropFirst() }
             rest = rest.drop(while: { $0 == " " || $0 == "\t" })
             guard let first = rest.unicodeScalars.first else {
-                throw ConfigError(file: file, line: lineNumber, key: nil,
+                throw ConfigError(
+                    file: file, line: lineNumber, key: nil,
                     problem: "malformed table header; write it as [name] or [name.subname].")
             }
-            let isKeyStart = (first >= "a" && first <= "z") || (first >= "A" && first <= "Z")
+            let isKeyStart =
+                (first >= "a" && first <= "z") || (first >= "A" && first <= "Z")
                 || (first >= "0" && first <= "9") || first == "_" || first == "-" || first == "\"" || first == "'"
             guard isKeyStart else {
-                throw ConfigError(file: file, line: lineNumber, key: nil,
+                throw ConfigError(
+                    file: file, line: lineNumber, key: nil,
                     problem: "malformed table header; write it as [name] or [name.subname].")
             }
         }
@@ -101,7 +108,8 @@ public enum ConfigurationLoader {
 
     private static func reason(_ error: any Error) -> String {
         let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain
+        {
             return String(cString: strerror(Int32(underlying.code)))
         }
         if nsError.domain == NSCocoaErrorDomain, nsError.code == NSFileReadNoSuchFileError || nsError.code == 260 {
@@ -229,7 +237,8 @@ struct ConfigurationBuilder {
         var rootKeys: [String: TOMLNode] = [:]
         for (key, node) in root where !Self.tables.contains(key) { rootKeys[key] = node }
         for key in Self.tables {
-            if let node = root[key], case .table = node {} else if let node = root[key] {
+            if let node = root[key], case .table = node {
+            } else if let node = root[key] {
                 throw error([key], "must be a table [\(key)], found \(node.typeName).")
             }
         }
@@ -245,16 +254,21 @@ struct ConfigurationBuilder {
         }
         var servers: [String: ServerSettings] = [:]
         for (name, node) in table(root["server"]).sorted(by: { $0.key < $1.key }) {
-            let values = try check(try named(node, kind: "server", name: name), section: .server, path: ["server", name])
+            let values = try check(
+                try named(node, kind: "server", name: name), section: .server, path: ["server", name])
             servers[name] = try buildServer(name: name, values, oauth: oauth)
         }
         guard !oauth.isEmpty else {
-            throw error([], "there is no [oauth.NAME] table; add one (see conf/mailgate.toml) so that MailGate can "
-                + "obtain tokens.")
+            throw error(
+                [],
+                "there is no [oauth.NAME] table; add one (see conf/mailgate.toml) so that MailGate can "
+                    + "obtain tokens.")
         }
         guard !servers.isEmpty else {
-            throw error([], "there is no [server.NAME] table; add one (see conf/mailgate.toml) naming the upstream "
-                + "SMTP/IMAP/POP3 servers.")
+            throw error(
+                [],
+                "there is no [server.NAME] table; add one (see conf/mailgate.toml) naming the upstream "
+                    + "SMTP/IMAP/POP3 servers.")
         }
         let listen = try buildListen(listenValues)
         let download = DownloadSettings(
@@ -283,8 +297,10 @@ struct ConfigurationBuilder {
             throw error([kind, name], "the name of [\(kind).NAME] must be 1 to 64 letters, digits, \"-\" or \"_\".")
         }
         guard case .table(let entries) = node else {
-            throw error([kind, name], "must be a table [\(kind).\(name)] holding its settings, found \(node.typeName); "
-                + "write the settings under a [\(kind).\(name)] header.")
+            throw error(
+                [kind, name],
+                "must be a table [\(kind).\(name)] holding its settings, found \(node.typeName); "
+                    + "write the settings under a [\(kind).\(name)] header.")
         }
         return entries
     }
@@ -296,27 +312,36 @@ struct ConfigurationBuilder {
         var values: [String: ConfigValue] = [:]
         for (key, node) in entries.sorted(by: { $0.key < $1.key }) {
             guard let parameter = ConfigParameters.parameter(key, in: section) else {
-                let allowed = (ConfigParameters.parameters(in: section).map(\.key) + extraAllowed).joined(separator: ", ")
+                let allowed = (ConfigParameters.parameters(in: section).map(\.key) + extraAllowed).joined(
+                    separator: ", ")
                 let place = path.isEmpty ? "at the top level" : "in [\(path.joined(separator: "."))]"
-                throw error(path + [key], "unknown key \"\(key)\" \(place); allowed keys are: \(allowed). "
-                    + "Correct or remove it.")
+                throw error(
+                    path + [key],
+                    "unknown key \"\(key)\" \(place); allowed keys are: \(allowed). "
+                        + "Correct or remove it.")
             }
             values[key] = try convert(node, parameter, path: path + [key])
         }
         for parameter in ConfigParameters.parameters(in: section) where parameter.defaultValue == .required {
             guard values[parameter.key] == nil else { continue }
             if parameter.key == "client_id" {
-                throw error(path + ["client_id"], "is missing: Microsoft 365 needs your own app registration. Register "
-                    + "an application in Microsoft Entra ID (see README, \"Registering an Entra ID app\") and set "
-                    + "client_id to its Application (client) ID.")
+                throw error(
+                    path + ["client_id"],
+                    "is missing: Microsoft 365 needs your own app registration. Register "
+                        + "an application in Microsoft Entra ID (see README, \"Registering an Entra ID app\") and set "
+                        + "client_id to its Application (client) ID.")
             }
-            throw error(path + [parameter.key], "is required in [\(path.joined(separator: "."))]; it must be "
-                + "\(parameter.kind.phrase).")
+            throw error(
+                path + [parameter.key],
+                "is required in [\(path.joined(separator: "."))]; it must be "
+                    + "\(parameter.kind.phrase).")
         }
         return SectionValues(section: section, path: path, values: values)
     }
 
-    private func convert(_ node: TOMLNode, _ parameter: ConfigParameter, path: [String]) throws(ConfigError) -> ConfigValue {
+    private func convert(_ node: TOMLNode, _ parameter: ConfigParameter, path: [String]) throws(ConfigError)
+        -> ConfigValue
+    {
         let expected = "must be \(parameter.kind.phrase)"
         switch parameter.kind {
         case .string(let maximumLength):
@@ -336,7 +361,9 @@ struct ConfigurationBuilder {
             else { throw error(path, "must be a non-empty path of at most 4096 bytes without control characters.") }
             return .string(resolve(text))
         case .bool:
-            guard case .bool(let flag) = node else { throw error(path, "\(expected) (without quotes), found \(node.typeName).") }
+            guard case .bool(let flag) = node else {
+                throw error(path, "\(expected) (without quotes), found \(node.typeName).")
+            }
             return .bool(flag)
         case .integer(let range):
             guard case .integer(let number) = node else { throw error(path, "\(expected), found \(node.typeName).") }
@@ -383,13 +410,17 @@ struct ConfigurationBuilder {
             return .strings(out)
         case .cidrArray:
             guard case .array(let items) = node else { throw error(path, "\(expected), found \(node.typeName).") }
-            guard items.count <= 1_024 else { throw error(path, "has \(items.count) entries; at most 1024 are allowed.") }
+            guard items.count <= 1_024 else {
+                throw error(path, "has \(items.count) entries; at most 1024 are allowed.")
+            }
             var out: [CIDR] = []
             for item in items {
                 guard case .string(let text) = item else { throw error(path, "\(expected); found \(item.typeName).") }
                 guard let range = CIDR(parsing: text) else {
-                    throw error(path, "\"\(sanitizeForLog(text, maximumLength: 64))\" is not an address range; it "
-                        + "\(expected).")
+                    throw error(
+                        path,
+                        "\"\(sanitizeForLog(text, maximumLength: 64))\" is not an address range; it "
+                            + "\(expected).")
                 }
                 out.append(range)
             }
@@ -397,8 +428,10 @@ struct ConfigurationBuilder {
         case .url:
             guard case .string(let text) = node else { throw error(path, "\(expected), found \(node.typeName).") }
             guard Self.isAcceptableURL(text) else {
-                throw error(path, "\"\(sanitizeForLog(text, maximumLength: 80))\" is not allowed; it \(expected) "
-                    + "(http:// is accepted only for 127.0.0.1, [::1] or localhost).")
+                throw error(
+                    path,
+                    "\"\(sanitizeForLog(text, maximumLength: 80))\" is not allowed; it \(expected) "
+                        + "(http:// is accepted only for 127.0.0.1, [::1] or localhost).")
             }
             return .string(text.hasSuffix("/") ? String(text.dropLast()) : text)
         }
@@ -425,8 +458,10 @@ struct ConfigurationBuilder {
         if let parsed = HostPortSpec(parsing: hostPort) {
             spec = parsed
         } else {
-            let bare = hostPort.hasPrefix("[") && hostPort.hasSuffix("]") ? String(hostPort.dropFirst().dropLast()) : hostPort
-            spec = HostPortSpec.isValidHost(bare) || IPAddress.parse(bare)?.count == 16
+            let bare =
+                hostPort.hasPrefix("[") && hostPort.hasSuffix("]") ? String(hostPort.dropFirst().dropLast()) : hostPort
+            spec =
+                HostPortSpec.isValidHost(bare) || IPAddress.parse(bare)?.count == 16
                 ? HostPortSpec(host: bare, port: secure ? 443 : 80) : nil
         }
         guard let spec else { return false }
@@ -447,18 +482,23 @@ struct ConfigurationBuilder {
         if clientID == OAuthSettings.placeholderClientID {
             warnings.append(
                 ConfigWarning(
-                    file: file, line: finder.line(of: path + ["client_id"]), key: (path + ["client_id"]).joined(separator: "."),
+                    file: file, line: finder.line(of: path + ["client_id"]),
+                    key: (path + ["client_id"]).joined(separator: "."),
                     message: "is the sample's placeholder; replace it with the Application (client) ID of your own "
                         + "Entra ID app registration (see README) before connecting accounts."))
         }
         if flow == .clientCredentials {
             if ["common", "organizations", "consumers"].contains(tenant.lowercased()) {
-                throw error(path + ["tenant"], "is \"\(tenant)\", but flow = \"client_credentials\" needs a specific "
-                    + "tenant: set tenant to your tenant id (a GUID) or a verified domain such as contoso.com.")
+                throw error(
+                    path + ["tenant"],
+                    "is \"\(tenant)\", but flow = \"client_credentials\" needs a specific "
+                        + "tenant: set tenant to your tenant id (a GUID) or a verified domain such as contoso.com.")
             }
             if !values.isSet("client_secret") {
-                throw error(path + ["client_secret"], "is missing: flow = \"client_credentials\" signs in as the "
-                    + "application itself and needs its client secret; set client_secret or choose another flow.")
+                throw error(
+                    path + ["client_secret"],
+                    "is missing: flow = \"client_credentials\" signs in as the "
+                        + "application itself and needs its client secret; set client_secret or choose another flow.")
             }
         }
         return OAuthSettings(
@@ -475,8 +515,10 @@ struct ConfigurationBuilder {
         let oauthName = values.string("oauth") ?? ""
         guard oauth[oauthName] != nil else {
             let defined = oauth.keys.sorted().joined(separator: ", ")
-            throw error(path + ["oauth"], "refers to [oauth.\(oauthName)], which does not exist"
-                + (defined.isEmpty ? "" : " (defined: \(defined))") + "; add that table or correct the name.")
+            throw error(
+                path + ["oauth"],
+                "refers to [oauth.\(oauthName)], which does not exist"
+                    + (defined.isEmpty ? "" : " (defined: \(defined))") + "; add that table or correct the name.")
         }
         guard let smtp = values.hostPort("smtp") else { throw error(path + ["smtp"], "is required.") }
         let insecureAllowed = values.bool("allow_insecure_upstream")
@@ -484,8 +526,10 @@ struct ConfigurationBuilder {
         for key in ["smtp_security", "imap_security", "pop3_security"] {
             let mode = SecurityMode(rawValue: values.string(key) ?? "") ?? .tls
             if mode == .none && !insecureAllowed {
-                throw error(path + [key], "is \"none\", which sends tokens and mail unencrypted; use \"starttls\" or "
-                    + "\"tls\", or set allow_insecure_upstream = true for a test server.")
+                throw error(
+                    path + [key],
+                    "is \"none\", which sends tokens and mail unencrypted; use \"starttls\" or "
+                        + "\"tls\", or set allow_insecure_upstream = true for a test server.")
             }
             security[key] = mode
         }
@@ -495,13 +539,17 @@ struct ConfigurationBuilder {
         switch incoming {
         case .imap, .imapDownload:
             if imap == nil {
-                throw error(path + ["imap"], "is required because incoming = \"\(incoming.rawValue)\"; set it, e.g. "
-                    + "imap = \"outlook.office365.com:993\".")
+                throw error(
+                    path + ["imap"],
+                    "is required because incoming = \"\(incoming.rawValue)\"; set it, e.g. "
+                        + "imap = \"outlook.office365.com:993\".")
             }
         case .pop3:
             if pop3 == nil {
-                throw error(path + ["pop3"], "is required because incoming = \"pop3\"; set it, e.g. "
-                    + "pop3 = \"outlook.office365.com:995\".")
+                throw error(
+                    path + ["pop3"],
+                    "is required because incoming = \"pop3\"; set it, e.g. "
+                        + "pop3 = \"outlook.office365.com:995\".")
             }
         }
         return ServerSettings(
@@ -525,7 +573,8 @@ struct ConfigurationBuilder {
             throw error(path + ["private_key"], "is missing: a certificate needs its private key; set private_key.")
         }
         if privateKey != nil && certificate == nil {
-            throw error(path + ["certificate"], "is missing: private_key is set without its certificate; set certificate.")
+            throw error(
+                path + ["certificate"], "is missing: private_key is set without its certificate; set certificate.")
         }
         let hasTLS = certificate != nil
         let allowPlaintext = values.bool("allow_plaintext")
@@ -533,24 +582,31 @@ struct ConfigurationBuilder {
         for key in ["smtp", "imap", "pop3", "smtps", "imaps", "pop3s"] {
             guard let address = values.hostPort(key) else { continue }
             if let other = seen[address] {
-                throw error(path + [key], "uses \(address), which listen.\(other) already uses; give each listener its own "
-                    + "port.")
+                throw error(
+                    path + [key],
+                    "uses \(address), which listen.\(other) already uses; give each listener its own "
+                        + "port.")
             }
             seen[address] = key
             if ["smtps", "imaps", "pop3s"].contains(key) && !hasTLS {
-                throw error(path + [key], "is an implicit-TLS listener and needs certificate and private_key in [listen].")
+                throw error(
+                    path + [key], "is an implicit-TLS listener and needs certificate and private_key in [listen].")
             }
             if !address.isLoopback && !hasTLS && !allowPlaintext {
-                throw error(path + [key], "binds \(address), which is not a loopback address, without TLS: set "
-                    + "certificate and private_key, or allow_plaintext = true to accept passwords in clear on the "
-                    + "network, or bind to 127.0.0.1.")
+                throw error(
+                    path + [key],
+                    "binds \(address), which is not a loopback address, without TLS: set "
+                        + "certificate and private_key, or allow_plaintext = true to accept passwords in clear on the "
+                        + "network, or bind to 127.0.0.1.")
             }
         }
         let relayNetworks = values.cidrs("relay_networks")
         let relayAccount = values.string("relay_account")
         if !relayNetworks.isEmpty && relayAccount == nil {
-            throw error(path + ["relay_networks"], "is set without relay_account: mail relayed without login must be "
-                + "sent as some account; set relay_account to a connected account's address.")
+            throw error(
+                path + ["relay_networks"],
+                "is set without relay_account: mail relayed without login must be "
+                    + "sent as some account; set relay_account to a connected account's address.")
         }
         if let relayAccount, !relayAccount.contains("@") {
             throw error(path + ["relay_account"], "must be an email address such as scanner@contoso.com.")

@@ -57,7 +57,9 @@ public enum ParameterKind: Sendable, Equatable {
         case .bool: return "true or false"
         case .integer(let range): return "an integer from \(range.lowerBound) to \(range.upperBound)"
         case .duration(let range):
-            return "a duration from \(DurationParser.format(range.lowerBound)) to \(DurationParser.format(range.upperBound)) "
+            return
+                "a duration from \(DurationParser.format(range.lowerBound)) to "
+                + "\(DurationParser.format(range.upperBound)) "
                 + "(e.g. \"30s\", \"15m\", \"2h\", \"1d\")"
         case .hostPort: return "\"host:port\" with a port from 1 to 65535 (IPv6 as \"[::1]:port\")"
         case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
@@ -119,9 +121,10 @@ public struct ConfigParameter: Sendable {
     public var defaultValue: ParameterDefault
     public var doc: String
 
-    public init(_ section: ConfigSection, _ key: String, _ kind: ParameterKind, _ defaultValue: ParameterDefault,
-        _ doc: String)
-    {
+    public init(
+        _ section: ConfigSection, _ key: String, _ kind: ParameterKind, _ defaultValue: ParameterDefault,
+        _ doc: String
+    ) {
         self.section = section
         self.key = key
         self.kind = kind
@@ -137,116 +140,161 @@ public enum ConfigParameters {
 
     public static let all: [ConfigParameter] = [
         // top level
-        .init(.root, "state_dir", .path, .value(.string("state")),
+        .init(
+            .root, "state_dir", .path, .value(.string("state")),
             "Directory for the database, the vault key and the sent-mail archive; created with mode 0700."),
-        .init(.root, "log_level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
+        .init(
+            .root, "log_level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
             .value(.string("info")), "Least severe log level written to stderr."),
 
         // [listen]
-        .init(.listen, "smtp", .hostPort, .unset, "Plain SMTP submission listener (STARTTLS when a certificate is set)."),
+        .init(
+            .listen, "smtp", .hostPort, .unset, "Plain SMTP submission listener (STARTTLS when a certificate is set)."),
         .init(.listen, "imap", .hostPort, .unset, "Plain IMAP listener (STARTTLS when a certificate is set)."),
         .init(.listen, "pop3", .hostPort, .unset, "Plain POP3 listener (STLS when a certificate is set)."),
-        .init(.listen, "smtps", .hostPort, .unset, "SMTP listener with implicit TLS; needs certificate and private_key."),
-        .init(.listen, "imaps", .hostPort, .unset, "IMAP listener with implicit TLS; needs certificate and private_key."),
-        .init(.listen, "pop3s", .hostPort, .unset, "POP3 listener with implicit TLS; needs certificate and private_key."),
+        .init(
+            .listen, "smtps", .hostPort, .unset, "SMTP listener with implicit TLS; needs certificate and private_key."),
+        .init(
+            .listen, "imaps", .hostPort, .unset, "IMAP listener with implicit TLS; needs certificate and private_key."),
+        .init(
+            .listen, "pop3s", .hostPort, .unset, "POP3 listener with implicit TLS; needs certificate and private_key."),
         .init(.listen, "certificate", .path, .unset, "PEM certificate chain shown to clients."),
         .init(.listen, "private_key", .path, .unset, "PEM private key of the certificate."),
-        .init(.listen, "relay_networks", .cidrArray, .value(.cidrs([])),
+        .init(
+            .listen, "relay_networks", .cidrArray, .value(.cidrs([])),
             "Client address ranges that may send over SMTP without logging in (as relay_account)."),
-        .init(.listen, "relay_account", .string(maximumLength: 254), .unset,
+        .init(
+            .listen, "relay_account", .string(maximumLength: 254), .unset,
             "Account whose token sends the mail of relay_networks; required when relay_networks is set."),
-        .init(.listen, "allow_plaintext", .bool, .value(.bool(false)),
+        .init(
+            .listen, "allow_plaintext", .bool, .value(.bool(false)),
             "Allow listeners on non-loopback addresses without TLS (passwords then cross the network in clear)."),
 
         // [oauth.NAME]
-        .init(.oauth, "provider", .choice(["microsoft365"]), .value(.string("microsoft365")),
+        .init(
+            .oauth, "provider", .choice(["microsoft365"]), .value(.string("microsoft365")),
             "Identity provider; microsoft365 uses Microsoft's endpoints and Outlook scopes."),
-        .init(.oauth, "client_id", .string(maximumLength: 128), .required,
+        .init(
+            .oauth, "client_id", .string(maximumLength: 128), .required,
             "Application (client) id of your own Entra ID app registration."),
-        .init(.oauth, "client_secret", .string(maximumLength: 1024), .unset,
+        .init(
+            .oauth, "client_secret", .string(maximumLength: 1024), .unset,
             "Client secret; needed for flow = \"client_credentials\"."),
-        .init(.oauth, "tenant", .string(maximumLength: 253), .value(.string("organizations")),
+        .init(
+            .oauth, "tenant", .string(maximumLength: 253), .value(.string("organizations")),
             "Tenant id or domain, or organizations / common / consumers."),
-        .init(.oauth, "flow", .choice(OAuthFlow.allCases.map(\.rawValue)), .value(.string("authorization_code")),
+        .init(
+            .oauth, "flow", .choice(OAuthFlow.allCases.map(\.rawValue)), .value(.string("authorization_code")),
             "How account connect signs in: browser (authorization_code), device code, or app-only client_credentials."),
-        .init(.oauth, "authority", .url, .value(.string(OAuthSettings.defaultAuthority)),
+        .init(
+            .oauth, "authority", .url, .value(.string(OAuthSettings.defaultAuthority)),
             "Base URL of the identity platform; tests point it at a stand-in."),
-        .init(.oauth, "scopes", .stringArray,
+        .init(
+            .oauth, "scopes", .stringArray,
             .computed("IMAP, POP, SMTP.Send and offline_access (client_credentials: outlook.office365.com/.default)"),
             "Scopes requested for the token; all must belong to the Outlook resource."),
         .init(.oauth, "ca_file", .path, .unset, "Extra trust anchors (PEM) for the identity platform."),
-        .init(.oauth, "redirect_port", .integer(1...65_535), .unset,
+        .init(
+            .oauth, "redirect_port", .integer(1...65_535), .unset,
             "Fixed loopback port for the browser redirect (must match the app registration); any free port if unset."),
 
         // [server.NAME]
         .init(.server, "oauth", .string(maximumLength: 64), .required, "Name of the [oauth.NAME] table to use."),
         .init(.server, "smtp", .hostPort, .required, "Upstream SMTP submission server, e.g. smtp.office365.com:587."),
-        .init(.server, "smtp_security", .choice(SecurityMode.allCases.map(\.rawValue)), .value(.string("starttls")),
+        .init(
+            .server, "smtp_security", .choice(SecurityMode.allCases.map(\.rawValue)), .value(.string("starttls")),
             "TLS towards the SMTP server; none needs allow_insecure_upstream."),
         .init(.server, "smtp_auth", .bool, .value(.bool(true)), "Authenticate upstream SMTP with XOAUTH2."),
         .init(.server, "imap", .hostPort, .unset, "Upstream IMAP server, e.g. outlook.office365.com:993."),
-        .init(.server, "imap_security", .choice(SecurityMode.allCases.map(\.rawValue)), .value(.string("tls")),
+        .init(
+            .server, "imap_security", .choice(SecurityMode.allCases.map(\.rawValue)), .value(.string("tls")),
             "TLS towards the IMAP server; none needs allow_insecure_upstream."),
         .init(.server, "pop3", .hostPort, .unset, "Upstream POP3 server, e.g. outlook.office365.com:995."),
-        .init(.server, "pop3_security", .choice(SecurityMode.allCases.map(\.rawValue)), .value(.string("tls")),
+        .init(
+            .server, "pop3_security", .choice(SecurityMode.allCases.map(\.rawValue)), .value(.string("tls")),
             "TLS towards the POP3 server; none needs allow_insecure_upstream."),
-        .init(.server, "incoming", .choice(IncomingMode.allCases.map(\.rawValue)), .value(.string("imap")),
+        .init(
+            .server, "incoming", .choice(IncomingMode.allCases.map(\.rawValue)), .value(.string("imap")),
             "Where clients' incoming mail comes from: relayed IMAP, relayed POP3, or scheduled IMAP download."),
-        .init(.server, "sent_folder", .string(maximumLength: 255), .unset,
+        .init(
+            .server, "sent_folder", .string(maximumLength: 255), .unset,
             "The server's Sent folder; found by SPECIAL-USE or known names when unset."),
-        .init(.server, "trash_folder", .string(maximumLength: 255), .unset,
+        .init(
+            .server, "trash_folder", .string(maximumLength: 255), .unset,
             "The server's Trash folder; found by SPECIAL-USE or known names when unset."),
-        .init(.server, "spam_folder", .string(maximumLength: 255), .unset,
+        .init(
+            .server, "spam_folder", .string(maximumLength: 255), .unset,
             "The server's Junk folder; found by SPECIAL-USE or known names when unset."),
-        .init(.server, "sent_copy", .choice(SentCopyMode.allCases.map(\.rawValue)), .value(.string("auto")),
+        .init(
+            .server, "sent_copy", .choice(SentCopyMode.allCases.map(\.rawValue)), .value(.string("auto")),
             "Append sent mail to the Sent folder: auto (unless the server filed it), always, never."),
-        .init(.server, "lock_after_send", .bool, .value(.bool(true)),
+        .init(
+            .server, "lock_after_send", .bool, .value(.bool(true)),
             "Journal every sent message and refuse to alter or delete it in the Sent folder."),
         .init(.server, "show_sent_folder", .bool, .value(.bool(true)), "List the Sent folder to IMAP clients."),
-        .init(.server, "delete_after_loading", .bool, .value(.bool(false)),
+        .init(
+            .server, "delete_after_loading", .bool, .value(.bool(false)),
             "POP3 and downloads: delete upstream messages once loaded."),
-        .init(.server, "delete_after_days", .integer(0...3_650), .value(.integer(0)),
+        .init(
+            .server, "delete_after_days", .integer(0...3_650), .value(.integer(0)),
             "POP3 and downloads: delete upstream messages this many days after loading; 0 keeps them."),
         .init(.server, "ca_file", .path, .unset, "Extra trust anchors (PEM) for this server; verification stays on."),
-        .init(.server, "allow_insecure_upstream", .bool, .value(.bool(false)),
+        .init(
+            .server, "allow_insecure_upstream", .bool, .value(.bool(false)),
             "Permit *_security = \"none\" (for test stand-ins; never for Microsoft 365)."),
 
         // [download]
-        .init(.download, "every", .duration(60...86_400), .value(.string("15m")),
+        .init(
+            .download, "every", .duration(60...86_400), .value(.string("15m")),
             "Time between scheduled downloads for incoming = \"imap-download\" servers."),
-        .init(.download, "forbid_manual_refresh", .bool, .value(.bool(false)),
+        .init(
+            .download, "forbid_manual_refresh", .bool, .value(.bool(false)),
             "Clients read the local store only; their refresh does not start a download."),
-        .init(.download, "allow_reloading", .bool, .value(.bool(false)), "Mail already downloaded may be fetched again."),
+        .init(
+            .download, "allow_reloading", .bool, .value(.bool(false)), "Mail already downloaded may be fetched again."),
 
         // [limits]: each maps one MailCore.Limits field.
-        .init(.limits, "smtp_command_line", .integer(512...65_536), .value(.integer(Limits.standard.smtpCommandLine)),
+        .init(
+            .limits, "smtp_command_line", .integer(512...65_536), .value(.integer(Limits.standard.smtpCommandLine)),
             "Longest SMTP command line from a client, CRLF included."),
-        .init(.limits, "smtp_text_line", .integer(1_000...1_048_576), .value(.integer(Limits.standard.smtpTextLine)),
+        .init(
+            .limits, "smtp_text_line", .integer(1_000...1_048_576), .value(.integer(Limits.standard.smtpTextLine)),
             "Longest line inside an SMTP message, CRLF included."),
-        .init(.limits, "sasl_response", .integer(12_288...1_048_576), .value(.integer(Limits.standard.saslResponse)),
+        .init(
+            .limits, "sasl_response", .integer(12_288...1_048_576), .value(.integer(Limits.standard.saslResponse)),
             "Longest SASL response line (RFC 4954 requires at least 12288)."),
-        .init(.limits, "upstream_line", .integer(1_024...1_048_576), .value(.integer(Limits.standard.upstreamLine)),
+        .init(
+            .limits, "upstream_line", .integer(1_024...1_048_576), .value(.integer(Limits.standard.upstreamLine)),
             "Longest line accepted from an upstream server."),
-        .init(.limits, "imap_line", .integer(1_024...1_048_576), .value(.integer(Limits.standard.imapLine)),
+        .init(
+            .limits, "imap_line", .integer(1_024...1_048_576), .value(.integer(Limits.standard.imapLine)),
             "Longest IMAP command or response line outside literals."),
-        .init(.limits, "message_size", .integer(1_024...1_073_741_824), .value(.integer(Limits.standard.messageSize)),
+        .init(
+            .limits, "message_size", .integer(1_024...1_073_741_824), .value(.integer(Limits.standard.messageSize)),
             "Largest message accepted when the upstream does not announce one, in bytes."),
-        .init(.limits, "spool_memory", .integer(4_096...1_073_741_824), .value(.integer(Limits.standard.spoolMemory)),
+        .init(
+            .limits, "spool_memory", .integer(4_096...1_073_741_824), .value(.integer(Limits.standard.spoolMemory)),
             "Bytes of a message kept in memory before spilling to a file."),
-        .init(.limits, "write_buffer_high_water", .integer(65_536...67_108_864),
+        .init(
+            .limits, "write_buffer_high_water", .integer(65_536...67_108_864),
             .value(.integer(Limits.standard.writeBufferHighWater)),
             "Bytes queued for one connection before reading from its peer pauses."),
-        .init(.limits, "read_chunk", .integer(1_024...1_048_576), .value(.integer(Limits.standard.readChunk)),
+        .init(
+            .limits, "read_chunk", .integer(1_024...1_048_576), .value(.integer(Limits.standard.readChunk)),
             "Bytes read from a socket at a time."),
-        .init(.limits, "error_budget", .integer(1...1_000), .value(.integer(Limits.standard.errorBudget)),
+        .init(
+            .limits, "error_budget", .integer(1...1_000), .value(.integer(Limits.standard.errorBudget)),
             "Protocol errors a client may make in one session before it is disconnected."),
-        .init(.limits, "idle_timeout", .duration(10...86_400),
+        .init(
+            .limits, "idle_timeout", .duration(10...86_400),
             .value(.string(DurationParser.format(Int(Limits.standard.idleTimeoutSeconds)))),
             "How long a client connection may stay silent before it is closed."),
-        .init(.limits, "connect_timeout", .duration(1...600),
+        .init(
+            .limits, "connect_timeout", .duration(1...600),
             .value(.string(DurationParser.format(Int(Limits.standard.connectTimeoutSeconds)))),
             "Time allowed for connecting to an upstream, TLS handshake included."),
-        .init(.limits, "handshake_timeout", .duration(1...600),
+        .init(
+            .limits, "handshake_timeout", .duration(1...600),
             .value(.string(DurationParser.format(Int(Limits.standard.handshakeTimeoutSeconds)))),
             "Time allowed for a client's TLS handshake."),
     ]

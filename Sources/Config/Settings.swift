@@ -17,7 +17,7 @@ public struct MailGateConfiguration: Sendable {
     public var servers: [String: ServerSettings]
     /// The download schedule (`[download]`).
     public var download: DownloadSettings
-    /// Bounds on lines, messages, buffers and waits; the defaults of `MailCore.Limits` unless `[limits]` says otherwise.
+    /// Bounds on lines, messages, buffers and waits: `MailCore.Limits` defaults unless `[limits]` says otherwise.
     public var limits: Limits
     /// Log level: trace, debug, info, notice, warning, error or critical (default info).
     public var logLevel: String
@@ -84,7 +84,7 @@ public struct ListenSettings: Sendable {
         self.allowPlaintext = allowPlaintext
     }
 
-    /// Every configured listener with its key name (`smtp`, `imaps`, …), in a fixed order, for logs and `config check`.
+    /// Every configured listener with its key name (`smtp`, `imaps`, …) in fixed order, for logs and `config check`.
     public var all: [(name: String, address: HostPortSpec)] {
         let pairs: [(String, HostPortSpec?)] = [
             ("smtp", smtp), ("imap", imap), ("pop3", pop3), ("smtps", smtps), ("imaps", imaps), ("pop3s", pop3s),

@@ -50,7 +50,8 @@ public enum JournalVerifier {
         let unknown = ordered.filter { $0.status == .unknown }.map(\.sequence)
         let pending = ordered.filter { $0.status == .pending }.map(\.sequence)
         func broken(_ sequence: Int64, _ reason: String) -> JournalVerification {
-            JournalVerification(outcome: .broken(sequence: sequence, reason: reason), unknownFate: unknown, pending: pending)
+            JournalVerification(
+                outcome: .broken(sequence: sequence, reason: reason), unknownFate: unknown, pending: pending)
         }
         var previousHash = JournalEntry.genesisHash
         var chainEnded = false
@@ -58,7 +59,8 @@ public enum JournalVerifier {
         for entry in ordered {
             guard entry.sequence == expected else {
                 if entry.sequence > expected {
-                    return broken(expected, "entry \(expected) is missing (the next entry present is \(entry.sequence))")
+                    return broken(
+                        expected, "entry \(expected) is missing (the next entry present is \(entry.sequence))")
                 }
                 return broken(entry.sequence, "entry \(entry.sequence) appears twice")
             }
@@ -66,17 +68,22 @@ public enum JournalVerifier {
             if chainEnded || entry.status == .pending {
                 if !chainEnded && entry.status == .pending { chainEnded = true }
                 guard entry.entryHash.isEmpty && entry.previousHash.isEmpty else {
-                    return broken(entry.sequence, "entry \(entry.sequence) carries a hash although an earlier or this "
-                        + "entry is still pending, so it cannot have been chained")
+                    return broken(
+                        entry.sequence,
+                        "entry \(entry.sequence) carries a hash although an earlier or this "
+                            + "entry is still pending, so it cannot have been chained")
                 }
                 continue
             }
             guard entry.isChained else {
-                return broken(entry.sequence, "entry \(entry.sequence) is \(entry.status.rawValue) but was never chained")
+                return broken(
+                    entry.sequence, "entry \(entry.sequence) is \(entry.status.rawValue) but was never chained")
             }
             guard entry.previousHash == previousHash else {
-                return broken(entry.sequence, "entry \(entry.sequence)'s previous hash does not match entry "
-                    + "\(entry.sequence - 1) as it is now: an earlier entry was altered, removed or inserted")
+                return broken(
+                    entry.sequence,
+                    "entry \(entry.sequence)'s previous hash does not match entry "
+                        + "\(entry.sequence - 1) as it is now: an earlier entry was altered, removed or inserted")
             }
             let recomputed = entry.computeHash(previousHash: previousHash)
             guard entry.entryHash == recomputed else {
@@ -113,7 +120,8 @@ public enum JournalVerifier {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                return "reading the archived message of entry \(entry.sequence) failed: " + String(cString: strerror(errno))
+                return "reading the archived message of entry \(entry.sequence) failed: "
+                    + String(cString: strerror(errno))
             }
             if count == 0 { break }
             total += Int64(count)

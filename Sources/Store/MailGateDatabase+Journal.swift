@@ -68,7 +68,8 @@ extension MailGateDatabase {
     public func updateSentCopyState(sequence: Int64, state: SentCopyState) throws(StoreError) {
         try write("update a journal entry") { db in
             try db.execute(
-                sql: "UPDATE journalEntry SET sentCopyState = ? WHERE sequence = ?", arguments: [state.rawValue, sequence])
+                sql: "UPDATE journalEntry SET sentCopyState = ? WHERE sequence = ?",
+                arguments: [state.rawValue, sequence])
             if db.changesCount == 0 { throw StoreError.journalEntryNotFound(sequence: sequence) }
         }
     }
@@ -94,7 +95,8 @@ extension MailGateDatabase {
             guard
                 let row = try Row.fetchOne(
                     db,
-                    sql: "SELECT sequence, entryHash FROM journalEntry WHERE entryHash <> '' ORDER BY sequence DESC LIMIT 1")
+                    sql: Self.headQuery
+                )
             else { return nil }
             return (row["sequence"], row["entryHash"])
         }
@@ -105,9 +107,7 @@ extension MailGateDatabase {
     static func chainCompletedEntries(_ db: Database) throws {
         var previous = JournalEntry.genesisHash
         var next: Int64 = 1
-        if let head = try Row.fetchOne(
-            db, sql: "SELECT sequence, entryHash FROM journalEntry WHERE entryHash <> '' ORDER BY sequence DESC LIMIT 1")
-        {
+        if let head = try Row.fetchOne(db, sql: headQuery) {
             previous = head["entryHash"]
             next = (head["sequence"] as Int64) + 1
         }
@@ -119,6 +119,10 @@ extension MailGateDatabase {
             next += 1
         }
     }
+
+    /// The last chained entry.
+    static let headQuery =
+        "SELECT sequence, entryHash FROM journalEntry WHERE entryHash <> '' ORDER BY sequence DESC LIMIT 1"
 
     static func isLowerHex(_ byte: UInt8) -> Bool {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66)

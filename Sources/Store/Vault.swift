@@ -1,7 +1,7 @@
 // Store: the vault: AES-256-GCM sealing of tokens under a 0600 key file in the state directory.
 internal import Crypto
-public import MailCore
 internal import Glibc
+public import MailCore
 
 /// Why the vault could not be opened or used.
 public enum VaultError: MailGateError, Equatable {
@@ -25,7 +25,8 @@ public enum VaultError: MailGateError, Equatable {
             return "the vault key \(path) is \(actualCount) bytes instead of 32; restore it from a backup, or remove "
                 + "it and reconnect every account."
         case .keyFileUnusable(let path, let reason):
-            return "the vault key \(path) cannot be used (\(reason)); check the state directory's owner and permissions."
+            return
+                "the vault key \(path) cannot be used (\(reason)); check the state directory's owner and permissions."
         case .openFailed(let context):
             return "the stored token of \(context) does not decrypt (altered, or sealed under another key); run "
                 + "`mailgate account connect \(context)` again."
@@ -88,7 +89,9 @@ public final class Vault: Sendable {
         }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .keyFileUnusable(path: path, reason: String(cString: strerror(errno))) }
+        guard fstat(fd, &info) == 0 else {
+            throw .keyFileUnusable(path: path, reason: String(cString: strerror(errno)))
+        }
         guard info.st_mode & S_IFMT == S_IFREG else { throw .keyFileUnusable(path: path, reason: "not a regular file") }
         let permissions = UInt32(info.st_mode) & 0o777
         guard permissions & 0o077 == 0 else { throw .keyFileTooOpen(path: path, mode: permissions) }

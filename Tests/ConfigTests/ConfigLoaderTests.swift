@@ -81,14 +81,19 @@ struct ConfigLoaderTests {
         #expect(config.oauth["m365"]?.caFile == "/opt/mg/conf/ca.pem")
     }
 
-    @Test("unknown keys are errors in every table, naming the key and the allowed keys", arguments: [
-        ("colour = 1\n" + minimalOAuth + minimalServer, "colour", "state_dir"),
-        ("[listen]\nsmpt = \"127.0.0.1:25\"\n" + minimalOAuth + minimalServer, "listen.smpt", "relay_networks"),
-        (minimalOAuth + "clientid = \"x\"\n" + minimalServer, "oauth.m365.clientid", "client_id"),
-        (minimalOAuth + minimalServer + "smtp_securty = \"tls\"\n", "server.m365.smtp_securty", "smtp_security"),
-        (minimalOAuth + minimalServer + "[download]\nevery_minutes = 5\n", "download.every_minutes", "allow_reloading"),
-        (minimalOAuth + minimalServer + "[limits]\nline = 5\n", "limits.line", "idle_timeout"),
-    ])
+    @Test(
+        "unknown keys are errors in every table, naming the key and the allowed keys",
+        arguments: [
+            ("colour = 1\n" + minimalOAuth + minimalServer, "colour", "state_dir"),
+            ("[listen]\nsmpt = \"127.0.0.1:25\"\n" + minimalOAuth + minimalServer, "listen.smpt", "relay_networks"),
+            (minimalOAuth + "clientid = \"x\"\n" + minimalServer, "oauth.m365.clientid", "client_id"),
+            (minimalOAuth + minimalServer + "smtp_securty = \"tls\"\n", "server.m365.smtp_securty", "smtp_security"),
+            (
+                minimalOAuth + minimalServer + "[download]\nevery_minutes = 5\n", "download.every_minutes",
+                "allow_reloading"
+            ),
+            (minimalOAuth + minimalServer + "[limits]\nline = 5\n", "limits.line", "idle_timeout"),
+        ])
     func unknownKeys(text: String, key: String, allowed: String) throws {
         let error = try #require(failure(text))
         #expect(error.key == key)
@@ -101,8 +106,12 @@ struct ConfigLoaderTests {
         #expect(lines[error.line! - 1].hasPrefix(last))
     }
 
-    @Test("bad ports are refused", arguments: ["smtp.office365.com:0", "smtp.office365.com:70000",
-        "smtp.office365.com:abc", "smtp.office365.com", ":587", "smtp.office365.com:-1", "::1:587", "a b:25"])
+    @Test(
+        "bad ports are refused",
+        arguments: [
+            "smtp.office365.com:0", "smtp.office365.com:70000",
+            "smtp.office365.com:abc", "smtp.office365.com", ":587", "smtp.office365.com:-1", "::1:587", "a b:25",
+        ])
     func badPorts(value: String) throws {
         let text = minimalOAuth + minimalServer.replacingOccurrences(of: "smtp.office365.com:587", with: value)
         let error = try #require(failure(text))
@@ -118,8 +127,12 @@ struct ConfigLoaderTests {
         #expect(error.description.contains("found an integer"))
     }
 
-    @Test("bad durations are refused", arguments: ["\"15x\"", "\"\"", "\"-5m\"", "\"5\"", "\"2d\"", "0", "\"1h30\"",
-        "\"99999999999999999999m\"", "true"])
+    @Test(
+        "bad durations are refused",
+        arguments: [
+            "\"15x\"", "\"\"", "\"-5m\"", "\"5\"", "\"2d\"", "0", "\"1h30\"",
+            "\"99999999999999999999m\"", "true",
+        ])
     func badDurations(value: String) throws {
         let error = try #require(failure(minimalOAuth + minimalServer + "[download]\nevery = \(value)\n"))
         #expect(error.key == "download.every")
@@ -127,15 +140,17 @@ struct ConfigLoaderTests {
 
     @Test("good durations load")
     func goodDurations() throws {
-        let config = try parse(minimalOAuth + minimalServer + "[download]\nevery = \"1h30m\"\n[limits]\nidle_timeout = 45\n")
+        let config = try parse(
+            minimalOAuth + minimalServer + "[download]\nevery = \"1h30m\"\n[limits]\nidle_timeout = 45\n")
         #expect(config.download.every == 5_400)
         #expect(config.limits.idleTimeoutSeconds == 45)
     }
 
     @Test("limits override MailCore.Limits fields and are bounded")
     func limits() throws {
-        let config = try parse(minimalOAuth + minimalServer + "[limits]\nmessage_size = 2048\nerror_budget = 3\n"
-            + "connect_timeout = \"1m\"\n")
+        let config = try parse(
+            minimalOAuth + minimalServer + "[limits]\nmessage_size = 2048\nerror_budget = 3\n"
+                + "connect_timeout = \"1m\"\n")
         #expect(config.limits.messageSize == 2_048)
         #expect(config.limits.errorBudget == 3)
         #expect(config.limits.connectTimeoutSeconds == 60)
@@ -145,14 +160,16 @@ struct ConfigLoaderTests {
         #expect(error.description.contains("from 1000"))
     }
 
-    @Test("unknown enumeration values are refused, listing the allowed ones", arguments: [
-        (minimalOAuth + minimalServer + "smtp_security = \"ssl\"\n", "server.m365.smtp_security", "\"starttls\""),
-        (minimalOAuth + minimalServer + "incoming = \"imap4\"\n", "server.m365.incoming", "\"imap-download\""),
-        (minimalOAuth + minimalServer + "sent_copy = \"maybe\"\n", "server.m365.sent_copy", "\"always\""),
-        (minimalOAuth + "flow = \"password\"\n" + minimalServer, "oauth.m365.flow", "\"client_credentials\""),
-        (minimalOAuth + "provider = \"google\"\n" + minimalServer, "oauth.m365.provider", "\"microsoft365\""),
-        ("log_level = \"loud\"\n" + minimalOAuth + minimalServer, "log_level", "\"warning\""),
-    ])
+    @Test(
+        "unknown enumeration values are refused, listing the allowed ones",
+        arguments: [
+            (minimalOAuth + minimalServer + "smtp_security = \"ssl\"\n", "server.m365.smtp_security", "\"starttls\""),
+            (minimalOAuth + minimalServer + "incoming = \"imap4\"\n", "server.m365.incoming", "\"imap-download\""),
+            (minimalOAuth + minimalServer + "sent_copy = \"maybe\"\n", "server.m365.sent_copy", "\"always\""),
+            (minimalOAuth + "flow = \"password\"\n" + minimalServer, "oauth.m365.flow", "\"client_credentials\""),
+            (minimalOAuth + "provider = \"google\"\n" + minimalServer, "oauth.m365.provider", "\"microsoft365\""),
+            ("log_level = \"loud\"\n" + minimalOAuth + minimalServer, "log_level", "\"warning\""),
+        ])
     func badChoices(text: String, key: String, allowed: String) throws {
         let error = try #require(failure(text))
         #expect(error.key == key)
@@ -162,14 +179,16 @@ struct ConfigLoaderTests {
 
     @Test("a server must reference an existing [oauth.NAME]")
     func danglingOAuth() throws {
-        let error = try #require(failure(minimalOAuth + minimalServer.replacingOccurrences(of: "\"m365\"", with: "\"entra\"")))
+        let error = try #require(
+            failure(minimalOAuth + minimalServer.replacingOccurrences(of: "\"m365\"", with: "\"entra\"")))
         #expect(error.key == "server.m365.oauth")
         #expect(error.description.contains("[oauth.entra]"))
         #expect(error.description.contains("defined: m365"))
         #expect(error.line == 4)
     }
 
-    @Test("security none needs allow_insecure_upstream", arguments: ["smtp_security", "imap_security", "pop3_security"])
+    @Test(
+        "security none needs allow_insecure_upstream", arguments: ["smtp_security", "imap_security", "pop3_security"])
     func insecureUpstream(key: String) throws {
         let error = try #require(failure(minimalOAuth + minimalServer + "\(key) = \"none\"\n"))
         #expect(error.key == "server.m365.\(key)")
@@ -189,7 +208,8 @@ struct ConfigLoaderTests {
 
     @Test("client_credentials needs a specific tenant", arguments: ["common", "organizations", "consumers", "Common"])
     func clientCredentialsTenant(tenant: String) throws {
-        let text = minimalOAuth + "flow = \"client_credentials\"\nclient_secret = \"s3cr3t\"\ntenant = \"\(tenant)\"\n"
+        let text =
+            minimalOAuth + "flow = \"client_credentials\"\nclient_secret = \"s3cr3t\"\ntenant = \"\(tenant)\"\n"
             + minimalServer
         let error = try #require(failure(text))
         #expect(error.key == "oauth.m365.tenant")
@@ -198,7 +218,8 @@ struct ConfigLoaderTests {
 
     @Test("client_credentials needs a client secret, and the secret never shows")
     func clientCredentialsSecret() throws {
-        let error = try #require(failure(minimalOAuth + "flow = \"client_credentials\"\ntenant = \"contoso.com\"\n" + minimalServer))
+        let error = try #require(
+            failure(minimalOAuth + "flow = \"client_credentials\"\ntenant = \"contoso.com\"\n" + minimalServer))
         #expect(error.key == "oauth.m365.client_secret")
         let config = try parse(
             minimalOAuth + "flow = \"client_credentials\"\ntenant = \"contoso.com\"\nclient_secret = \"s3cr3t\"\n"
@@ -209,8 +230,12 @@ struct ConfigLoaderTests {
         #expect(oauth.scopes == ["https://outlook.office365.com/.default"])
     }
 
-    @Test("non-loopback listeners need TLS or allow_plaintext", arguments: ["0.0.0.0:25", "192.168.1.5:1587",
-        "[::]:1143", "mail.example.com:1110"])
+    @Test(
+        "non-loopback listeners need TLS or allow_plaintext",
+        arguments: [
+            "0.0.0.0:25", "192.168.1.5:1587",
+            "[::]:1143", "mail.example.com:1110",
+        ])
     func nonLoopbackListener(address: String) throws {
         let text = "[listen]\nsmtp = \"\(address)\"\n" + minimalOAuth + minimalServer
         let error = try #require(failure(text))
@@ -218,11 +243,14 @@ struct ConfigLoaderTests {
         #expect(error.description.contains("allow_plaintext"))
         #expect(error.line == 2)
         _ = try parse("[listen]\nsmtp = \"\(address)\"\nallow_plaintext = true\n" + minimalOAuth + minimalServer)
-        _ = try parse("[listen]\nsmtp = \"\(address)\"\ncertificate = \"c.pem\"\nprivate_key = \"k.pem\"\n"
-            + minimalOAuth + minimalServer)
+        _ = try parse(
+            "[listen]\nsmtp = \"\(address)\"\ncertificate = \"c.pem\"\nprivate_key = \"k.pem\"\n"
+                + minimalOAuth + minimalServer)
     }
 
-    @Test("loopback listeners need nothing", arguments: ["127.0.0.1:1587", "[::1]:1587", "localhost:1587", "127.8.9.1:25"])
+    @Test(
+        "loopback listeners need nothing",
+        arguments: ["127.0.0.1:1587", "[::1]:1587", "localhost:1587", "127.8.9.1:25"])
     func loopbackListener(address: String) throws {
         let config = try parse("[listen]\nsmtp = \"\(address)\"\n" + minimalOAuth + minimalServer)
         #expect(config.listen.smtp?.isLoopback == true)
@@ -245,20 +273,26 @@ struct ConfigLoaderTests {
 
     @Test("relay networks must be CIDR ranges and need a relay account")
     func relayNetworks() throws {
-        let bad = try #require(failure("[listen]\nrelay_networks = [\"10.0.0.0/33\"]\nrelay_account = \"a@b.c\"\n"
-            + minimalOAuth + minimalServer))
+        let bad = try #require(
+            failure(
+                "[listen]\nrelay_networks = [\"10.0.0.0/33\"]\nrelay_account = \"a@b.c\"\n"
+                    + minimalOAuth + minimalServer))
         #expect(bad.key == "listen.relay_networks")
         #expect(bad.description.contains("10.0.0.0/33"))
-        let notString = try #require(failure("[listen]\nrelay_networks = [10]\nrelay_account = \"a@b.c\"\n"
-            + minimalOAuth + minimalServer))
+        let notString = try #require(
+            failure(
+                "[listen]\nrelay_networks = [10]\nrelay_account = \"a@b.c\"\n"
+                    + minimalOAuth + minimalServer))
         #expect(notString.key == "listen.relay_networks")
-        let missing = try #require(failure("[listen]\nrelay_networks = [\"192.168.10.0/24\"]\n" + minimalOAuth + minimalServer))
+        let missing = try #require(
+            failure("[listen]\nrelay_networks = [\"192.168.10.0/24\"]\n" + minimalOAuth + minimalServer))
         #expect(missing.key == "listen.relay_networks")
         #expect(missing.description.contains("relay_account"))
         let alone = try parse("[listen]\nrelay_account = \"Scanner@Contoso.com\"\n" + minimalOAuth + minimalServer)
         #expect(alone.listen.relayAccount == "scanner@contoso.com")
-        let good = try parse("[listen]\nrelay_networks = [\"192.168.10.0/24\", \"fd00::/8\", \"10.1.2.3\"]\n"
-            + "relay_account = \"scanner@contoso.com\"\n" + minimalOAuth + minimalServer)
+        let good = try parse(
+            "[listen]\nrelay_networks = [\"192.168.10.0/24\", \"fd00::/8\", \"10.1.2.3\"]\n"
+                + "relay_account = \"scanner@contoso.com\"\n" + minimalOAuth + minimalServer)
         #expect(good.listen.relayNetworks.count == 3)
         #expect(good.listen.relayNetworks[0].contains(ipAddress: "192.168.10.77"))
     }
@@ -292,14 +326,16 @@ struct ConfigLoaderTests {
         #expect(error.description.contains("TOML syntax error"))
     }
 
-    @Test("hostile input is refused without crashing", arguments: [
-        "state_dir = \"a\u{0}b\"", "= 1", "[[server]]\noauth = 1", "[server]\nm365 = 5", "listen = 5",
-        "[oauth.\"bad name\"]\nclient_id = \"x\"", String(repeating: "[", count: 10_000),
-        "a = " + String(repeating: "[", count: 5_000), "client_id = \"\(String(repeating: "x", count: 200))\"",
-        "[oauth.m365]\nclient_id = \"a\u{7}b\"", "state_dir = 2024-01-01T00:00:00Z",
-        // These headers make toml++ stop on an assertion unless the loader catches them first.
-        "[[[", "[[", "[[ [a]]", "[.a]", "[[[a]]]", "[ ]",
-    ])
+    @Test(
+        "hostile input is refused without crashing",
+        arguments: [
+            "state_dir = \"a\u{0}b\"", "= 1", "[[server]]\noauth = 1", "[server]\nm365 = 5", "listen = 5",
+            "[oauth.\"bad name\"]\nclient_id = \"x\"", String(repeating: "[", count: 10_000),
+            "a = " + String(repeating: "[", count: 5_000), "client_id = \"\(String(repeating: "x", count: 200))\"",
+            "[oauth.m365]\nclient_id = \"a\u{7}b\"", "state_dir = 2024-01-01T00:00:00Z",
+            // These headers make toml++ stop on an assertion unless the loader catches them first.
+            "[[[", "[[", "[[ [a]]", "[.a]", "[[[a]]]", "[ ]",
+        ])
     func hostile(text: String) {
         _ = failure(text + "\n")
     }
@@ -318,8 +354,10 @@ struct ConfigLoaderTests {
 
     @Test("duplicate listener addresses are refused")
     func duplicateListeners() throws {
-        let error = try #require(failure("[listen]\nsmtp = \"127.0.0.1:1100\"\npop3 = \"127.0.0.1:1100\"\n" + minimalOAuth
-            + minimalServer))
+        let error = try #require(
+            failure(
+                "[listen]\nsmtp = \"127.0.0.1:1100\"\npop3 = \"127.0.0.1:1100\"\n" + minimalOAuth
+                    + minimalServer))
         #expect(error.key == "listen.smtp" || error.key == "listen.pop3")
     }
 
@@ -369,7 +407,9 @@ struct SampleConfigurationTests {
             let body = line.dropFirst(2)
             guard let equals = body.range(of: " = ") else { continue }
             let key = String(body[..<equals.lowerBound])
-            let value = body[equals.upperBound...].split(separator: "#").first.map { $0.trimmingCharacters(in: .whitespaces) }
+            let value = body[equals.upperBound...].split(separator: "#").first.map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
             let matches = ConfigParameters.all.filter { $0.key == key }
             guard let parameter = matches.first, case .value(let fallback) = parameter.defaultValue, let value else {
                 continue

@@ -4,16 +4,23 @@ import Testing
 
 @Suite("Durations")
 struct DurationParserTests {
-    @Test("valid durations", arguments: [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7_200), ("1d", 86_400),
-        ("1h30m", 5_400), ("0", 0), ("0s", 0), ("366d", 366 * 86_400)])
+    @Test(
+        "valid durations",
+        arguments: [
+            ("90", 90), ("30s", 30), ("15m", 900), ("2h", 7_200), ("1d", 86_400),
+            ("1h30m", 5_400), ("0", 0), ("0s", 0), ("366d", 366 * 86_400),
+        ])
     func valid(text: String, seconds: Int) {
         #expect(DurationParser.seconds(text) == seconds)
     }
 
-    @Test("malformed and hostile durations", arguments: ["", "m", "15", "15 m", " 15m", "-1m", "1.5h", "1w", "15M",
-        "1h30", "367d", "9999999999999999999999", String(repeating: "1s", count: 40), "１m", "5m\n"])
+    @Test(
+        "malformed and hostile durations",
+        arguments: [
+            "", "m", "15 m", " 15m", "-1m", "1.5h", "1w", "15M",
+            "1h30", "367d", "9999999999999999999999", String(repeating: "1s", count: 40), "１m", "5m\n",
+        ])
     func invalid(text: String) {
-        if text == "15" { #expect(DurationParser.seconds(text) == 15); return }
         #expect(DurationParser.seconds(text) == nil)
     }
 
@@ -28,18 +35,26 @@ struct DurationParserTests {
 
 @Suite("Host and port")
 struct HostPortSpecTests {
-    @Test("valid endpoints", arguments: [("127.0.0.1:1587", "127.0.0.1", 1_587), ("[::1]:1143", "::1", 1_143),
-        ("0.0.0.0:25", "0.0.0.0", 25), ("smtp.office365.com:587", "smtp.office365.com", 587),
-        ("localhost:65535", "localhost", 65_535), ("[fe80::1]:1", "fe80::1", 1)])
+    @Test(
+        "valid endpoints",
+        arguments: [
+            ("127.0.0.1:1587", "127.0.0.1", 1_587), ("[::1]:1143", "::1", 1_143),
+            ("0.0.0.0:25", "0.0.0.0", 25), ("smtp.office365.com:587", "smtp.office365.com", 587),
+            ("localhost:65535", "localhost", 65_535), ("[fe80::1]:1", "fe80::1", 1),
+        ])
     func valid(text: String, host: String, port: Int) throws {
         let spec = try #require(HostPortSpec(parsing: text))
         #expect(spec.host == host && spec.port == port)
         #expect(spec.description == text)
     }
 
-    @Test("malformed endpoints", arguments: ["", ":", "host", "host:", ":25", "host:0", "host:65536", "host:+25",
-        "host:25 ", "::1:25", "[::1]25", "[::1:25", "[example.com]:25", "ho st:25", "-bad.com:25", "a..b:25",
-        "host:0025x", String(repeating: "a", count: 300) + ":25", "[1.2.3.4]:25", "host:99999999999999999999"])
+    @Test(
+        "malformed endpoints",
+        arguments: [
+            "", ":", "host", "host:", ":25", "host:0", "host:65536", "host:+25",
+            "host:25 ", "::1:25", "[::1]25", "[::1:25", "[example.com]:25", "ho st:25", "-bad.com:25", "a..b:25",
+            "host:0025x", String(repeating: "a", count: 300) + ":25", "[1.2.3.4]:25", "host:99999999999999999999",
+        ])
     func invalid(text: String) {
         #expect(HostPortSpec(parsing: text) == nil)
     }
@@ -90,8 +105,13 @@ struct CIDRTests {
         #expect(all.contains(ipAddress: "8.8.8.8"))
     }
 
-    @Test("malformed ranges", arguments: ["", "/24", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0/24", "10.0.0.0/-1",
-        "10.0.0.0/24/1", "example.com/24", "10.0.0.0/ 24", "10.0.0.0/0024", "256.0.0.0/8", String(repeating: "1", count: 100)])
+    @Test(
+        "malformed ranges",
+        arguments: [
+            "", "/24", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0/24", "10.0.0.0/-1",
+            "10.0.0.0/24/1", "example.com/24", "10.0.0.0/ 24", "10.0.0.0/0024", "256.0.0.0/8",
+            String(repeating: "1", count: 100),
+        ])
     func invalid(text: String) {
         #expect(CIDR(parsing: text) == nil)
     }

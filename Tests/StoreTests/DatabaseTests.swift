@@ -15,7 +15,8 @@ struct DatabaseTests {
         for table in ["account", "counter", "downloadState", "journalEntry", "token"] {
             #expect(tables.contains(table))
         }
-        let applied = try db.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        let applied = try db.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+        }
         #expect(applied == ["v1"])
     }
 
@@ -137,7 +138,8 @@ struct DatabaseTests {
                 CounterTotal(name: "smtp.sent", accountEmail: "bob@contoso.com", listener: "smtp", value: 1),
             ])
         let day = try db.counters(since: now.addingTimeInterval(-86_400), account: "ALICE@contoso.com")
-        #expect(day == [CounterTotal(name: "smtp.sent", accountEmail: "alice@contoso.com", listener: "smtp", value: 13)])
+        #expect(
+            day == [CounterTotal(name: "smtp.sent", accountEmail: "alice@contoso.com", listener: "smtp", value: 13)])
         #expect(try db.counters(since: now.addingTimeInterval(3_600)).isEmpty)
     }
 

@@ -51,7 +51,8 @@ struct JournalTests {
         // The sent-copy state changes later without touching the chain.
         try db.updateSentCopyState(sequence: second, state: .made)
         #expect(try db.journalEntry(sequence: second)?.sentCopyState == .made)
-        #expect(JournalVerifier.verify(entries: try db.journalEntries(), archiveDirectory: nil).outcome == .ok(count: 2))
+        #expect(
+            JournalVerifier.verify(entries: try db.journalEntries(), archiveDirectory: nil).outcome == .ok(count: 2))
         #expect(try db.journalEntries(account: "ALICE@contoso.com").count == 2)
         #expect(try db.journalEntries(account: "bob@contoso.com").isEmpty)
     }

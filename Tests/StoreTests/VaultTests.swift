@@ -48,7 +48,9 @@ struct VaultTests {
         _ = try Vault.open(stateDirectory: temp.path)
         let path = temp.path + "/vault.key"
         chmod(path, 0o644)
-        #expect(throws: VaultError.keyFileTooOpen(path: path, mode: 0o644)) { try Vault.open(stateDirectory: temp.path) }
+        #expect(throws: VaultError.keyFileTooOpen(path: path, mode: 0o644)) {
+            try Vault.open(stateDirectory: temp.path)
+        }
         #expect(VaultError.keyFileTooOpen(path: path, mode: 0o644).description.contains("chmod 600 \(path)"))
         chmod(path, 0o600)
         _ = try Vault.open(stateDirectory: temp.path)
