@@ -68,7 +68,9 @@ struct MessageIDInjectorTests {
     @Test func headerLongerThanTheBoundGetsAnIDAtTheTopAnyway() {
         // A Message-ID inside the bound, but the header block does not end before it.
         var message = Self.bytes("Message-ID: <early@b.c>\r\n")
-        for index in 0..<200 { message += Self.bytes("X-Filler-\(index): " + String(repeating: "a", count: 60) + "\r\n") }
+        for index in 0..<200 {
+            message += Self.bytes("X-Filler-\(index): " + String(repeating: "a", count: 60) + "\r\n")
+        }
         message += Self.bytes("\r\nbody\r\n")
         let bound = 4_096
         var injector = MessageIDInjector(generatedID: Self.generated, maximumHeaderCount: bound)

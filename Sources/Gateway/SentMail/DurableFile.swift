@@ -71,7 +71,9 @@ enum DurableFile {
     /// fsync(2) on a directory, so that a rename or creation inside it is durable.
     static func syncDirectory(_ path: String) throws(SentMailError) {
         let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw .fileFailed(path: path, operation: "open the directory", reason: lastError()) }
+        guard descriptor >= 0 else {
+            throw .fileFailed(path: path, operation: "open the directory", reason: lastError())
+        }
         defer { close(descriptor) }
         try sync(descriptor, path: path)
     }

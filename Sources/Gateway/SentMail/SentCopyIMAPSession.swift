@@ -76,7 +76,8 @@ final class SentCopyIMAPSession {
         var step = SentCopyDecision.firstStep(mode: SentCopyMode(rawValue: job.mode) ?? .always)
         if step == .searchFolder {
             _ = try await expectOK(.examine(folder), "EXAMINE")
-            let (_, found) = try await expectOK(.uidSearchHeader(field: "Message-ID", value: job.messageID), "UID SEARCH")
+            let (_, found) = try await expectOK(
+                .uidSearchHeader(field: "Message-ID", value: job.messageID), "UID SEARCH")
             var uids: [UInt32] = []
             for case .search(let numbers) in found { uids += numbers }
             step = SentCopyDecision.afterSearch(foundUIDs: uids)
@@ -102,7 +103,9 @@ final class SentCopyIMAPSession {
         for action in client.receive(response) {
             switch action {
             case .greeting(_, let preauthenticated):
-                if preauthenticated { throw .copyFailed(reason: "the server greeted with PREAUTH, which is not expected") }
+                if preauthenticated {
+                    throw .copyFailed(reason: "the server greeted with PREAUTH, which is not expected")
+                }
                 return
             case .sessionEnded(let reason):
                 throw .copyFailed(reason: "the server closed the connection at once (\(reason))")

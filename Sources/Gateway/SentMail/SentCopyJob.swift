@@ -69,7 +69,9 @@ struct SentCopyJob: Codable, Sendable, Equatable {
         var bytes: [UInt8] = []
         try DurableFile.readChunks(path) { (chunk) throws(SentMailError) in
             bytes += chunk
-            if bytes.count > 1_048_576 { throw .fileFailed(path: path, operation: "read", reason: "job file too large") }
+            if bytes.count > 1_048_576 {
+                throw .fileFailed(path: path, operation: "read", reason: "job file too large")
+            }
         }
         do {
             return try JSONDecoder().decode(SentCopyJob.self, from: Data(bytes))

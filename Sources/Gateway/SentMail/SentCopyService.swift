@@ -69,13 +69,16 @@ actor SentCopyService {
                 }
                 jobs.append(job)
             } catch {
-                logger.warning("A sent-copy job file cannot be read; it is left in place", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "A sent-copy job file cannot be read; it is left in place", metadata: ["error": "\(error)"])
             }
         }
         for name in DurableFile.list(spoolDirectory) where name.hasSuffix(".eml.part") {
             DurableFile.remove(spoolDirectory + "/" + name)
         }
-        if !jobs.isEmpty { logger.info("Sent copies waiting from an earlier run", metadata: ["count": "\(jobs.count)"]) }
+        if !jobs.isEmpty {
+            logger.info("Sent copies waiting from an earlier run", metadata: ["count": "\(jobs.count)"])
+        }
         return jobs
     }
 
@@ -121,7 +124,8 @@ actor SentCopyService {
     private func run() async {
         while !stopping {
             let now = Date().timeIntervalSince1970
-            if let job = jobs.values.filter({ $0.nextAttemptAt <= now }).min(by: { $0.nextAttemptAt < $1.nextAttemptAt }) {
+            if let job = jobs.values.filter({ $0.nextAttemptAt <= now }).min(by: { $0.nextAttemptAt < $1.nextAttemptAt }
+            ) {
                 await attempt(job)
                 continue
             }
@@ -212,15 +216,20 @@ actor SentCopyService {
             state = .made
             counter = "sent_copy_made"
             logger.info(
-                "Sent copy filed", metadata: ["account": "\(job.account)", "folder": "\(sanitizeForLog(folder))",
-                    "messageID": "\(sanitizeForLog(job.messageID))"])
+                "Sent copy filed",
+                metadata: [
+                    "account": "\(job.account)", "folder": "\(sanitizeForLog(folder))",
+                    "messageID": "\(sanitizeForLog(job.messageID))",
+                ])
         case .skipped(let folder):
             state = .skipped
             counter = "sent_copy_skipped"
             logger.info(
                 "Sent copy already in the Sent folder; nothing appended",
-                metadata: ["account": "\(job.account)", "folder": "\(sanitizeForLog(folder))",
-                    "messageID": "\(sanitizeForLog(job.messageID))"])
+                metadata: [
+                    "account": "\(job.account)", "folder": "\(sanitizeForLog(folder))",
+                    "messageID": "\(sanitizeForLog(job.messageID))",
+                ])
         }
         record(job, state: state, counter: counter)
         DurableFile.remove(SentCopyJob.jobPath(id: job.id, spool: spoolDirectory))
@@ -240,8 +249,10 @@ actor SentCopyService {
         jobs[job.id] = job
         logger.notice(
             "Sent copy failed; it will be retried",
-            metadata: ["account": "\(job.account)", "attempt": "\(job.attempts)", "retryIn": "\(Int(delay))s",
-                "error": "\(error.description)"])
+            metadata: [
+                "account": "\(job.account)", "attempt": "\(job.attempts)", "retryIn": "\(Int(delay))s",
+                "error": "\(error.description)",
+            ])
     }
 
     private func giveUp(_ job: inout SentCopyJob, reason: String) async {
@@ -252,8 +263,10 @@ actor SentCopyService {
         record(job, state: .failed, counter: "sent_copy_failed")
         logger.warning(
             "Sent copy given up; the message and its job stay in the spool for an administrator",
-            metadata: ["account": "\(job.account)", "messageID": "\(sanitizeForLog(job.messageID))",
-                "job": "\(SentCopyJob.jobPath(id: job.id, spool: spoolDirectory))", "error": "\(reason)"])
+            metadata: [
+                "account": "\(job.account)", "messageID": "\(sanitizeForLog(job.messageID))",
+                "job": "\(SentCopyJob.jobPath(id: job.id, spool: spoolDirectory))", "error": "\(reason)",
+            ])
     }
 
     private func save(_ job: SentCopyJob) {

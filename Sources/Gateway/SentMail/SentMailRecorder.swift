@@ -298,7 +298,8 @@ public final class MessageRecording: @unchecked Sendable {
         let logger = recorder.logger
         var copyState: SentCopyState = .disabled
         var job: SentCopyJob?
-        if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap {
+        if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap
+        {
             do {
                 job = try persistJob(sealed, endpoint: imap)
                 copyState = .pending
@@ -306,8 +307,10 @@ public final class MessageRecording: @unchecked Sendable {
                 copyState = .failed
                 logger.error(
                     "The sent copy could not be queued; the message was sent but gets no copy",
-                    metadata: ["account": "\(account)", "messageID": "\(sanitizeForLog(messageID))",
-                        "error": "\(error.description)"])
+                    metadata: [
+                        "account": "\(account)", "messageID": "\(sanitizeForLog(messageID))",
+                        "error": "\(error.description)",
+                    ])
             }
         }
         if job == nil, case .file(let path) = sealed { DurableFile.remove(path) }
@@ -316,7 +319,8 @@ public final class MessageRecording: @unchecked Sendable {
         do {
             if let sequence = journalSequence {
                 try recorder.database.completeJournalEntry(
-                    sequence: sequence, status: .sent, upstreamReply: sanitizeForLog(upstreamReply, maximumLength: 1_000),
+                    sequence: sequence, status: .sent,
+                    upstreamReply: sanitizeForLog(upstreamReply, maximumLength: 1_000),
                     sentCopyState: copyState, counters: counters)
             } else {
                 try recorder.database.increment(counters)

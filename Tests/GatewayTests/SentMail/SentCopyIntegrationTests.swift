@@ -68,7 +68,9 @@ struct SentCopyIntegrationTests {
         var text = "From: <\(from)>\r\nTo: <bob@contoso.test>\r\nSubject: \(subject)\r\n"
         if let id { text += "Message-ID: \(id)\r\n" }
         text += "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-        for index in 0..<bodyLines { text += "Line \(index) of the sent-copy test, with a leading dot next:\r\n.dot\r\n" }
+        for index in 0..<bodyLines {
+            text += "Line \(index) of the sent-copy test, with a leading dot next:\r\n.dot\r\n"
+        }
         return Array(text.utf8)
     }
 

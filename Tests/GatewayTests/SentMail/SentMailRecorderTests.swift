@@ -142,7 +142,10 @@ struct SentMailRecorderTests {
     @Test func rejectsCallsOutOfOrder() async throws {
         let fixture = try Fixture()
         let recording = fixture.begin(Self.policy(lock: true))
-        #expect(throws: SentMailError.self) { _ = try recording.finishInput() ; _ = try recording.append([0x41]) }
+        #expect(throws: SentMailError.self) {
+            _ = try recording.finishInput()
+            _ = try recording.append([0x41])
+        }
         let early = fixture.begin(Self.policy(lock: true))
         let result = await early.prepare()
         #expect(throws: SentMailError.self) { try result.get() }
@@ -189,7 +192,10 @@ struct SentMailRecorderTests {
         let entries = try fixture.database.journalEntries()
         #expect(entries.map(\.sequence) == [1, 2, 3])
         #expect(entries.allSatisfy { $0.status == .sent })
-        #expect(entries.map(\.upstreamReply) == ["250 2.0.0 OK queued as 0", "250 2.0.0 OK queued as 1", "250 2.0.0 OK queued as 2"])
+        #expect(
+            entries.map(\.upstreamReply) == [
+                "250 2.0.0 OK queued as 0", "250 2.0.0 OK queued as 1", "250 2.0.0 OK queued as 2",
+            ])
         #expect(try counter(fixture.database, "messages_relayed", account: Self.account) == 3)
         #expect(try counter(fixture.database, "bytes_relayed", account: Self.account) == Int64(sizes.reduce(0, +)))
         let verification = JournalVerifier.verify(entries: entries, archiveDirectory: fixture.state.path + "/archive")

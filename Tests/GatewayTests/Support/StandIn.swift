@@ -32,10 +32,12 @@ struct StandIn: Sendable {
         let path = envFilePath
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             if ProcessInfo.processInfo.environment["MAILGATE_REQUIRE_INTEGRATION"] == "1" {
-                let reason = "The M365 stand-in is required (MAILGATE_REQUIRE_INTEGRATION=1) but \(path) does not exist; "
+                let reason =
+                    "The M365 stand-in is required (MAILGATE_REQUIRE_INTEGRATION=1) but \(path) does not exist; "
                 Issue.record(Comment(rawValue: reason + "run integration/up first."), sourceLocation: sourceLocation)
             } else {
-                print("Skipping: the M365 stand-in is not running (no \(path)); run integration/up to include this test.")
+                print(
+                    "Skipping: the M365 stand-in is not running (no \(path)); run integration/up to include this test.")
             }
             return nil
         }
@@ -44,7 +46,9 @@ struct StandIn: Sendable {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
             var value = String(trimmed[trimmed.index(after: equals)...])
-            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 {
+                value = String(value.dropFirst().dropLast())
+            }
             values[String(trimmed[..<equals])] = value
         }
         return StandIn(values: values)
@@ -109,7 +113,9 @@ struct StandIn: Sendable {
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw StandInError("curl exited with \(process.terminationStatus)") }
+        guard process.terminationStatus == 0 else {
+            throw StandInError("curl exited with \(process.terminationStatus)")
+        }
         return String(decoding: data, as: UTF8.self)
     }
 }
@@ -240,7 +246,9 @@ final class CheckingIMAPClient {
 // MARK: - A submission client
 
 /// Submits a message to the stand-in's SMTP port (STARTTLS, AUTH XOAUTH2), as a client would without MailGate.
-func submitDirectly(_ standIn: StandIn, user: String, token: String, to recipient: String, message: [UInt8]) async throws {
+func submitDirectly(_ standIn: StandIn, user: String, token: String, to recipient: String, message: [UInt8])
+    async throws
+{
     let connection = try await AsyncConnection.connect(
         to: HostPort(host: standIn.host, port: Int(standIn["SUBMISSION_PORT"])!)!, tls: nil, serverName: standIn.host,
         timeout: 10)
