@@ -76,6 +76,7 @@ let package = Package(
             name: "StoreTests", dependencies: ["Store", "Crypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: strict),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy"], swiftSettings: strict),
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),

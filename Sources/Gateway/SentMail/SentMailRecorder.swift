@@ -1,0 +1,408 @@
+// Gateway/SentMail: the recorder every relayed message passes through: Message-ID, hash, spool, archive, journal,
+// counters and the queued sent copy.
+
+import Crypto
+public import Dispatch
+import Foundation
+public import Logging
+public import MailCore
+import Policy
+public import Store
+import Transport
+
+/// Records the messages an SMTP session relays (DESIGN.md §6): makes sure each has a Message-ID, hashes and
+/// spools the exact bytes, journals and archives them when `lock_after_send` is on, and files a copy in the
+/// account's Sent folder in the background.
+///
+/// One recorder per process; `begin` is called for each message by the SMTP sessions, on their own queues.
+public final class SentMailRecorder: Sendable {
+    let database: MailGateDatabase
+    let stateDirectory: String
+    /// `<state>/spool`: spill files, spooled messages and their job files.
+    let spoolDirectory: String
+    /// `<state>/archive`: the retained originals, `<aa>/<sha256>`.
+    let archive: MessageArchive
+    let limits: Limits
+    let logger: Logger
+    let autoFileDelay: Double
+    let service: SentCopyService
+
+    /// - Parameters:
+    ///   - database: where the journal rows and counters go.
+    ///   - stateDirectory: `state_dir`; `spool/` and `archive/` are made inside it (mode 0700).
+    ///   - credentials: the XOAUTH2 identities for the sent copy's IMAP logins.
+    ///   - copyRetryDelays: seconds between failed sent-copy attempts; when used up, the copy is given up (state
+    ///     `failed`, job kept on disk, a warning logged).
+    ///   - autoFileDelay: seconds `sent_copy = "auto"` waits after the send before searching the Sent folder, so
+    ///     that Exchange has filed its own copy.
+    public init(
+        database: MailGateDatabase, stateDirectory: String, limits: Limits, credentials: any UpstreamCredentials,
+        logger: Logger, copyRetryDelays: [Double] = [5, 30, 120, 600, 3600], autoFileDelay: Double = 3
+    ) {
+        self.database = database
+        self.stateDirectory = stateDirectory
+        self.spoolDirectory = stateDirectory + "/spool"
+        self.archive = MessageArchive(directory: stateDirectory + "/archive")
+        self.limits = limits
+        self.logger = logger
+        self.autoFileDelay = autoFileDelay
+        self.service = SentCopyService(
+            spoolDirectory: spoolDirectory, archive: archive, database: database, credentials: credentials,
+            logger: logger, retryDelays: copyRetryDelays, limits: limits)
+    }
+
+    /// Starts the background sent-copy worker and re-queues every spooled copy left by an earlier run (the job
+    /// files are read before this returns; the worker runs as a task).
+    public func start() {
+        do {
+            try DurableFile.makeDirectory(spoolDirectory)
+            try DurableFile.makeDirectory(archive.directory)
+        } catch {
+            logger.error("The sent-mail directories cannot be made", metadata: ["error": "\(error.description)"])
+        }
+        let jobs = SentCopyService.loadJobs(spoolDirectory: spoolDirectory, logger: logger)
+        let service = self.service
+        Task { await service.start(with: jobs) }
+    }
+
+    /// Stops the worker after the copy in flight, waiting at most `timeout` seconds. Blocks the calling thread:
+    /// call it from a plain thread or queue (the signal handler's), never from async code — use `shutdown()`
+    /// there. Unfinished copies stay in the spool for the next start.
+    public func stop(timeout: Double = 30) {
+        let service = self.service
+        let stopped = DispatchSemaphore(value: 0)
+        Task {
+            await service.stop()
+            stopped.signal()
+        }
+        if stopped.wait(timeout: .now() + timeout) == .timedOut {
+            logger.warning("The sent-copy worker did not stop in time; its job stays in the spool")
+        }
+    }
+
+    /// `stop()` for async callers: returns once the copy in flight has ended.
+    public func shutdown() async {
+        await service.stop()
+    }
+
+    /// Begins recording one message whose envelope the upstream accepted. `mailFrom` is the reverse path without
+    /// brackets (empty for `<>`), `recipients` the accepted forward paths.
+    public func begin(
+        account: String, listener: String, mailFrom: String, recipients: [String], policy: SentMailPolicy
+    ) -> MessageRecording {
+        MessageRecording(
+            recorder: self, account: account, listener: listener, mailFrom: mailFrom, recipients: recipients,
+            policy: policy)
+    }
+}
+
+/// One message on its way through an SMTP session: the bytes to forward, their hash and spool, and the journal
+/// row that follows the upstream's verdict.
+///
+/// Call order: `append`* → `finishInput` → `prepareCommit` (before the final dot goes upstream) → `commit` (2xx)
+/// or `abandon` (refused, or the connection died). `abandon` may come at any point. The receiving methods run on
+/// the caller's serial queue; disk and database work runs on a private serial queue and reports back on the
+/// queue the caller names.
+public final class MessageRecording: @unchecked Sendable {
+    // @unchecked Sendable: the receiving state is touched only on the session's queue until `finishInput`; what
+    // `finishInput` fixes is never written again, and the commit state lives only on `work` (serial).
+
+    private enum Phase { case receiving, finished, abandoned }
+    private enum Verdict { case open, prepared, committed, abandoned }
+
+    private let recorder: SentMailRecorder
+    let account: String
+    let listener: String
+    let mailFrom: String
+    let recipients: [String]
+    let policy: SentMailPolicy
+    private let receivedAt = Date()
+    private let id: String
+    private var injector: MessageIDInjector
+    private let hasher = SHA256HasherBox()
+    private let spool: MessageSpool
+    private var phase = Phase.receiving
+    private var sealed: SpooledMessage?
+    private let work = DispatchQueue(label: "mailgate.sent-mail.recording")
+    /// On `work` only.
+    private var verdict = Verdict.open
+    /// On `work` only.
+    private var journalSequence: Int64?
+
+    /// The Message-ID the relayed message carries (its own or the generated one); set by `finishInput`.
+    public private(set) var messageID = ""
+    /// Bytes forwarded upstream (after a Message-ID was added, if it was).
+    public private(set) var size = 0
+    /// SHA-256 of exactly the forwarded bytes, lowercase hex; set by `finishInput`.
+    public private(set) var sha256Hex = ""
+
+    init(
+        recorder: SentMailRecorder, account: String, listener: String, mailFrom: String, recipients: [String],
+        policy: SentMailPolicy
+    ) {
+        self.recorder = recorder
+        self.account = account
+        self.listener = listener
+        self.mailFrom = mailFrom
+        self.recipients = recipients
+        self.policy = policy
+        self.id = MessageRecording.newID()
+        self.injector = MessageIDInjector(generatedID: MessageID.generate(domain: policy.messageIDDomain))
+        self.spool = MessageSpool(directory: recorder.spoolDirectory, id: id, memoryLimit: recorder.limits.spoolMemory)
+    }
+
+    deinit {
+        spool.discard()  // removes a spill file nobody took over; closes an open one
+    }
+
+    // MARK: - Receiving (the session's queue)
+
+    /// Takes un-stuffed message bytes as they arrive; returns the bytes to forward upstream now. The header block
+    /// is held back (at most 256 KiB) until its end to decide whether a Message-ID must be added; when it is
+    /// missing, `Message-ID: <generated>` CRLF goes at the top. Exactly the returned bytes are hashed and spooled.
+    public func append(_ bytes: [UInt8]) throws(SentMailError) -> [UInt8] {
+        guard phase == .receiving else { throw .invalidUse("append after the end of the message") }
+        let out = injector.append(bytes)
+        try take(out)
+        return out
+    }
+
+    /// End of client data: returns what is still held back (forward it before the final dot).
+    public func finishInput() throws(SentMailError) -> [UInt8] {
+        guard phase == .receiving else { throw .invalidUse("finishInput twice or after abandon") }
+        let out = injector.finish()
+        try take(out)
+        sealed = spool.seal()
+        sha256Hex = hasher.finalizeHex()
+        messageID = injector.messageID ?? injector.generatedID
+        phase = .finished
+        return out
+    }
+
+    private func take(_ bytes: [UInt8]) throws(SentMailError) {
+        guard !bytes.isEmpty else { return }
+        guard size + bytes.count <= recorder.limits.messageSize else {
+            throw .messageTooLarge(actualCount: size + bytes.count, maximumCount: recorder.limits.messageSize)
+        }
+        hasher.update(bytes)
+        try spool.write(bytes)
+        size += bytes.count
+    }
+
+    // MARK: - Verdict (off the session's queue)
+
+    /// Before the final dot goes upstream: with `lockAfterSend`, stores the archive file
+    /// `<state>/archive/<aa>/<sha256>` (write, fsync, rename, fsync of the directory) and inserts the pending
+    /// journal row, so a crash from here on leaves a row whose fate `journal verify` reports. Runs off the
+    /// caller's queue; `completion` is called on `queue`.
+    public func prepareCommit(on queue: DispatchQueue, completion: @escaping (Result<Void, SentMailError>) -> Void) {
+        guard phase == .finished, let sealed else {
+            let done = UncheckedSendable(completion)
+            queue.async { done.value(.failure(.invalidUse("prepareCommit before finishInput or after abandon"))) }
+            return
+        }
+        let done = UncheckedSendable(completion)
+        work.async { [self] in
+            let result = prepare(sealed)
+            queue.async { done.value(result) }
+        }
+    }
+
+    /// The upstream said 2xx: completes the journal row (status sent, the reply) in the same transaction as the
+    /// counters `messages_relayed` and `bytes_relayed`, then queues the sent copy (the spooled message and its job
+    /// file are saved in `<state>/spool/` first, so it survives a restart). `completion` on `queue`; only then may
+    /// the client get its 250. A failure means the journal could not record the send (the message *was* sent).
+    public func commit(
+        upstreamReply: String, on queue: DispatchQueue, completion: @escaping (Result<Void, SentMailError>) -> Void
+    ) {
+        guard phase == .finished, let sealed else {
+            let done = UncheckedSendable(completion)
+            queue.async { done.value(.failure(.invalidUse("commit before finishInput or after abandon"))) }
+            return
+        }
+        let done = UncheckedSendable(completion)
+        work.async { [self] in
+            let result = finalize(sealed, upstreamReply: upstreamReply)
+            queue.async { done.value(result) }
+        }
+    }
+
+    /// The upstream refused (4xx/5xx: status `failed`, counted by the reply code at the start of `reason`), or the
+    /// connection died before a reply (`fateUnknown: true` → status `unknown`, which `journal verify` reports).
+    /// Nothing is journaled as sent; the spool is removed.
+    public func abandon(reason: String, fateUnknown: Bool) {
+        if phase == .receiving { sealed = spool.seal() }
+        phase = .abandoned
+        let spooled = sealed
+        work.async { [self] in
+            guard verdict != .committed && verdict != .abandoned else { return }
+            verdict = .abandoned
+            var counters: [CounterIncrement] = []
+            if fateUnknown {
+                counters.append(counter("messages_fate_unknown"))
+            } else if let name = Self.rejectionCounter(reason) {
+                counters.append(counter(name))
+            }
+            let database = recorder.database
+            do {
+                if let sequence = journalSequence {
+                    try database.completeJournalEntry(
+                        sequence: sequence, status: fateUnknown ? .unknown : .failed,
+                        upstreamReply: sanitizeForLog(reason, maximumLength: 1_000), sentCopyState: .disabled,
+                        counters: counters)
+                } else if !counters.isEmpty {
+                    try database.increment(counters)
+                }
+            } catch {
+                recorder.logger.error(
+                    "The journal could not record an abandoned message",
+                    metadata: ["account": "\(account)", "error": "\(error)"])
+            }
+            if case .file(let path)? = spooled { DurableFile.remove(path) }
+        }
+    }
+
+    // MARK: - Work queue
+
+    private func prepare(_ sealed: SpooledMessage) -> Result<Void, SentMailError> {
+        dispatchPrecondition(condition: .onQueue(work))
+        guard verdict == .open else {
+            return verdict == .prepared ? .success(()) : .failure(.invalidUse("prepareCommit after the verdict"))
+        }
+        if policy.lockAfterSend {
+            do {
+                try recorder.archive.store(sealed, sha256: sha256Hex, size: size)
+                let needsJob = SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil)
+                journalSequence = try recorder.database.insertPendingJournalEntry(
+                    accountEmail: account, listener: listener, mailFrom: mailFrom, rcptTo: recipients,
+                    messageID: messageID, size: Int64(size), sha256: sha256Hex,
+                    sentCopyState: needsJob ? .pending : .disabled, createdAt: receivedAt)
+            } catch let error as SentMailError {
+                return .failure(error)
+            } catch {
+                return .failure(.journalFailed(reason: "\(error)"))
+            }
+        }
+        verdict = .prepared
+        return .success(())
+    }
+
+    private func finalize(_ sealed: SpooledMessage, upstreamReply: String) -> Result<Void, SentMailError> {
+        dispatchPrecondition(condition: .onQueue(work))
+        if verdict == .open {
+            // The caller skipped prepareCommit: journal now rather than not at all.
+            if case .failure(let error) = prepare(sealed) { return .failure(error) }
+        }
+        guard verdict == .prepared else { return .failure(.invalidUse("commit after the verdict")) }
+        verdict = .committed
+        let logger = recorder.logger
+        var copyState: SentCopyState = .disabled
+        var job: SentCopyJob?
+        if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap
+        {
+            do {
+                job = try persistJob(sealed, endpoint: imap)
+                copyState = .pending
+            } catch {
+                copyState = .failed
+                logger.error(
+                    "The sent copy could not be queued; the message was sent but gets no copy",
+                    metadata: [
+                        "account": "\(account)", "messageID": "\(sanitizeForLog(messageID))",
+                        "error": "\(error.description)",
+                    ])
+            }
+        }
+        if job == nil, case .file(let path) = sealed { DurableFile.remove(path) }
+        let counters = [counter("messages_relayed"), counter("bytes_relayed", amount: Int64(size))]
+        var result: Result<Void, SentMailError> = .success(())
+        do {
+            if let sequence = journalSequence {
+                try recorder.database.completeJournalEntry(
+                    sequence: sequence, status: .sent,
+                    upstreamReply: sanitizeForLog(upstreamReply, maximumLength: 1_000),
+                    sentCopyState: copyState, counters: counters)
+            } else {
+                try recorder.database.increment(counters)
+            }
+        } catch {
+            logger.error(
+                "The journal could not record a sent message", metadata: ["account": "\(account)", "error": "\(error)"])
+            if journalSequence != nil { result = .failure(.journalFailed(reason: "\(error)")) }
+        }
+        if let job {
+            let service = recorder.service
+            Task { await service.enqueue(job) }
+        }
+        return result
+    }
+
+    /// Moves the spooled bytes to `<spool>/<id>.eml` (fsynced) and saves the job next to it.
+    private func persistJob(_ sealed: SpooledMessage, endpoint: UpstreamEndpoint) throws(SentMailError) -> SentCopyJob {
+        let spoolDirectory = recorder.spoolDirectory
+        try DurableFile.makeDirectory(spoolDirectory)
+        let path = SentCopyJob.messagePath(id: id, spool: spoolDirectory)
+        switch sealed {
+        case .memory(let bytes):
+            try DurableFile.writeAtomically(bytes, to: path)
+        case .file(let partPath):
+            try DurableFile.syncFile(partPath)
+            try DurableFile.rename(partPath, to: path)
+            try DurableFile.syncDirectory(spoolDirectory)
+        }
+        let now = Date().timeIntervalSince1970
+        let job = SentCopyJob(
+            id: id, account: account, listener: listener, messageID: messageID, journalSequence: journalSequence,
+            sha256: sha256Hex, size: size, mode: policy.sentCopy.rawValue, sentFolder: policy.sentFolder,
+            imapHost: endpoint.address.host, imapPort: endpoint.address.port, imapSecurity: endpoint.security.rawValue,
+            caFile: endpoint.caFile, sentAt: now, attempts: 0,
+            nextAttemptAt: now + (policy.sentCopy == .auto ? recorder.autoFileDelay : 0), lastError: nil, gaveUp: false)
+        try job.save(spool: spoolDirectory)
+        return job
+    }
+
+    private func counter(_ name: String, amount: Int64 = 1) -> CounterIncrement {
+        CounterIncrement(name, account: account, listener: listener, amount: amount)
+    }
+
+    /// `upstream_rejected_4xx` / `_5xx` from the reply code that starts `reason`, if any.
+    static func rejectionCounter(_ reason: String) -> String? {
+        let digits = Array(reason.utf8.prefix(4))
+        guard digits.count >= 3, (0x34...0x35).contains(digits[0]), (0x30...0x39).contains(digits[1]),
+            (0x30...0x39).contains(digits[2]), digits.count == 3 || digits[3] == 0x20 || digits[3] == 0x2D
+        else { return nil }
+        return digits[0] == 0x34 ? "upstream_rejected_4xx" : "upstream_rejected_5xx"
+    }
+
+    private static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(generator.next() as UInt32, radix: 16) }.map {
+            String(repeating: "0", count: 8 - $0.count) + $0
+        }.joined()
+    }
+
+    // MARK: - Test hooks
+
+    /// The most bytes the spool ever held in memory.
+    var spoolMemoryHighWater: Int { spool.memoryHighWater }
+    /// Where the bytes are once `finishInput` ran.
+    var spooledMessage: SpooledMessage? { sealed }
+    /// The journal row, once `prepareCommit` inserted it.
+    var pendingJournalSequence: Int64? { work.sync { journalSequence } }
+    /// The spool file id.
+    var spoolID: String { id }
+}
+
+/// `SHA256Hasher` behind a tiny wrapper so the recording can keep it as a `let`.
+final class SHA256HasherBox {
+    private let hasher = SHA256Hasher()
+    func update(_ bytes: [UInt8]) { hasher.update(bytes) }
+    func finalizeHex() -> String { SHA256.hexString(hasher.finalize()) }
+}
+
+/// Carries a non-Sendable value (a completion closure) to the queue that will call it.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    // @unchecked Sendable: the value is handed from one queue to the next, never used on two at once.
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,1 +1,0 @@
-// Policy: module placeholder replaced by its implementation.
