@@ -10,15 +10,8 @@ public protocol TemporaryFailureClassifying {
     var isTemporary: Bool { get }
 }
 
-/// Stand-in for `Policy.SentMailPolicy` until the Policy module lands: the lead points this alias at the real type.
-public typealias SMTPSentMailPolicy = PendingSentMailPolicy
-
-/// The sent-mail settings of an account's server, as far as the SMTP gateway passes them on (opaque to it).
-public struct PendingSentMailPolicy: Sendable, Equatable {
-    /// `lock_after_send`.
-    public var lockAfterSend: Bool
-    public init(lockAfterSend: Bool = true) { self.lockAfterSend = lockAfterSend }
-}
+/// The sent-mail settings (archive, journal, sent copy) the SMTP gateway passes on to the recorder.
+public typealias SMTPSentMailPolicy = SentMailPolicy
 
 /// Starts the record of one message (archive, journal, sent copy); implemented by `SentMailRecorder`.
 public protocol MessageRecorder: Sendable {
