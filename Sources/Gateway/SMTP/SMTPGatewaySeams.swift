@@ -18,7 +18,7 @@ public protocol MessageRecorder: Sendable {
     /// Begins recording a message whose envelope the upstream has accepted.
     ///
     /// `mailFrom` is the reverse path without brackets (empty for `<>`); `recipients` are the accepted ones.
-    func begin(
+    func beginRecording(
         account: String, listener: String, mailFrom: String, recipients: [String], policy: SMTPSentMailPolicy
     ) -> any MessageRecordingProtocol
 }

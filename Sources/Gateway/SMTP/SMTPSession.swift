@@ -530,7 +530,7 @@ final class SMTPSession: @unchecked Sendable {
             case .mailbox(let mailbox): mailbox.description
             }
         }
-        recording = environment.recorder.begin(
+        recording = environment.recorder.beginRecording(
             account: account, listener: environment.configuration.listenerName, mailFrom: mailFrom,
             recipients: recipients, policy: settings.sentMailPolicy)
         finalDotSent = false

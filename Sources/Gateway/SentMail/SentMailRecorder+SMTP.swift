@@ -2,7 +2,7 @@
 public import Dispatch
 
 extension SentMailRecorder: MessageRecorder {
-    public func begin(
+    public func beginRecording(
         account: String, listener: String, mailFrom: String, recipients: [String], policy: SMTPSentMailPolicy
     ) -> any MessageRecordingProtocol {
         let recording: MessageRecording = begin(

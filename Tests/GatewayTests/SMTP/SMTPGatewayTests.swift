@@ -318,7 +318,7 @@ struct SMTPGatewayTests {
         #expect(try await client.reply()?.hasPrefix("220") == true)
         #expect(try await client.reply(within: 5) == "421 4.4.2 Idle timeout")
         #expect(try await client.reply(within: 5) == nil)
-        #expect(try await eventually { harness.gateway.activeSessionCount == 0 })
+        #expect(await eventually { harness.gateway.activeSessionCount == 0 })
     }
 
     @Test("a failing recorder refuses the message with 451 4.3.0 before the final dot goes upstream")

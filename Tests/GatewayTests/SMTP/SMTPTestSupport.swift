@@ -3,6 +3,7 @@ import Crypto
 import Dispatch
 import Foundation
 import Logging
+import Policy
 import MailCore
 import MailGateTesting
 import SMTP
@@ -110,7 +111,7 @@ final class FakeRecorder: MessageRecorder {
         self.failPrepare = failPrepare
     }
 
-    func begin(
+    func beginRecording(
         account: String, listener: String, mailFrom: String, recipients: [String], policy: SMTPSentMailPolicy
     ) -> any MessageRecordingProtocol {
         log("begin", "\(account) \(mailFrom) \(recipients.joined(separator: ","))")
@@ -160,7 +161,7 @@ struct Harness {
             resolver: { _ in
                 SMTPUpstreamSettings(
                     server: address, security: .starttls, caFile: caFile, serverName: "localhost",
-                    ehloHostname: "mailgate.test", sentMailPolicy: PendingSentMailPolicy())
+                    ehloHostname: "mailgate.test", sentMailPolicy: SentMailPolicy(lockAfterSend: true, sentCopy: .never, messageIDDomain: "contoso.test", imap: nil))
             }, logger: Logger(label: "mailgate.test.smtp"))
     }
 
@@ -239,16 +240,6 @@ func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () 
         try await Task.sleep(nanoseconds: 1_000_000)
     }
     throw TimedOut()
-}
-
-/// Polls `condition` until true or `seconds` pass.
-func eventually(_ seconds: Double = 10, _ condition: () -> Bool) async throws -> Bool {
-    let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-    while DispatchTime.now().uptimeNanoseconds < deadline {
-        if condition() { return true }
-        try await Task.sleep(nanoseconds: 5_000_000)
-    }
-    return condition()
 }
 
 /// Runs `python3 -c script args…`; returns exit status and standard output.

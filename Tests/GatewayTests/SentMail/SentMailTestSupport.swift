@@ -99,7 +99,7 @@ extension MessageRecording {
 }
 
 /// Waits until `condition` holds, polling every 20 ms, for at most `seconds`.
-func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try await condition() { return true }
