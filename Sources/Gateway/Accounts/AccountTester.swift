@@ -16,6 +16,8 @@ public struct AccountTester: Sendable {
         public var name: String
         public var passed: Bool
         public var detail: String
+        /// The server refused the token itself (not a network or TLS problem): worth one forced refresh.
+        var refusedLogin = false
     }
 
     /// The services to test.
@@ -56,23 +58,29 @@ public struct AccountTester: Sendable {
             report(Step(name: "token", passed: false, detail: "\(error)"))
             return false
         }
+        var current = identity
         var allPassed = true
-        if let smtp = plan.smtp {
-            let step = await testSMTP(smtp, user: identity.user, token: identity.token)
-            report(step)
-            allPassed = allPassed && step.passed
-        }
+        var steps: [@Sendable (String, Redacted<String>) async -> Step] = []
+        if let smtp = plan.smtp { steps.append { await testSMTP(smtp, user: $0, token: $1) } }
         switch plan.incoming {
-        case .imap(let endpoint):
-            let step = await testIMAP(endpoint, user: identity.user, token: identity.token)
-            report(step)
-            allPassed = allPassed && step.passed
-        case .pop3(let endpoint):
-            let step = await testPOP3(endpoint, user: identity.user, token: identity.token)
-            report(step)
-            allPassed = allPassed && step.passed
-        case nil:
-            break
+        case .imap(let endpoint): steps.append { await testIMAP(endpoint, user: $0, token: $1) }
+        case .pop3(let endpoint): steps.append { await testPOP3(endpoint, user: $0, token: $1) }
+        case nil: break
+        }
+        for step in steps {
+            var outcome = await step(current.user, current.token)
+            if !outcome.passed, outcome.refusedLogin {
+                // A token that looks valid can still be revoked: refresh once, forcibly, and try again before
+                // reporting, as the gateway does.
+                do {
+                    current = try await credentials.xoauth2AfterRejection(for: account, rejected: current.token)
+                    outcome = await step(current.user, current.token)
+                } catch {
+                    outcome.detail += "; refreshing the token failed too: \(error)"
+                }
+            }
+            report(outcome)
+            allPassed = allPassed && outcome.passed
         }
         return allPassed
     }
@@ -120,7 +128,7 @@ public struct AccountTester: Sendable {
                         return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted")
                     }
                 case .authenticationFailed(let reply):
-                    return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: \(Self.text(of: reply))")
+                    return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: \(Self.text(of: reply))", refusedLogin: true)
                 case .failed(let error):
                     return Step(name: name, passed: false, detail: "\(error)")
                 case .replyForClient, .close:
@@ -142,7 +150,7 @@ public struct AccountTester: Sendable {
             defer { session.close() }
             let result = try await session.authenticateXOAuth2(user: user, token: token)
             guard result.status == .ok else {
-                return Step(name: name, passed: false, detail: "AUTHENTICATE XOAUTH2 refused: \(Self.text(of: result))")
+                return Step(name: name, passed: false, detail: "AUTHENTICATE XOAUTH2 refused: \(Self.text(of: result))", refusedLogin: true)
             }
             try? await session.logout()
             return Step(name: name, passed: true, detail: "AUTHENTICATE XOAUTH2 accepted")
@@ -193,7 +201,7 @@ public struct AccountTester: Sendable {
                     pending += try client.authenticate(mechanism: "XOAUTH2", response: response)
                 case .completed(.auth, let reply):
                     guard reply.status == .ok else {
-                        return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: -ERR \(sanitizeForLog(reply.text))")
+                        return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: -ERR \(sanitizeForLog(reply.text))", refusedLogin: true)
                     }
                     authenticated = true
                     pending += try client.send(.quit)
