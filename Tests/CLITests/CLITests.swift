@@ -44,6 +44,22 @@ final class Sandbox {
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
+    /// Starts a long-running command (serve) with its output discarded.
+    func start(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var environment = ProcessInfo.processInfo.environment
+        environment["MAILGATE_CONFIG"] = config
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     func run(_ arguments: [String], stdin: String? = nil) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binary.path)
@@ -189,12 +205,28 @@ struct CLITests {
         #expect(!list.stdout.contains("bob@contoso.com"))
     }
 
-    @Test("serve and download say plainly that they are not available, exit 1")
-    func notWired() throws {
+    @Test("serve with the sample configuration answers every protocol, and SIGTERM stops it with exit 0")
+    func serveSample() throws {
         let sandbox = try Sandbox()
-        let serve = try sandbox.run(["serve"])
-        #expect(serve.status == 1)
-        #expect(serve.stderr.contains("not wired yet"))
+        // The sample's ports, moved out of the way of anything else on the machine.
+        var text = try String(contentsOfFile: sandbox.config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "127.0.0.1:1587", with: "127.0.0.1:27587")
+            .replacingOccurrences(of: "127.0.0.1:1143", with: "127.0.0.1:27143")
+            .replacingOccurrences(of: "127.0.0.1:1110", with: "127.0.0.1:27110")
+        try text.write(toFile: sandbox.config, atomically: true, encoding: .utf8)
+        let serve = try sandbox.start(["serve"])
+        defer { if serve.isRunning { serve.terminate() } }
+        #expect(try waitForGreeting(port: 27587).hasPrefix("220 "))
+        #expect(try waitForGreeting(port: 27143).hasPrefix("* BYE [UNAVAILABLE]"))
+        #expect(try waitForGreeting(port: 27110).hasPrefix("-ERR "))
+        serve.terminate()
+        serve.waitUntilExit()
+        #expect(serve.terminationStatus == 0)
+    }
+
+    @Test("download says plainly that it is not available, exit 1")
+    func downloadNotAvailable() throws {
+        let sandbox = try Sandbox()
         let download = try sandbox.run(["download"])
         #expect(download.status == 1)
         #expect(download.stderr.contains("not available"))
@@ -207,5 +239,33 @@ struct CLITests {
         #expect(run.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         #expect((object["totals"] as? [Any])?.isEmpty == true)
+    }
+}
+
+/// Connects to 127.0.0.1:`port` (retrying while the server starts, at most 10 s) and returns the first line it sends.
+func waitForGreeting(port: Int) throws -> String {
+    let deadline = Date().addingTimeInterval(10)
+    while true {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if connected == 0 {
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var line: [UInt8] = []
+            var byte: UInt8 = 0
+            while read(descriptor, &byte, 1) == 1, byte != 0x0A { line.append(byte) }
+            return String(decoding: line, as: UTF8.self)
+        }
+        guard Date() < deadline else { throw CocoaError(.fileReadUnknown) }
+        Thread.sleep(forTimeInterval: 0.1)
     }
 }
