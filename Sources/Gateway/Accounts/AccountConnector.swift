@@ -22,10 +22,11 @@ public struct AccountConnector: Sendable {
     /// Browser sign-in: a one-shot loopback listener, the URL printed and opened, the code exchanged.
     ///
     /// `browser` is the command from `$BROWSER` (else `xdg-open`); if it cannot be started the URL is still printed.
-    public func connectWithBrowser(account: String, loginHint: String, browser: String?, timeout: Double = 300)
-        async throws -> Date
-    {
-        let receiver = try LoopbackRedirectReceiver()
+    /// `redirectPort` is `redirect_port` (0: any free port; Microsoft ignores the port of a loopback redirect).
+    public func connectWithBrowser(
+        account: String, loginHint: String, browser: String?, redirectPort: Int = 0, timeout: Double = 300
+    ) async throws -> Date {
+        let receiver = try LoopbackRedirectReceiver(port: redirectPort)
         defer { receiver.close() }
         let pkce = PKCE.generate()
         let state = OAuthState.generate()

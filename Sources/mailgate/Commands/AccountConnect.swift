@@ -44,7 +44,7 @@ struct AccountConnect: ParsableCommand {
         let connector = AccountConnector(client: client, store: directory.tokenStore) { print($0) }
         let loginHint = account.isShared ? (account.delegateEmail ?? account.email) : account.email
         let browser = ProcessInfo.processInfo.environment["BROWSER"]
-        let (device, timeout) = (device || settings.flow == .device, timeout)
+        let (device, timeout, redirectPort) = (device || settings.flow == .device, timeout, oauth.redirectPort ?? 0)
         let expires = try runBlocking {
             if settings.flow == .clientCredentials {
                 return try await connector.connectAppOnly(account: account.email)
@@ -52,7 +52,8 @@ struct AccountConnect: ParsableCommand {
                 return try await connector.connectWithDeviceCode(account: account.email)
             } else {
                 return try await connector.connectWithBrowser(
-                    account: account.email, loginHint: loginHint, browser: browser, timeout: timeout)
+                    account: account.email, loginHint: loginHint, browser: browser, redirectPort: redirectPort,
+                    timeout: timeout)
             }
         }
         let via = account.isShared ? " (signed in as the delegate \(loginHint))" : ""
