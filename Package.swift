@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "MailCore", swiftSettings: strict),
         .target(name: "Crypto", dependencies: ["MailCore", "COpenSSL"], swiftSettings: strict),
-        .target(name: "TLS", dependencies: ["MailCore", "COpenSSL"], swiftSettings: strict),
+        .target(name: "TLS", dependencies: ["MailCore", "Crypto", "COpenSSL"], swiftSettings: strict),
         .target(
             name: "Transport",
             dependencies: ["MailCore", "TLS", .product(name: "Logging", package: "swift-log")],

@@ -1,4 +1,4 @@
-// Crypto: small helpers shared by the OpenSSL wrappers of this module (error stack, pointers).
+// Crypto: small helpers shared by the OpenSSL wrappers (error stack, pointers); TLS uses the error stack too.
 
 internal import COpenSSL
 
@@ -13,7 +13,7 @@ private let systemErrorFlag: UInt = 0x8000_0000
 ///
 /// Each entry becomes "library: reason (extra data)"; at most `maximumEntries` are kept so a
 /// pathological queue cannot grow a log line without bound. Returns `fallback` when the queue was empty.
-func drainOpenSSLErrors(fallback: String, maximumEntries: Int = 6) -> String {
+package func drainOpenSSLErrors(fallback: String, maximumEntries: Int = 6) -> String {
     var parts: [String] = []
     while true {
         var data: UnsafePointer<CChar>? = nil

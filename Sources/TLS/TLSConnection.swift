@@ -1,6 +1,7 @@
 // TLS: one TLS session as a sans-I/O state machine over two memory BIOs.
 
 internal import COpenSSL
+import Crypto
 
 /// Result of one `TLSConnection.handshake()` step.
 public enum TLSHandshakeResult: Sendable, Equatable {

@@ -1,6 +1,7 @@
 // TLS: the shared, immutable configuration (SSL_CTX) for one side: upstream client or listener server.
 
 internal import COpenSSL
+import Crypto
 
 /// One SSL_CTX: trust roots and verification for clients, certificate and key for servers; TLS 1.2 minimum.
 ///

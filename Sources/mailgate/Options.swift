@@ -2,6 +2,7 @@
 import ArgumentParser
 import Config
 import Foundation
+import Gateway
 import Logging
 import Store
 import Synchronization
@@ -57,6 +58,21 @@ struct GlobalOptions: ParsableArguments {
         let (configuration, state) = try load()
         let database = try MailGateDatabase(stateDirectory: state)
         return (configuration, state, database)
+    }
+}
+
+extension GlobalOptions {
+    /// Loads the configuration and the store, and resolves `email` to its account and `[server]` through the
+    /// account directory (vault and token services included), for the commands that act on one account.
+    func openAccount(_ email: String) throws -> (
+        configuration: MailGateConfiguration, directory: AccountDirectory, account: Account, server: ServerSettings
+    ) {
+        let (configuration, stateDirectory, database) = try openStore()
+        let directory = try AccountDirectory(
+            configuration: configuration, database: database, stateDirectory: stateDirectory,
+            logger: Logger(label: "mailgate.account"))
+        let account = try directory.account(email)
+        return (configuration, directory, account, try directory.server(for: account))
     }
 }
 

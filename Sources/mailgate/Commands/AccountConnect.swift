@@ -30,12 +30,7 @@ struct AccountConnect: ParsableCommand {
     var timeout: Double = 300
 
     func run() throws {
-        let (configuration, stateDirectory, database) = try global.openStore()
-        let directory = try AccountDirectory(
-            configuration: configuration, database: database, stateDirectory: stateDirectory,
-            logger: Logger(label: "mailgate.account"))
-        let account = try directory.account(email)
-        let server = try directory.server(for: account)
+        let (configuration, directory, account, server) = try global.openAccount(email)
         guard let oauth = configuration.oauth[server.oauth] else {
             throw CommandFailure.failed("[server.\(server.name)] names [oauth.\(server.oauth)], which does not exist.")
         }

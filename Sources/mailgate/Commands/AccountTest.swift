@@ -21,12 +21,7 @@ struct AccountTest: ParsableCommand {
     var email: String
 
     func run() throws {
-        let (configuration, stateDirectory, database) = try global.openStore()
-        let directory = try AccountDirectory(
-            configuration: configuration, database: database, stateDirectory: stateDirectory,
-            logger: Logger(label: "mailgate.account"))
-        let account = try directory.account(email)
-        let server = try directory.server(for: account)
+        let (configuration, directory, account, server) = try global.openAccount(email)
         let plan = AccountTester.Plan(
             smtp: server.smtpAuth ? AccountDirectory.smtpEndpoint(server) : nil,
             incoming: AccountDirectory.incomingEndpoint(server), ehloHostname: "mailgate.localhost",
