@@ -634,12 +634,17 @@ final class SMTPSession: @unchecked Sendable {
             } else {
                 messagesRefused += 1
                 logger.info("SMTP upstream refused the message", metadata: ["reply": "\(sanitizeForLog(reply.description))"])
-                recording.abandon(reason: "upstream refused: \(sanitizeForLog(reply.description))", fateUnknown: false)
+                // The reply itself is the reason: the recorder journals it and counts it by class (4xx/5xx).
+                recording.abandon(reason: sanitizeForLog(reply.description, maximumLength: 1_000), fateUnknown: false)
                 feed(.upstreamReply(reply))
             }
         default:
             if !reply.isPositiveCompletion {
                 logger.info("SMTP upstream reply", metadata: ["reply": "\(sanitizeForLog(reply.description))"])
+                if reply.code >= 400 {
+                    // Envelope refusals (MAIL, RCPT, DATA); refusals of the message itself are counted by the recorder.
+                    count(reply.code < 500 ? "upstream_rejected_4xx" : "upstream_rejected_5xx", account: transactionAccount)
+                }
             }
             feed(.upstreamReply(reply))
         }
