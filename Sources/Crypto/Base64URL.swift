@@ -1,5 +1,5 @@
 // Crypto: base64url for PKCE verifiers, challenges and state values.
-public import MailCore
+import MailCore
 
 /// Base64 with the URL and file name safe alphabet (RFC 4648 §5), written without padding:
 /// PKCE verifiers and challenges (RFC 7636), JWT segments, state parameters.
