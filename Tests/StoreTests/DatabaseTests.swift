@@ -39,7 +39,7 @@ struct DatabaseTests {
     @Test("a state directory that is a file is refused")
     func stateDirectoryIsFile() throws {
         let temp = try TemporaryDirectory()
-        FileManager.default.createFile(atPath: temp.path + "/file", contents: Data())
+        _ = FileManager.default.createFile(atPath: temp.path + "/file", contents: Data())
         #expect(throws: StoreError.self) { try MailGateDatabase(stateDirectory: temp.path + "/file") }
     }
 

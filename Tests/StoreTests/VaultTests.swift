@@ -60,7 +60,7 @@ struct VaultTests {
     func wrongSize() throws {
         let temp = try TemporaryDirectory()
         let path = temp.path + "/vault.key"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: path, contents: Data(repeating: 7, count: 31), attributes: [.posixPermissions: 0o600])
         #expect(throws: VaultError.keyFileWrongSize(path: path, actualCount: 31)) {
             try Vault.open(stateDirectory: temp.path)

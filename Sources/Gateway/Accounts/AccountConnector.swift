@@ -1,6 +1,6 @@
 // Gateway: `mailgate account connect`: the browser (authorization code + PKCE) and device-code sign-ins.
 public import Foundation
-public import MailCore
+import MailCore
 public import OAuth
 
 /// Signs a person in to Microsoft 365 for one account and stores the resulting token set.
