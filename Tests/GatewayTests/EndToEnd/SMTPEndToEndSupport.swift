@@ -181,6 +181,18 @@ enum EndToEnd {
         throw StandInError("/proc/\(pid)/status has no \(name)")
     }
 
+    /// CPU seconds (user + system) `pid` has used so far, from /proc/PID/stat.
+    static func cpuSeconds(_ pid: Int32) throws -> Double {
+        let text = try procFile("/proc/\(pid)/stat")
+        // Fields after the command name (which may contain spaces) start at state; utime and stime are 14 and 15.
+        guard let close = text.lastIndex(of: ")") else { throw StandInError("unreadable /proc/\(pid)/stat") }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else {
+            throw StandInError("unreadable /proc/\(pid)/stat")
+        }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// A /proc file read to its end (they report size 0 and hand out their rows over several reads).
     static func procFile(_ path: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw StandInError("cannot open \(path)") }

@@ -113,6 +113,16 @@ extension StandInTests {
             #expect(made.first?.flags.contains("\\Seen") == true, "flags: \(made.first?.flags ?? "none")")
             #expect(made.first?.bytes == off, "MailGate's copy is the exact bytes sent")
 
+            // With its only job done the sent-copy worker sleeps: serve is idle and its memory flat.
+            let pid = try #require(installation.serveProcessIdentifier)
+            let cpuBefore = try EndToEnd.cpuSeconds(pid)
+            let residentBefore = try EndToEnd.residentBytes(pid)
+            try await Task.sleep(nanoseconds: 1_500_000_000)
+            let cpu = try EndToEnd.cpuSeconds(pid) - cpuBefore
+            let grown = try EndToEnd.residentBytes(pid) - residentBefore
+            #expect(cpu < 0.3, "serve used \(cpu) s of CPU in 1.5 s while idle")
+            #expect(grown < 4 * 1_024 * 1_024, "serve's RSS grew by \(grown) bytes in 1.5 s while idle")
+
             // Exchange files its own copy from now on; the flag is read when Postfix delivers the BCC.
             try standIn.control("autofile", json: #"{"enabled": true}"#)
             let onID = EndToEnd.uniqueID("copy-on-\(label)")
@@ -136,11 +146,14 @@ extension StandInTests {
             return [off.count, on.count]
         }
 
-        @Test("a 20 MiB attachment streams through serve: peak RSS grows < 8 MiB and bob receives every byte")
+        @Test("a 20 MiB attachment streams through serve and into the sent copy: peak RSS grows < 8 MiB, every byte arrives")
         func largeMessageFlatMemory() async throws {
             guard let standIn = StandIn.load() else { return }
+            // sent_copy always: MailGate appends whatever the server does; autofile off keeps that the only copy.
+            try standIn.control("autofile", json: #"{"enabled": false}"#)
+            defer { _ = try? standIn.control("autofile", json: #"{"enabled": false}"#) }
             let installation = try EndToEnd.serving(
-                standIn, port: 26004, accounts: [Self.alice], extraServer: "sent_copy = \"never\"")
+                standIn, port: 26004, accounts: [Self.alice], extraServer: "sent_copy = \"always\"")
             let pid = try #require(installation.serveProcessIdentifier)
 
             // Warm up every code path (local login, upstream TLS and XOAUTH2, journal, archive) with a small message.
@@ -184,6 +197,18 @@ extension StandInTests {
             let row = try #require(try EndToEnd.journal(installation).first { $0.messageID == id })
             #expect(row.size == Int64(big.count))
             #expect(row.status == .sent)
+
+            // The sent copy streams the literal from disk: the peak stays flat through the APPEND too.
+            #expect(try await EndToEnd.settledCopyState(installation, messageID: id, within: 40) == .made)
+            let afterCopy = try EndToEnd.peakResidentBytes(pid)
+            print("serve VmHWM after the sent copy \(afterCopy / 1_024) KiB, growth \((afterCopy - before) / 1_024) KiB")
+            #expect(afterCopy - before < 8 * 1_024 * 1_024, "serve's peak RSS grew by \(afterCopy - before) bytes")
+            let aliceToken = try standIn.accessToken(for: Self.alice)
+            let copies = try EndToEnd.fetchWithPython(
+                standIn, user: Self.alice, token: aliceToken, folder: "Sent Items", messageID: id, file: file)
+            #expect(copies.messages.count == 1, "alice's Sent Items has \(copies.messages.count) copies")
+            #expect(copies.messages.first?.size == big.count, "the sent copy is the exact bytes")
+            #expect(copies.messages.first?.endsWithOriginal == true)
             installation.stopServe()
         }
 
