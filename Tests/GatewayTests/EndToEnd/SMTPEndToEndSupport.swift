@@ -95,7 +95,8 @@ enum EndToEnd {
             body = fetched[0][1]
             out.append({"size": len(body), "sha256": hashlib.sha256(body).hexdigest(),
                         "endsWithOriginal": body.endswith(original),
-                        "prefix": body[:len(body) - len(original)].decode("latin-1") if body.endswith(original) else ""})
+                        "prefix": body[:len(body) - len(original)].decode("latin-1")
+                                  if body.endswith(original) else ""})
         m.logout()
         print(json.dumps({"messages": out, "originalSize": len(original)}))
         """
@@ -279,7 +280,8 @@ enum EndToEnd {
     ) async throws -> [FetchedMessage] {
         var found: [FetchedMessage] = []
         _ = try await eventually(seconds) {
-            found = try await copies(standIn, credentials: credentials, user: user, folder: folder, messageID: messageID)
+            found = try await copies(
+                standIn, credentials: credentials, user: user, folder: folder, messageID: messageID)
             if found.isEmpty { try await Task.sleep(nanoseconds: 200_000_000) }
             return !found.isEmpty
         }

@@ -35,7 +35,8 @@ extension StandInTests {
                 standIn, credentials: credentials, user: Self.bob, folder: "INBOX", messageID: id)
             try #require(delivered.count == 1, "bob's INBOX has \(delivered.count) messages with \(id)")
             #expect(EndToEnd.traceOnlyDifference(delivered: delivered[0].bytes, original: original) == nil)
-            let added = String(decoding: delivered[0].bytes.prefix(delivered[0].bytes.count - original.count), as: UTF8.self)
+            let added = String(
+                decoding: delivered[0].bytes.prefix(delivered[0].bytes.count - original.count), as: UTF8.self)
             #expect(added.contains("Received: "), "the delivered copy carries Postfix's trace: \(added.prefix(300))")
 
             // The journal row and MailGate's archive hold exactly these bytes.
@@ -54,7 +55,9 @@ extension StandInTests {
             installation.stopServe()
         }
 
-        @Test("alice, sent_copy auto: one copy in Sent Items with autofile off (MailGate's, \\Seen) and on (Exchange's); stats count both")
+        @Test(
+            "alice, sent_copy auto: one copy in Sent Items, autofile off (MailGate's, \\Seen) or on; stats count both"
+        )
         func sentCopyAutoEnglish() async throws {
             guard let standIn = StandIn.load() else { return }
             try standIn.control("autofile", json: #"{"enabled": false}"#)
@@ -146,7 +149,9 @@ extension StandInTests {
             return [off.count, on.count]
         }
 
-        @Test("a 20 MiB attachment streams through serve and into the sent copy: peak RSS grows < 8 MiB, every byte arrives")
+        @Test(
+            "a 20 MiB attachment streams through serve (peak RSS +< 8 MiB) and the sent copy (+< 12 MiB), complete"
+        )
         func largeMessageFlatMemory() async throws {
             guard let standIn = StandIn.load() else { return }
             // sent_copy always: MailGate appends whatever the server does; autofile off keeps that the only copy.
@@ -163,6 +168,8 @@ extension StandInTests {
             let warmed = try EndToEnd.sendWithPython(
                 port: installation.smtpPort, user: Self.alice, from: Self.alice, to: [Self.bob], file: warmFile)
             try #require(warmed.status == 0, "smtplib: \(warmed.error.suffix(800))")
+            // Its sent copy first, so that its IMAP session does not count against the large message.
+            #expect(try await EndToEnd.settledCopyState(installation, messageID: warmID) == .made)
 
             let id = EndToEnd.uniqueID("large")
             let big = Self.largeMessage(id: id, attachmentBytes: 15 * 1_024 * 1_024)
@@ -173,14 +180,19 @@ extension StandInTests {
             try EndToEnd.resetPeakResident(pid)
             let before = try EndToEnd.peakResidentBytes(pid)
             let resident = try EndToEnd.residentBytes(pid)
-            #expect(before <= resident + 1_024 * 1_024, "the peak was reset to the current size: \(before) vs \(resident)")
+            #expect(
+                before <= resident + 1_024 * 1_024, "the peak was reset to the current size: \(before) vs \(resident)")
             let sent = try EndToEnd.sendWithPython(
                 port: installation.smtpPort, user: Self.alice, from: Self.alice, to: [Self.bob], file: file)
             #expect(sent.status == 0, "smtplib: \(sent.error.suffix(800))")
             let after = try EndToEnd.peakResidentBytes(pid)
             let growth = after - before
-            print("serve VmHWM before \(before / 1_024) KiB, after \(after / 1_024) KiB, growth \(growth / 1_024) KiB for a \(big.count)-byte message")
-            #expect(growth < 8 * 1_024 * 1_024, "serve's peak RSS grew by \(growth) bytes for a \(big.count)-byte message")
+            print(
+                "serve VmHWM before \(before / 1_024) KiB, after \(after / 1_024) KiB, growth \(growth / 1_024) KiB "
+                    + "for a \(big.count)-byte message"
+            )
+            #expect(
+                growth < 8 * 1_024 * 1_024, "serve's peak RSS grew by \(growth) bytes for a \(big.count)-byte message")
 
             let token = try standIn.accessToken(for: Self.bob)
             var fetched = EndToEnd.PythonFetched(messages: [], originalSize: 0)
@@ -192,17 +204,23 @@ extension StandInTests {
             }
             try #require(fetched.messages.count == 1, "bob's INBOX has \(fetched.messages.count) copies of \(id)")
             #expect(fetched.originalSize == big.count)
-            #expect(fetched.messages[0].endsWithOriginal, "bob's copy (\(fetched.messages[0].size) bytes) ends with every byte sent")
+            #expect(
+                fetched.messages[0].endsWithOriginal,
+                "bob's copy (\(fetched.messages[0].size) bytes) ends with every byte sent")
             #expect(EndToEnd.traceOnlyPrefix(fetched.messages[0].prefix) == nil)
             let row = try #require(try EndToEnd.journal(installation).first { $0.messageID == id })
             #expect(row.size == Int64(big.count))
             #expect(row.status == .sent)
 
-            // The sent copy streams the literal from disk: the peak stays flat through the APPEND too.
+            // The sent copy streams the literal from disk: the peak stays flat through the APPEND too. Its IMAP
+            // session (TLS, buffers, a worker thread's malloc arena) costs a fixed 4-7 MiB that does not grow with
+            // the message (measured: 10 MB → 4-5 MiB, 20 MB → 7 MiB, 30 MB → 7 MiB); a copy held in memory would
+            // add the whole 20 MiB.
             #expect(try await EndToEnd.settledCopyState(installation, messageID: id, within: 40) == .made)
             let afterCopy = try EndToEnd.peakResidentBytes(pid)
-            print("serve VmHWM after the sent copy \(afterCopy / 1_024) KiB, growth \((afterCopy - before) / 1_024) KiB")
-            #expect(afterCopy - before < 8 * 1_024 * 1_024, "serve's peak RSS grew by \(afterCopy - before) bytes")
+            print(
+                "serve VmHWM after the sent copy \(afterCopy / 1_024) KiB, growth \((afterCopy - before) / 1_024) KiB")
+            #expect(afterCopy - before < 12 * 1_024 * 1_024, "serve's peak RSS grew by \(afterCopy - before) bytes")
             let aliceToken = try standIn.accessToken(for: Self.alice)
             let copies = try EndToEnd.fetchWithPython(
                 standIn, user: Self.alice, token: aliceToken, folder: "Sent Items", messageID: id, file: file)
@@ -218,15 +236,20 @@ extension StandInTests {
             var generator = SystemRandomNumberGenerator()
             for index in stride(from: 0, to: random.count, by: 8) {
                 let value = generator.next()
-                for offset in 0..<min(8, random.count - index) { random[index + offset] = UInt8(truncatingIfNeeded: value >> (8 * offset)) }
+                for offset in 0..<min(8, random.count - index) {
+                    random[index + offset] = UInt8(truncatingIfNeeded: value >> (8 * offset))
+                }
             }
-            let encoded = Data(random).base64EncodedData(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
+            let encoded = Data(random).base64EncodedData(options: [
+                .lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed,
+            ])
             var text = "Date: Tue, 04 Mar 2025 10:15:00 +0100\r\nFrom: <\(alice)>\r\nTo: <\(bob)>\r\n"
             text += "Subject: a large attachment\r\nMessage-ID: \(id)\r\nMIME-Version: 1.0\r\n"
             text += "Content-Type: multipart/mixed; boundary=\"e2e-boundary\"\r\n\r\n"
             text += "--e2e-boundary\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the attachment.\r\n"
             text += "--e2e-boundary\r\nContent-Type: application/octet-stream\r\n"
-            text += "Content-Disposition: attachment; filename=\"random.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            text +=
+                "Content-Disposition: attachment; filename=\"random.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             var bytes = Array(text.utf8)
             bytes += [UInt8](encoded)
             bytes += Array("\r\n--e2e-boundary--\r\n".utf8)
@@ -349,7 +372,8 @@ extension StandInTests {
                 standIn, credentials: credentials, user: Self.bob, folder: "INBOX", messageID: id)
             #expect(delivered.count == 1)
             let text = String(decoding: delivered.first?.bytes ?? [], as: UTF8.self)
-            #expect(text.contains("Return-Path: <\(Self.alice)>"), "delivered with alice's envelope: \(text.prefix(400))")
+            #expect(
+                text.contains("Return-Path: <\(Self.alice)>"), "delivered with alice's envelope: \(text.prefix(400))")
             let row = try #require(try EndToEnd.journal(relaying).first { $0.messageID == id })
             #expect(row.accountEmail == Self.alice)
             #expect(row.status == .sent)
