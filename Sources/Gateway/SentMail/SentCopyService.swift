@@ -140,6 +140,9 @@ actor SentCopyService {
             timer?.cancel()
             timer = Task { [weak self] in
                 try? await Task.sleep(nanoseconds: UInt64(min(seconds, 86_400) * 1_000_000_000))
+                // Cancelled means a newer sleep replaced this timer: waking now would end that sleep at once, and
+                // the loop would spin (a new timer per turn, cancelled by the next) at full CPU.
+                guard !Task.isCancelled else { return }
                 await self?.wake()
             }
         }

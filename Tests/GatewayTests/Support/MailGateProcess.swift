@@ -15,6 +15,8 @@ final class MailGateInstallation: @unchecked Sendable {
     let directory: String
     let configPath: String
     let smtpPort: Int
+    /// The stand-in's CA: the curl "browser" of `addAndConnect` must trust it wherever the stand-in runs from.
+    let caFile: String
     private var serveProcess: Process?
     private var serveLog: String { directory + "/serve.log" }
 
@@ -35,6 +37,7 @@ final class MailGateInstallation: @unchecked Sendable {
         directory = String(cString: made)
         configPath = directory + "/mailgate.toml"
         self.smtpPort = smtpPort
+        caFile = standIn.caFile
         let config = """
             state_dir = "state"
 
@@ -103,7 +106,9 @@ final class MailGateInstallation: @unchecked Sendable {
         guard add.status == 0 else { throw StandInError("account add \(email) failed: \(add.stderr)") }
         let connect = try run(
             ["account", "connect", email, "--timeout", "60"],
-            environment: ["BROWSER": StandIn.packageRoot + "/integration/bin/browser-curl"])
+            environment: [
+                "BROWSER": StandIn.packageRoot + "/integration/bin/browser-curl", "MAILGATE_STANDIN_CA_FILE": caFile,
+            ])
         guard connect.status == 0 else { throw StandInError("account connect \(email) failed: \(connect.stderr)") }
     }
 
@@ -128,6 +133,9 @@ final class MailGateInstallation: @unchecked Sendable {
         }
         throw StandInError("serve did not start listening within 20 s: \(serveOutput.suffix(600))")
     }
+
+    /// The process id of the running `serve` (nil when not started or stopped): for /proc checks.
+    var serveProcessIdentifier: Int32? { serveProcess.map(\.processIdentifier) }
 
     /// Everything `serve` wrote to stdout and stderr so far (its log).
     var serveOutput: String { (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? "" }
