@@ -27,6 +27,10 @@ struct SMTPSessionEnvironment: Sendable {
 enum SMTPGatewayReplies {
     static let upstreamLost = SMTPReply(
         code: 451, enhanced: EnhancedStatus("4.4.2"), "Connection to the upstream server lost; the message was not sent")
+    /// The final dot went upstream but no verdict came back: the journal says "unknown", and so does the reply.
+    static let upstreamLostAfterMessage = SMTPReply(
+        code: 451, enhanced: EnhancedStatus("4.4.2"),
+        "Connection to the upstream server lost before it confirmed the message; it may have been sent")
     static let recordingFailed = SMTPReply(
         code: 451, enhanced: EnhancedStatus("4.3.0"), "The message could not be recorded; it was not sent")
     static let idleTimeout = SMTPReply(code: 421, enhanced: EnhancedStatus("4.4.2"), "Idle timeout")
@@ -658,10 +662,11 @@ final class SMTPSession: @unchecked Sendable {
         case .awaitingUpstream, .data, .bdat, .discardingBDAT: inFlight = true
         default: inFlight = recording != nil
         }
-        abandonRecording(reason: "upstream connection lost", fateUnknown: finalDotSent)
+        let fateUnknown = finalDotSent
+        abandonRecording(reason: "upstream connection lost", fateUnknown: fateUnknown)
         if inFlight && !commitInFlight {
             logger.warning("SMTP upstream connection lost", metadata: ["reason": "\(reason ?? "closed")"])
-            feed(.upstreamReply(SMTPGatewayReplies.upstreamLost))
+            feed(.upstreamReply(fateUnknown ? SMTPGatewayReplies.upstreamLostAfterMessage : SMTPGatewayReplies.upstreamLost))
         } else {
             logger.debug("SMTP upstream connection ended between messages", metadata: ["reason": "\(reason ?? "closed")"])
         }
