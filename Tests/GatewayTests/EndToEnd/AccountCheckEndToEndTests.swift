@@ -8,7 +8,8 @@ extension StandInTests {
     /// Switches SMTP AUTH off only for info@ (no other suite uses it) and always switches it back on.
     @Suite("Account test end to end (AccountE2E)")
     struct AccountE2ECheckTests {
-        @Test("green with IMAP; red with the server's 535 while SMTP AUTH is disabled for the mailbox; green again after")
+        @Test(
+            "green with IMAP; red with the server's 535 while SMTP AUTH is disabled for the mailbox; green again after")
         func smtpAuthDisabled() throws {
             guard let standIn = StandIn.load() else { return }
             let control = AccountControl(standIn: standIn)
@@ -58,7 +59,8 @@ extension StandInTests {
             #expect(test.status == 0, "stdout: \(test.stdout) stderr: \(test.stderr)")
             #expect(AccountE2E.lines(test.stdout, startingWith: "ok   ").count == 3, "stdout: \(test.stdout)")
             #expect(
-                AccountE2E.lines(test.stdout, startingWith: "ok   pop3 127.0.0.1:\(standIn["POP3S_PORT"]): ").count == 1,
+                AccountE2E.lines(test.stdout, startingWith: "ok   pop3 127.0.0.1:\(standIn["POP3S_PORT"]): ").count
+                    == 1,
                 "stdout: \(test.stdout)")
             #expect(!test.stdout.contains("imap "))
         }

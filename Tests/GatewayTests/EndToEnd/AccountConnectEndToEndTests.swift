@@ -10,7 +10,8 @@ extension StandInTests {
     /// Runs the real binary; skipped with a message when the stand-in is not running.
     @Suite("Account connect end to end (AccountE2E)")
     struct AccountE2EConnectTests {
-        @Test("browser flow: connect prints the URL and the code sentence, exits 0; list shows connected with an expiry")
+        @Test(
+            "browser flow: connect prints the URL and the code sentence, exits 0; list shows connected with an expiry")
         func browserFlow() throws {
             guard let standIn = StandIn.load() else { return }
             let installation = try AccountE2E.installation(standIn)
@@ -67,7 +68,7 @@ extension StandInTests {
             #expect(try AccountE2E.list(installation).first?.token == "notConnected")
         }
 
-        @Test("device flow: the code is printed while connect waits; approved → exit 0 and stored; declined → exit 1")
+        @Test("device flow: the code shows while connect waits; approved → exit 0 and stored; declined → exit 1")
         func deviceFlow() throws {
             guard let standIn = StandIn.load() else { return }
             let control = AccountControl(standIn: standIn)
@@ -79,7 +80,8 @@ extension StandInTests {
             _ = try AccountE2E.add(installation, AccountE2E.bob)
 
             // Approved.
-            let approved = try AccountBackgroundCommand(installation, ["account", "connect", AccountE2E.bob, "--device"])
+            let approved = try AccountBackgroundCommand(
+                installation, ["account", "connect", AccountE2E.bob, "--device"])
             let code = try #require(
                 try approved.waitForStdout("enter the code ([A-Z0-9-]+)", timeout: 20),
                 "no user code on stdout while connect waits; stdout: \(approved.stdout) stderr: \(approved.stderr)")
@@ -96,7 +98,8 @@ extension StandInTests {
             #expect(listed.expiry.map { $0 > Date() } == true)
 
             // Declined: a clear sentence, exit 1, and the token from before stays.
-            let declined = try AccountBackgroundCommand(installation, ["account", "connect", AccountE2E.bob, "--device"])
+            let declined = try AccountBackgroundCommand(
+                installation, ["account", "connect", AccountE2E.bob, "--device"])
             let secondCode = try #require(try declined.waitForStdout("enter the code ([A-Z0-9-]+)", timeout: 20))
             #expect(secondCode != code)
             #expect(try control.post("device/deny", ["user_code": secondCode])["ok"] as? Bool == true)
@@ -117,7 +120,8 @@ extension StandInTests {
             let connect = try AccountE2E.connect(installation, AccountE2E.info, standIn: standIn)
             #expect(connect.status == 0, "stderr: \(connect.stderr)")
             #expect(connect.stdout.contains("login_hint=alice%40contoso.test"))
-            #expect(connect.stdout.contains("Connected \(AccountE2E.info) (signed in as the delegate \(AccountE2E.alice))"))
+            #expect(
+                connect.stdout.contains("Connected \(AccountE2E.info) (signed in as the delegate \(AccountE2E.alice))"))
 
             let listed = try #require(try AccountE2E.list(installation).first)
             #expect(listed.email == AccountE2E.info)

@@ -27,7 +27,8 @@ enum AccountE2E {
     static func installation(_ standIn: StandIn, incoming: String = "imap") throws -> MailGateInstallation {
         let installation = try MailGateInstallation(standIn, smtpPort: closedLoopbackPort(), incoming: incoming)
         let config = try String(contentsOfFile: installation.configPath, encoding: .utf8)
-        try ("log_level = \"trace\"\n" + config).write(toFile: installation.configPath, atomically: true, encoding: .utf8)
+        try ("log_level = \"trace\"\n" + config).write(
+            toFile: installation.configPath, atomically: true, encoding: .utf8)
         return installation
     }
 
@@ -85,7 +86,8 @@ enum AccountE2E {
     /// The tokens the installation's vault holds for `email`, opened in this process as `serve` would.
     static func storedToken(_ installation: MailGateInstallation, _ email: String) async throws -> OAuth.StoredToken? {
         let database = try MailGateDatabase(stateDirectory: installation.stateDirectory)
-        let store = VaultTokenStore(database: database, vault: try Vault.open(stateDirectory: installation.stateDirectory))
+        let store = VaultTokenStore(
+            database: database, vault: try Vault.open(stateDirectory: installation.stateDirectory))
         return try await store.load(account: email)
     }
 
@@ -135,7 +137,9 @@ struct AccountControl {
 
     /// One setting of `GET /_test/config` (e.g. `access_token_lifetime`).
     func setting(_ key: String) throws -> Int {
-        guard let value = try get("config")[key] as? Int else { throw StandInError("the stand-in has no setting \(key)") }
+        guard let value = try get("config")[key] as? Int else {
+            throw StandInError("the stand-in has no setting \(key)")
+        }
         return value
     }
 
@@ -164,7 +168,9 @@ struct AccountControl {
         try input.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw StandInError("curl exited with \(process.terminationStatus)") }
+        guard process.terminationStatus == 0 else {
+            throw StandInError("curl exited with \(process.terminationStatus)")
+        }
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -53,7 +53,9 @@ extension StandInTests {
             #expect(mode == 0o600)
             #expect(chmod(keyPath, 0o644) == 0)
             defer { _ = chmod(keyPath, 0o600) }
-            for command in [["account", "test", AccountE2E.bob], ["account", "connect", AccountE2E.bob, "--timeout", "2"]] {
+            for command in [
+                ["account", "test", AccountE2E.bob], ["account", "connect", AccountE2E.bob, "--timeout", "2"],
+            ] {
                 let refused = try installation.run(command, environment: ["BROWSER": "/bin/true"], timeout: 30)
                 #expect(refused.status == 1, "\(command): \(refused.stdout) \(refused.stderr)")
                 #expect(refused.stderr.contains("run chmod 600 \(keyPath)"), "\(command) stderr: \(refused.stderr)")
@@ -101,7 +103,9 @@ extension StandInTests {
             outputs.append(("serve log", installation.serveOutput))
             // The log covers the session (login and the accepted message), so the checks below read something real.
             #expect(installation.serveOutput.contains("listening on"))
-            #expect(installation.serveOutput.contains("account=\(AccountE2E.bob)"), "serve log: \(installation.serveOutput)")
+            #expect(
+                installation.serveOutput.contains("account=\(AccountE2E.bob)"), "serve log: \(installation.serveOutput)"
+            )
             #expect(installation.serveOutput.contains("SMTP login"))
 
             keep("list", try installation.run(["account", "list"]))
@@ -119,7 +123,8 @@ extension StandInTests {
                 let access = token.accessToken.revealed
                 secrets.append(("\(label) access token", access))
                 secrets.append(("\(label) access token tail", String(access.suffix(48))))
-                secrets.append(("\(label) XOAUTH2 string", AccountE2E.xoauth2String(user: AccountE2E.bob, token: access)))
+                secrets.append(
+                    ("\(label) XOAUTH2 string", AccountE2E.xoauth2String(user: AccountE2E.bob, token: access)))
                 if let refresh = token.refreshToken?.revealed { secrets.append(("\(label) refresh token", refresh)) }
             }
             #expect(outputs.contains { $0.0 == "serve log" && !$0.1.isEmpty })
@@ -130,7 +135,9 @@ extension StandInTests {
             }
         }
 
-        @Test("account password: serve refuses the old password and accepts the new; account remove drops account and token")
+        @Test(
+            "account password: serve refuses the old password, accepts the new; account remove drops account and token"
+        )
         func passwordChangeAndRemove() async throws {
             guard let standIn = StandIn.load() else { return }
             let installation = try AccountE2E.installation(standIn)

@@ -78,7 +78,9 @@ extension StandInTests {
             let refreshesAfter = try control.counter("refresh_token")
 
             let tokens = results.compactMap { try? $0.get() }
-            #expect(tokens.count == 50, "failures: \(results.compactMap { if case .failure(let e) = $0 { "\(e)" } else { nil } })")
+            #expect(
+                tokens.count == 50,
+                "failures: \(results.compactMap { if case .failure(let e) = $0 { "\(e)" } else { nil } })")
             #expect(Set(tokens).count == 1)
             #expect(refreshesAfter - refreshesBefore == 1)
             let after = try #require(try await AccountE2E.storedToken(installation, AccountE2E.bob))
@@ -88,7 +90,9 @@ extension StandInTests {
             #expect(introspection["active"] as? Bool == true)
         }
 
-        @Test("a revoked sign-in: account test exits 1 naming `mailgate account connect`, list says needs-reconnect; connect fixes it")
+        @Test(
+            "revoked sign-in: account test exits 1 naming `account connect`; list: needs-reconnect; connect fixes it"
+        )
         func revokedRefreshTokenNeedsReconnect() async throws {
             guard let standIn = StandIn.load() else { return }
             let control = AccountControl(standIn: standIn)
