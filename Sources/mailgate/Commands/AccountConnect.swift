@@ -3,6 +3,7 @@ import ArgumentParser
 import Config
 import Foundation
 import Gateway
+import Glibc
 import Logging
 import OAuth
 import Store
@@ -36,7 +37,11 @@ struct AccountConnect: ParsableCommand {
         }
         let settings = try AccountDirectory.providerSettings(oauth)
         let client = OAuthClient(settings: settings, endpoint: try HTTPSTokenEndpoint(caFile: oauth.caFile))
-        let connector = AccountConnector(client: client, store: directory.tokenStore) { print($0) }
+        // Flushed at once: the URL or device code must reach a pipe or log file while connect waits, not at exit.
+        let connector = AccountConnector(client: client, store: directory.tokenStore) { line in
+            print(line)
+            fflush(nil)  // every output stream; naming `stdout` is not concurrency-safe
+        }
         let loginHint = account.isShared ? (account.delegateEmail ?? account.email) : account.email
         let browser = ProcessInfo.processInfo.environment["BROWSER"]
         let (device, timeout, redirectPort) = (device || settings.flow == .device, timeout, oauth.redirectPort ?? 0)
