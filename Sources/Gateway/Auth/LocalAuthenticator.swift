@@ -15,7 +15,7 @@ public protocol PasswordHashLookup: Sendable {
 ///
 /// The slow hash (~100 ms) runs on a bounded set of worker threads, never on a session queue; the answer comes
 /// back on the caller's queue. A successful verification is remembered for `cacheLifetime` seconds under
-/// HMAC-SHA256(process-random key, email NUL password), as Dovecot's auth cache does, so a client that logs in
+/// HMAC-SHA256(process-random key, email NUL password NUL stored hash), as Dovecot's auth cache does, so a client that logs in
 /// every minute does not pay the hash every time; the cache never holds a password. Failed logins are answered
 /// after a delay that doubles per failure from the same address (`initialFailureDelay` … `maximumFailureDelay`)
 /// and resets on success. An unknown account and a wrong password look the same: same work, same delay, same answer.
@@ -65,6 +65,8 @@ public final class LocalAuthenticator: Sendable {
         var failures: [String: FailureEntry] = [:]
         var running = 0
         var waiting: [@Sendable () -> Void] = []
+        /// Slow hash computations so far (tests check that the cache spares them).
+        var slowVerifications = 0
     }
 
     private let lookup: any PasswordHashLookup
@@ -97,36 +99,48 @@ public final class LocalAuthenticator: Sendable {
         completion: @escaping @Sendable (Outcome) -> Void
     ) {
         let account = email.lowercased()
-        let key = HMACSHA256.authenticate(Array(account.utf8) + [0] + Array(password.revealed.utf8), key: cacheKey)
-        let now = clock()
-        let cached = state.withLock { state -> Bool in
-            guard let entry = state.cache[key] else { return false }
-            if entry.expires > now { return true }
-            state.cache[key] = nil
-            return false
-        }
-        if cached {
-            clearFailures(remoteAddress)
-            queue.async { completion(.accepted(account: account)) }
-            return
-        }
-        runLimited { [self] in
-            var accepted = false
+        // The stored hash is read on every login (a cheap indexed read, off the session queue) and is part of the
+        // cache key: a password changed or an account removed by another process (`mailgate account password`,
+        // `account remove`) takes effect at once, although `serve` is never told.
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
             let stored = (try? lookup.passwordHash(forEmail: account)) ?? nil
-            if let stored {
-                accepted = PasswordHash.verify(password.revealed, against: stored)
-            } else if let decoyHash {
-                _ = PasswordHash.verify(password.revealed, against: decoyHash)
+            let key = stored.map { cacheKey(account: account, password: password, storedHash: $0) }
+            let now = clock()
+            let cached = state.withLock { state -> Bool in
+                guard let key, let entry = state.cache[key] else { return false }
+                if entry.expires > now { return true }
+                state.cache[key] = nil
+                return false
             }
-            if accepted {
-                remember(key, email: account)
+            if cached {
                 clearFailures(remoteAddress)
                 queue.async { completion(.accepted(account: account)) }
-            } else {
-                let delay = recordFailure(remoteAddress)
-                queue.asyncAfter(deadline: .now() + delay) { completion(.rejected) }
+                return
+            }
+            runLimited { [self] in
+                var accepted = false
+                state.withLock { $0.slowVerifications += 1 }
+                if let stored {
+                    accepted = PasswordHash.verify(password.revealed, against: stored)
+                } else if let decoyHash {
+                    _ = PasswordHash.verify(password.revealed, against: decoyHash)
+                }
+                if accepted, let key {
+                    remember(key, email: account)
+                    clearFailures(remoteAddress)
+                    queue.async { completion(.accepted(account: account)) }
+                } else {
+                    let delay = recordFailure(remoteAddress)
+                    queue.asyncAfter(deadline: .now() + delay) { completion(.rejected) }
+                }
             }
         }
+    }
+
+    /// HMAC-SHA256 under the process-random key of email, password and the stored hash, NUL-separated.
+    private func cacheKey(account: String, password: Redacted<String>, storedHash: String) -> [UInt8] {
+        HMACSHA256.authenticate(
+            Array(account.utf8) + [0] + Array(password.revealed.utf8) + [0] + Array(storedHash.utf8), key: cacheKey)
     }
 
     /// Forgets cached verifications of `email` (password changed, account removed).
@@ -148,6 +162,9 @@ public final class LocalAuthenticator: Sendable {
 
     /// Number of cached verifications (for tests and diagnostics).
     public var cachedEntryCount: Int { state.withLock { $0.cache.count } }
+
+    /// Slow hash computations so far (for tests and diagnostics).
+    var slowVerificationCount: Int { state.withLock { $0.slowVerifications } }
 
     // MARK: - Internals
 

@@ -147,14 +147,18 @@ extension StandInTests {
             let connect = try AccountE2E.connect(installation, AccountE2E.bob, standIn: standIn)
             #expect(connect.status == 0, "stderr: \(connect.stderr)")
 
+            // serve is already running and has a successful login with the old password cached when the password
+            // is changed by another process: the change must still take effect at once.
+            try installation.startServe()
+            let before = try await AccountSMTPClient.open(port: installation.smtpPort)
+            #expect(try await before.login(AccountE2E.bob, password: old).hasPrefix("235"))
+            await before.close()
+
             let change = try installation.run(
                 ["account", "password", AccountE2E.bob, "--password-stdin"], stdin: new + "\n")
             #expect(change.status == 0, "stderr: \(change.stderr)")
             #expect(change.stdout.contains("Changed the local password of \(AccountE2E.bob)."))
 
-            // serve starts after the change: a serve that is already running keeps a successful login cached for up
-            // to a minute (LocalAuthenticator.cacheLifetime), and `account password` runs in another process.
-            try installation.startServe()
             for (password, expected) in [(old, "535"), (new, "235")] {
                 let client = try await AccountSMTPClient.open(port: installation.smtpPort)
                 let auth = try await client.login(AccountE2E.bob, password: password)

@@ -1,4 +1,5 @@
 // GatewayTests: LocalAuthenticator's verdicts, success cache, invalidation and per-address failure delay.
+import Crypto
 import Dispatch
 import MailCore
 import Synchronization
@@ -46,26 +47,40 @@ struct LocalAuthenticatorTests {
         #expect(await verify(authenticator, "alice@contoso.com\u{0}", "secret") == .rejected)
     }
 
-    @Test("a success is cached (no second lookup) until the lifetime ends or the account is invalidated")
+    @Test("a success is cached (no second slow hash) until the lifetime ends or the account is invalidated")
     func cache() async {
         let passwords = InMemoryPasswords(["alice@contoso.com": InMemoryPasswords.secretHash])
         let clock = ManualClock()
         let authenticator = make(passwords, clock: clock)
         #expect(await verify(authenticator, "alice@contoso.com", "secret") == .accepted(account: "alice@contoso.com"))
-        #expect(passwords.lookupCount == 1)
+        #expect(authenticator.slowVerificationCount == 1)
         #expect(await verify(authenticator, "ALICE@contoso.com", "secret") == .accepted(account: "alice@contoso.com"))
-        #expect(passwords.lookupCount == 1)
+        #expect(authenticator.slowVerificationCount == 1)
         // A different password is never answered from the cache.
         #expect(await verify(authenticator, "alice@contoso.com", "other") == .rejected)
-        #expect(passwords.lookupCount == 2)
+        #expect(authenticator.slowVerificationCount == 2)
         clock.advance(61)
         #expect(await verify(authenticator, "alice@contoso.com", "secret") == .accepted(account: "alice@contoso.com"))
-        #expect(passwords.lookupCount == 3)
-        // Password changed: invalidate, and the old password no longer works.
-        passwords.set("alice@contoso.com", hash: nil)
+        #expect(authenticator.slowVerificationCount == 3)
+        // Invalidation empties the cache.
         authenticator.invalidate(email: "Alice@contoso.com")
         #expect(authenticator.cachedEntryCount == 0)
+        #expect(await verify(authenticator, "alice@contoso.com", "secret") == .accepted(account: "alice@contoso.com"))
+        #expect(authenticator.slowVerificationCount == 4)
+    }
+
+    @Test("a password changed or an account removed elsewhere takes effect at once, despite a cached success")
+    func storeChangesBeatTheCache() async throws {
+        let passwords = InMemoryPasswords(["alice@contoso.com": InMemoryPasswords.secretHash])
+        let authenticator = make(passwords)
+        #expect(await verify(authenticator, "alice@contoso.com", "secret") == .accepted(account: "alice@contoso.com"))
+        // `mailgate account password` in another process: only the stored hash changes, nobody invalidates.
+        passwords.set("alice@contoso.com", hash: try PasswordHash.hash("new secret"))
         #expect(await verify(authenticator, "alice@contoso.com", "secret") == .rejected)
+        #expect(await verify(authenticator, "alice@contoso.com", "new secret") == .accepted(account: "alice@contoso.com"))
+        // `mailgate account remove`.
+        passwords.set("alice@contoso.com", hash: nil)
+        #expect(await verify(authenticator, "alice@contoso.com", "new secret") == .rejected)
     }
 
     @Test("the cache holds at most its bound, dropping the oldest")
