@@ -96,7 +96,8 @@ struct HTTPSTokenEndpointTests {
         await #expect(throws: OAuthError.network(reason: "no answer within 1 seconds")) {
             try await endpoint(timeout: 1).post(url: silent.url, form: form)
         }
-        #expect(Date().timeIntervalSince(started) < 5)
+        // A hang guard, not a speed test (the server never answers; a loaded CI machine is slow).
+        #expect(Date().timeIntervalSince(started) < 30)
     }
 
     @Test("https: the test CA verifies; without it, or for the wrong host name, verification fails")

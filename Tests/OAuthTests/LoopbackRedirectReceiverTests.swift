@@ -81,7 +81,8 @@ struct LoopbackRedirectReceiverTests {
         await #expect(throws: OAuthError.timedOut(seconds: 0.3)) {
             try await receiver.waitForRedirect(expectedState: "s", timeout: 0.3)
         }
-        #expect(Date().timeIntervalSince(started) < 3)
+        // A hang guard, not a speed test: the default wait is 300 s, and a loaded 2-core CI machine is slow.
+        #expect(Date().timeIntervalSince(started) < 60)
     }
 
     @Test("useless requests are bounded; oversized and malformed requests are answered 400")

