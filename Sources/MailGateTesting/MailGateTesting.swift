@@ -1,1 +1,0 @@
-// MailGateTesting: module placeholder replaced by its implementation.
