@@ -362,6 +362,7 @@ public final class Connection: @unchecked Sendable {
             fail(failure == ECONNRESET ? .closedByPeer : .io("recv: \(Socket.reason(failure))"))
             return
         }
+        Socket.acknowledgeQuickly(descriptor)
         lastActivity = .now()
         switch security {
         case .plain:
