@@ -8,13 +8,16 @@ import Transport
 ///
 /// For short administrative conversations (account test, sent copy), not for relaying a client's session.
 /// STARTTLS happens before the state machine sees anything: the pre-TLS greeting's capabilities are not
-/// trusted, CAPABILITY is asked again over TLS (RFC 3501 §6.2.1).
+/// trusted, CAPABILITY is asked again over TLS (RFC 3501 §6.2.1). STARTTLS and APPEND (whose literal is streamed
+/// in chunks, so a 150 MiB message never sits in memory) use their own tags (`S…`, `M…`), so the state machine
+/// never sees their responses.
 public final class IMAPUpstreamSession: @unchecked Sendable {
     // @unchecked: used by one task at a time (each caller owns its session); nothing is shared.
     private let connection: AsyncConnection
     private var client = IMAPUpstreamClient()
     private var decoder: IMAPResponseDecoder
     private var pendingActions: [IMAPUpstreamClient.Action] = []
+    private var ownTagCount = 0
 
     /// What the server reported about itself.
     public var capabilities: [Capability] { client.capabilities }
@@ -25,11 +28,12 @@ public final class IMAPUpstreamSession: @unchecked Sendable {
     }
 
     /// Connects, reads the greeting (upgrading with STARTTLS when the endpoint says so) and learns the capabilities.
-    public static func open(_ endpoint: UpstreamEndpoint, timeout: Double, limits: IMAPLimits = .standard) async throws
-        -> IMAPUpstreamSession
-    {
-        let connection = try await endpoint.connect(timeout: timeout)
-        let session = IMAPUpstreamSession(connection: connection, limits: limits)
+    public static func open(
+        _ endpoint: UpstreamEndpoint, timeout: Double, limits: Limits = .standard,
+        imapLimits: IMAPLimits = .standard
+    ) async throws -> IMAPUpstreamSession {
+        let connection = try await endpoint.connect(timeout: timeout, limits: limits)
+        let session = IMAPUpstreamSession(connection: connection, limits: imapLimits)
         do {
             let greeting = try await session.nextResponse()
             if endpoint.security == .starttls {
@@ -43,7 +47,7 @@ public final class IMAPUpstreamSession: @unchecked Sendable {
                     break
                 }
                 try await connection.startTLS(context: try endpoint.tlsContext(), serverName: endpoint.serverName)
-                session.decoder = IMAPResponseDecoder(limits: limits)
+                session.decoder = IMAPResponseDecoder(limits: imapLimits)
                 session.pendingActions = session.client.receive(greeting.withoutCapabilities)
                 _ = try await session.run(.capability)
             } else {
@@ -71,6 +75,52 @@ public final class IMAPUpstreamSession: @unchecked Sendable {
     public func run(_ command: IMAPCommand) async throws -> (response: TaggedResponse, untagged: [UntaggedResponse]) {
         let (tag, actions) = try client.send(command)
         return try await complete(tag: tag, actions: actions)
+    }
+
+    /// `APPEND mailbox (flags) {size}` with the literal streamed from `nextChunk` (nil at the end), using LITERAL+
+    /// when offered, else waiting for the go-ahead. The tagged result (OK or NO) is returned, not thrown; a NO
+    /// before the literal means nothing was sent.
+    public func append(
+        to mailbox: MailboxName, flags: [Flag], size: Int, nextChunk: () throws -> [UInt8]?
+    ) async throws -> TaggedResponse {
+        ownTagCount += 1
+        let tag = "M\(ownTagCount)"
+        let literalPlus = client.capabilities.contains(.literalPlus)
+        var writer = IMAPCommandWriter(literalPlus: literalPlus)
+        writer.write("\(tag) APPEND ")
+        writer.writeMailbox(mailbox)
+        writer.write(" ")
+        writer.writeFlagList(flags)
+        writer.write(" ")
+        writer.writeLiteralHeader(count: size)
+        var header: [UInt8] = []
+        for case .bytes(let bytes) in writer.finish() { header += bytes }
+        try await connection.write(header)
+        if !literalPlus {
+            waiting: while true {
+                switch try await nextResponse() {
+                case .continuation: break waiting
+                case .tagged(let tagged) where tagged.tag == tag: return tagged
+                case .tagged: throw IMAPSessionError.protocolViolation("a command completed that was not in flight")
+                case .untagged: continue
+                }
+            }
+        }
+        var sent = 0
+        while let chunk = try nextChunk() {
+            sent += chunk.count
+            guard sent <= size else { break }
+            try await connection.write(chunk)
+        }
+        guard sent == size else { throw IMAPSessionError.literalLengthMismatch(expected: size, actual: sent) }
+        try await connection.write([0x0D, 0x0A])
+        while true {
+            switch try await nextResponse() {
+            case .tagged(let tagged) where tagged.tag == tag: return tagged
+            case .tagged, .continuation: throw IMAPSessionError.protocolViolation("APPEND was answered out of order")
+            case .untagged: continue
+            }
+        }
     }
 
     /// LOGOUT, politely; the connection is closed either way.
@@ -124,6 +174,7 @@ public enum IMAPSessionError: MailGateError {
     case greetingRefused(String)
     case sessionEnded(String)
     case protocolViolation(String)
+    case literalLengthMismatch(expected: Int, actual: Int)
 
     public var description: String {
         switch self {
@@ -131,6 +182,8 @@ public enum IMAPSessionError: MailGateError {
         case .greetingRefused(let state): "The IMAP server did not greet us normally (state \(state))."
         case .sessionEnded(let reason): "The IMAP server ended the session: \(reason)."
         case .protocolViolation(let reason): "The IMAP server broke the protocol: \(reason)."
+        case .literalLengthMismatch(let expected, let actual):
+            "The message to append has \(actual) bytes, not the \(expected) announced; nothing was filed."
         }
     }
 }

@@ -1,4 +1,5 @@
 // Gateway: where an upstream service lives and how to reach it securely.
+public import MailCore
 public import Transport
 public import TLS
 
@@ -34,9 +35,10 @@ public struct UpstreamEndpoint: Sendable {
     }
 
     /// Connects, with TLS from the first byte when `security == .tls`.
-    public func connect(timeout: Double) async throws -> AsyncConnection {
+    public func connect(timeout: Double, limits: Limits = .standard) async throws -> AsyncConnection {
         let context = security == .none ? nil : try tlsContext()
         return try await AsyncConnection.connect(
-            to: address, tls: security == .tls ? context : nil, serverName: serverName, timeout: timeout)
+            to: address, tls: security == .tls ? context : nil, serverName: serverName, timeout: timeout,
+            limits: limits)
     }
 }
