@@ -91,14 +91,9 @@ public struct AccountTester: Sendable {
     func testSMTP(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
         let name = "smtp \(endpoint.address)"
         do {
-            let security: SMTPUpstreamSide.Security =
-                switch endpoint.security {
-                case .tls: .tls
-                case .starttls: .starttls
-                case .none: .none
-                }
             var machine = try SMTPUpstreamSide(
-                configuration: .init(ehloHostname: plan.ehloHostname, security: security, allowInsecure: true))
+                configuration: .init(
+                    ehloHostname: plan.ehloHostname, security: .init(endpoint.security), allowInsecure: true))
             let connection = try await endpoint.connect(timeout: plan.timeout)
             defer { connection.close() }
             var parser = SMTPReplyParser()

@@ -112,20 +112,15 @@ public final class GatewayServer: @unchecked Sendable {
         let directory = directory
         return { email in
             guard let account = try? directory.account(email), let server = try? directory.server(for: account),
-                let address = HostPort(host: server.smtp.host, port: server.smtp.port)
+                let endpoint = AccountDirectory.smtpEndpoint(server)
             else { return nil }
-            let security: SMTPUpstreamSide.Security =
-                switch server.smtpSecurity {
-                case .starttls: .starttls
-                case .tls: .tls
-                case .none: .none
-                }
             let domain = account.email.split(separator: "@").last.map(String.init) ?? "localhost"
             let policy = SentMailPolicy(
                 lockAfterSend: server.lockAfterSend, sentCopy: SentCopyMode(rawValue: server.sentCopy.rawValue) ?? .auto,
                 sentFolder: server.sentFolder, messageIDDomain: domain, imap: AccountDirectory.imapEndpoint(server))
             return SMTPUpstreamSettings(
-                server: address, security: security, allowInsecure: server.allowInsecureUpstream, caFile: server.caFile,
+                server: endpoint.address, security: .init(endpoint.security), allowInsecure: server.allowInsecureUpstream,
+                caFile: endpoint.caFile,
                 ehloHostname: ProcessInfo.processInfo.hostName, authenticate: server.smtpAuth, sentMailPolicy: policy)
         }
     }

@@ -1,5 +1,6 @@
 // Gateway: where an upstream service lives and how to reach it securely.
 public import MailCore
+public import SMTP
 public import Transport
 public import TLS
 
@@ -40,5 +41,16 @@ public struct UpstreamEndpoint: Sendable {
         return try await AsyncConnection.connect(
             to: address, tls: security == .tls ? context : nil, serverName: serverName, timeout: timeout,
             limits: limits)
+    }
+}
+
+extension SMTPUpstreamSide.Security {
+    /// The SMTP state machine's view of an endpoint's `smtp_security`.
+    public init(_ security: UpstreamEndpoint.Security) {
+        switch security {
+        case .tls: self = .tls
+        case .starttls: self = .starttls
+        case .none: self = .none
+        }
     }
 }
