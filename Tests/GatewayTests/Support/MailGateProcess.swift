@@ -28,10 +28,12 @@ final class MailGateInstallation: @unchecked Sendable {
         return StandIn.packageRoot + "/.build/debug/mailgate"
     }()
 
-    /// A fresh installation; `extraServer` lines are appended to `[server.standin]`, `extraListen` to `[listen]`.
-    init(_ standIn: StandIn, smtpPort: Int, extraServer: String = "", extraListen: String = "", incoming: String = "imap")
-        throws
-    {
+    /// A fresh installation; `extraServer` lines are appended to `[server.standin]`, `extraListen` to `[listen]`,
+    /// `extraOAuth` to `[oauth.standin]`, whose client id is the public test client unless `clientID` is given.
+    init(
+        _ standIn: StandIn, smtpPort: Int, extraServer: String = "", extraListen: String = "", incoming: String = "imap",
+        clientID: String? = nil, extraOAuth: String = ""
+    ) throws {
         var template = Array((NSTemporaryDirectory() + "mailgate-e2e-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw StandInError("cannot make a temporary directory") }
         directory = String(cString: made)
@@ -47,10 +49,11 @@ final class MailGateInstallation: @unchecked Sendable {
 
             [oauth.standin]
             provider = "microsoft365"
-            client_id = "\(standIn["CLIENT_ID"])"
+            client_id = "\(clientID ?? standIn["CLIENT_ID"])"
             tenant = "\(standIn["TENANT"])"
             authority = "\(standIn["AUTHORITY"])"
             ca_file = "\(standIn.caFile)"
+            \(extraOAuth)
 
             [server.standin]
             oauth = "standin"
