@@ -22,6 +22,7 @@ struct Serve: ParsableCommand {
     func run() throws {
         let (configuration, stateDirectory, database) = try global.openStore()
         let logger = Logger(label: "mailgate")
+        for warning in configuration.warnings { logger.warning("\(warning.description)") }
         let server = try GatewayServer(
             configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         do {
