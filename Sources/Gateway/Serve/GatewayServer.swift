@@ -54,11 +54,12 @@ public final class GatewayServer: @unchecked Sendable {
         recorder.start()
         let listen = configuration.listen
         let tls = try serverTLS()
-        let resolver = makeResolver()
+        // Looked up once: the host name can cost a resolver call, and every session needs it.
+        let hostname = ProcessInfo.processInfo.hostName
+        let resolver = makeResolver(ehloHostname: hostname)
         let relayNetworks = listen.relayNetworks
         let counters = StoreCounters(database: database)
         let extensions = SMTPExtensionsCache(defaultMaximumSize: configuration.limits.messageSize)
-        let hostname = ProcessInfo.processInfo.hostName
         for (name, spec, implicitTLS) in [("smtp", listen.smtp, false), ("smtps", listen.smtps, true)] {
             guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
             let gateway = try SMTPGateway(
@@ -108,7 +109,7 @@ public final class GatewayServer: @unchecked Sendable {
     }
 
     /// Account → upstream SMTP settings and sent-mail policy, read from the store and configuration per session.
-    private func makeResolver() -> SMTPUpstreamResolver {
+    private func makeResolver(ehloHostname: String) -> SMTPUpstreamResolver {
         let directory = directory
         return { email in
             guard let account = try? directory.account(email), let server = try? directory.server(for: account),
@@ -121,7 +122,7 @@ public final class GatewayServer: @unchecked Sendable {
             return SMTPUpstreamSettings(
                 server: endpoint.address, security: .init(endpoint.security), allowInsecure: server.allowInsecureUpstream,
                 caFile: endpoint.caFile,
-                ehloHostname: ProcessInfo.processInfo.hostName, authenticate: server.smtpAuth, sentMailPolicy: policy)
+                ehloHostname: ehloHostname, authenticate: server.smtpAuth, sentMailPolicy: policy)
         }
     }
 
