@@ -351,8 +351,29 @@ class Direct:
         return {}
 
 
-class EmailProxy:
+class LocalProxy:
+    """A proxy the clients reach on loopback with AUTH PLAIN and a local password (emailproxy, mailgate serve)."""
+
+    process_name = "proxy"
+
+    def stop(self):
+        stop_process(self.proc, self.process_name)
+        self.proc = None
+
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def spec(self):
+        return {"port": self.port, "starttls": False, "auth": "plain", "user": ALICE, "ca_file": None}
+
+    def child_env(self):
+        return {"BENCH_PASSWORD": self.password}
+
+
+class EmailProxy(LocalProxy):
     """emailproxy (PyPI) with a pre-seeded, encrypted token cache in its config file, run headless."""
+
+    process_name = "emailproxy"
 
     name = "emailproxy"
     label = "emailproxy"
@@ -401,19 +422,6 @@ class EmailProxy:
             return "emailproxy did not listen on 127.0.0.1:%d within 30 s; log tail:\n%s" % (self.port,
                                                                                              tail(self.logfile))
         return None
-
-    def stop(self):
-        stop_process(self.proc, "emailproxy")
-        self.proc = None
-
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def spec(self):
-        return {"port": self.port, "starttls": False, "auth": "plain", "user": ALICE, "ca_file": None}
-
-    def child_env(self):
-        return {"BENCH_PASSWORD": self.password}
 
     def describe(self):
         return {"version": self.version, "config": self.config}
@@ -477,8 +485,10 @@ def find_mailgate(explicit):
     return None
 
 
-class MailGate:
+class MailGate(LocalProxy):
     """MailGate serve with a generated config in a temp state dir; account added and connected through the CLI."""
+
+    process_name = "mailgate serve"
 
     def __init__(self, env, args, lock_after_send):
         self.env = env
@@ -571,19 +581,6 @@ class MailGate:
             return (f"`mailgate serve` {what} (is the SMTP gateway there yet?); log tail:\n"
                     + (tail(self.logfile).rstrip() or "(empty)"))
         return None
-
-    def stop(self):
-        stop_process(self.proc, "mailgate serve")
-        self.proc = None
-
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def spec(self):
-        return {"port": self.port, "starttls": False, "auth": "plain", "user": ALICE, "ca_file": None}
-
-    def child_env(self):
-        return {"BENCH_PASSWORD": self.password}
 
     def describe(self):
         return {"binary": self.binary, "lock_after_send": self.lock, "config": self.config}
