@@ -258,8 +258,8 @@ public enum ConfigParameters {
             .limits, "smtp_command_line", .integer(512...65_536), .value(.integer(Limits.standard.smtpCommandLine)),
             "Longest SMTP command line from a client, CRLF included."),
         .init(
-            .limits, "smtp_text_line", .integer(1_000...1_048_576), .value(.integer(Limits.standard.smtpTextLine)),
-            "Longest line inside an SMTP message, CRLF included."),
+            .limits, "smtp_text_line", .integer(1_000...67_108_864), .value(.integer(Limits.standard.smtpTextLine)),
+            "Longest line inside an SMTP message, CRLF included (passed on unchanged up to this)."),
         .init(
             .limits, "sasl_response", .integer(12_288...1_048_576), .value(.integer(Limits.standard.saslResponse)),
             "Longest SASL response line (RFC 4954 requires at least 12288)."),
@@ -297,6 +297,10 @@ public enum ConfigParameters {
             .limits, "handshake_timeout", .duration(1...600),
             .value(.string(DurationParser.format(Int(Limits.standard.handshakeTimeoutSeconds)))),
             "Time allowed for a client's TLS handshake."),
+        .init(
+            .limits, "smtp_bare_newline", .choice(BareNewlinePolicy.allCases.map(\.rawValue)),
+            .value(.string(Limits.standard.smtpBareNewline.rawValue)),
+            "A bare CR or LF inside DATA: \"reject\" (550 5.5.2) or \"normalize\" (sent as CRLF)."),
     ]
 
     /// The parameters of one section, in table order.

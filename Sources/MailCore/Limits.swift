@@ -4,8 +4,9 @@
 public struct Limits: Sendable, Equatable {
     /// Longest SMTP command line from a client, CRLF included (RFC 5321 §4.5.3.1.4 says 512; we allow more).
     public var smtpCommandLine: Int = 2_048
-    /// Longest SMTP text line inside DATA, CRLF included (RFC 5321 §4.5.3.1.6: 1000).
-    public var smtpTextLine: Int = 1_000
+    /// Longest SMTP text line inside DATA, CRLF included. RFC 5321 §4.5.3.1.6 says 1000, but ERP exports and
+    /// HTML mail carry far longer lines and Exchange accepts them; DATA is streamed, so this costs no memory.
+    public var smtpTextLine: Int = 1_048_576
     /// Longest SASL response line (RFC 4954 requires at least 12 288 octets; XOAUTH2 tokens are several KB).
     public var saslResponse: Int = 12_288
     /// Longest line a Microsoft 365 upstream may send us (reply lines, capability lists, XOAUTH2 challenges).
@@ -28,9 +29,27 @@ public struct Limits: Sendable, Equatable {
     public var connectTimeoutSeconds: Double = 30
     /// Seconds allowed for a TLS handshake from a client.
     public var handshakeTimeoutSeconds: Double = 30
+    /// What a bare CR or bare LF inside DATA gets (`[limits] smtp_bare_newline`); see `BareNewlinePolicy`.
+    public var smtpBareNewline: BareNewlinePolicy = .reject
 
     public init() {}
 
     /// The defaults.
     public static let standard = Limits()
+}
+
+/// What the SMTP server side does with a bare CR or bare LF (one not part of CRLF) inside DATA.
+///
+/// Either way the end of data is only CRLF `.` CRLF (RFC 5321 §4.1.1.4), and nothing with a bare line end goes
+/// upstream, so an upstream that reads `LF . LF` as the end cannot be handed a second, smuggled message. Commands
+/// with a bare LF are refused in both modes (a client that ends commands with LF also ends data with `LF . LF`,
+/// which neither mode can accept). The choice mirrors Postfix's `smtpd_forbid_bare_newline` (`reject` /
+/// `normalize`).
+public enum BareNewlinePolicy: String, Sendable, Equatable, CaseIterable {
+    /// Refuse the message with `550 5.5.2` after its end of data (the default: nothing ambiguous is ever relayed,
+    /// and the administrator sees which device needs `normalize`).
+    case reject
+    /// Turn every bare CR and bare LF into CRLF and relay the message (keeps old devices with stray bare line
+    /// ends working, at the price of changing those bytes).
+    case normalize
 }

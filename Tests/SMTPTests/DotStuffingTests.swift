@@ -1,4 +1,5 @@
 // SMTPTests: dot-stuffing both ways, streamed over random and 1-byte chunkings, with bounds.
+import MailCore
 import Testing
 
 @testable import SMTP
@@ -7,9 +8,11 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Feeds `input` in the given chunk sizes (cycled) and collects output until the terminator.
 private func unstuff(
-    _ input: [UInt8], chunks: [Int], maximumMessageSize: Int = .max, maximumLineLength: Int = .max
+    _ input: [UInt8], chunks: [Int], maximumMessageSize: Int = .max, maximumLineLength: Int = .max,
+    bareNewline: BareNewlinePolicy = .reject
 ) -> (message: [UInt8], finished: Bool, leftover: [UInt8], problem: DotUnstuffer.Problem?) {
-    var unstuffer = DotUnstuffer(maximumMessageSize: maximumMessageSize, maximumLineLength: maximumLineLength)
+    var unstuffer = DotUnstuffer(
+        maximumMessageSize: maximumMessageSize, maximumLineLength: maximumLineLength, bareNewline: bareNewline)
     var message: [UInt8] = []
     var leftover: [UInt8] = []
     var index = 0
@@ -84,14 +87,34 @@ private func stuff(_ input: [UInt8], chunks: [Int]) -> [UInt8] {
     }
 
     @Test func dotCRWithoutLFIsNotTheEnd() {
-        let result = unstuff(bytes("a\r\n.\rb\r\n.\r\n"), chunks: [1])
-        #expect(result.message == bytes("a\r\n\rb\r\n"))
+        let result = unstuff(bytes("a\r\n.\rb\r\n.\r\n"), chunks: [1], bareNewline: .normalize)
+        #expect(result.message == bytes("a\r\n\r\nb\r\n"))
         #expect(result.finished)
+        #expect(result.problem == nil)
     }
 
-    @Test func bareLFDoesNotEndLines() {
-        let result = unstuff(bytes("a\n.\r\nb\r\n.\r\n"), chunks: [1])
-        #expect(result.message == bytes("a\n.\r\nb\r\n"))
+    @Test func bareLFIsRefusedByDefaultAndNothingAfterItIsReleased() {
+        let result = unstuff(bytes("a\n.\r\nb\r\n.\r\nNOOP\r\n"), chunks: [1])
+        #expect(result.problem == .bareLineEnding)
+        #expect(result.message == bytes("a"))
+        #expect(result.finished)
+        #expect(result.leftover == bytes("NOOP\r\n"))
+    }
+
+    @Test func bareLFIsNormalizedToCRLFWhenAsked() {
+        let result = unstuff(bytes("a\nb\r\n.\r\n"), chunks: [1], bareNewline: .normalize)
+        #expect(result.problem == nil)
+        #expect(result.message == bytes("a\r\nb\r\n"))
+    }
+
+    @Test func longLineUpToTheBoundPassesUnchanged() {
+        let line = (0..<65_536).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+        let result = unstuff(line + bytes("\r\n.\r\n"), chunks: [4_096, 65_536, 7], maximumLineLength: 65_538)
+        #expect(result.problem == nil)
+        #expect(result.message == line + bytes("\r\n"))
+        let over = unstuff(line + bytes("x\r\n.\r\n"), chunks: [4_096], maximumLineLength: 65_538)
+        #expect(over.problem == .lineTooLong)
+        #expect(over.finished)
     }
 
     @Test func unfinishedStreamIsNotFinished() {
@@ -141,12 +164,20 @@ private func stuff(_ input: [UInt8], chunks: [Int]) -> [UInt8] {
     @Test func addsFinalCRLFOnlyWhenMissing() {
         #expect(stuff(bytes("abc"), chunks: [100]) == bytes("abc\r\n.\r\n"))
         #expect(stuff(bytes("abc\r\n"), chunks: [100]) == bytes("abc\r\n.\r\n"))
-        #expect(stuff(bytes("abc\n"), chunks: [100]) == bytes("abc\n\r\n.\r\n"))
+        #expect(stuff(bytes("abc\n"), chunks: [100]) == bytes("abc\r\n.\r\n"))
+        #expect(stuff(bytes("abc\r"), chunks: [100]) == bytes("abc\r\n.\r\n"))
         #expect(stuff([], chunks: [1]) == bytes(".\r\n"))
     }
 
-    @Test func dotAfterBareLFIsNotStuffed() {
-        #expect(stuff(bytes("a\n.b\r\n"), chunks: [1]) == bytes("a\n.b\r\n.\r\n"))
+    @Test func bareLineEndsBecomeCRLFAndTheDotAfterThemIsStuffed() {
+        #expect(stuff(bytes("a\n.b\r\n"), chunks: [1]) == bytes("a\r\n..b\r\n.\r\n"))
+        #expect(stuff(bytes("a\r.b\r\n"), chunks: [1]) == bytes("a\r\n..b\r\n.\r\n"))
+        #expect(stuff(bytes("a\r\r\n"), chunks: [2]) == bytes("a\r\n\r\n.\r\n"))
+    }
+
+    @Test func nulIsDropped() {
+        #expect(stuff([0x61, 0x0D, 0x0A, 0x00, 0x2E, 0x0D, 0x0A], chunks: [1]) == bytes("a\r\n..\r\n.\r\n"))
+        #expect(stuff([0x61, 0x0D, 0x00, 0x0A], chunks: [1]) == bytes("a\r\n.\r\n"))
     }
 
     @Test func stuffsAcrossChunkBoundaries() {
@@ -167,7 +198,27 @@ private func stuff(_ input: [UInt8], chunks: [Int]) -> [UInt8] {
         }
     }
 
-    @Test func unstuffOfStuffIsIdentityForRandomData() {
+    /// What DATA can carry: bare CR and bare LF as CRLF, NUL dropped.
+    private static func canonical(_ message: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var index = 0
+        let bytes = message.filter { $0 != 0 }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x0D {
+                out += [0x0D, 0x0A]
+                if index + 1 < bytes.count, bytes[index + 1] == 0x0A { index += 1 }
+            } else if byte == 0x0A {
+                out += [0x0D, 0x0A]
+            } else {
+                out.append(byte)
+            }
+            index += 1
+        }
+        return out
+    }
+
+    @Test func unstuffOfStuffIsCanonicalFormForRandomData() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<500 {
             let message = Self.randomMessage(using: &generator)
@@ -175,12 +226,25 @@ private func stuff(_ input: [UInt8], chunks: [Int]) -> [UInt8] {
             let unstuffChunks = Bool.random(using: &generator) ? [1] : (0..<4).map { _ in Int.random(in: 1...40, using: &generator) }
             let trailer = bytes("NEXT\r\n")
             let wire = stuff(message, chunks: stuffChunks) + trailer
+            // The stuffed wire is canonical: the strict (reject) unstuffer finds nothing to refuse in it.
             let result = unstuff(wire, chunks: unstuffChunks)
-            let endsWithCRLF = message.count >= 2 && message.suffix(2) == [0x0D, 0x0A]
-            let expected = message.isEmpty || endsWithCRLF ? message : message + [0x0D, 0x0A]
+            let text = Self.canonical(message)
+            let endsWithCRLF = text.count >= 2 && text.suffix(2) == [0x0D, 0x0A]
+            let expected = text.isEmpty || endsWithCRLF ? text : text + [0x0D, 0x0A]
             #expect(result.finished)
+            #expect(result.problem == nil)
             #expect(result.message == expected, "message \(message) chunks \(unstuffChunks)")
             #expect(result.leftover == trailer)
+        }
+    }
+
+    @Test func stuffedOutputHasNoEndOfDataForAnyReadingOfLineEnds() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<500 {
+            let wire = stuff(Self.randomMessage(using: &generator), chunks: [Int.random(in: 1...40, using: &generator)])
+            let body = Array(wire.dropLast(3))  // without the terminator's ". CRLF"
+            #expect(!body.contains(0x00))
+            #expect(lenientEndOfData(in: body) == nil, "\(wire)")
         }
     }
 
@@ -194,5 +258,107 @@ private func stuff(_ input: [UInt8], chunks: [Int]) -> [UInt8] {
             #expect(whole.leftover == drip.leftover)
             #expect(whole.finished && drip.finished)
         }
+    }
+}
+
+/// Where a lenient server (bare LF or bare CR taken as a line end, NUL dropped) would see a line holding only `.`
+/// that ends with any line end; nil if nowhere. This is how a smuggled end of data is read.
+private func lenientEndOfData(in wire: [UInt8]) -> Int? {
+    let bytes = wire.filter { $0 != 0 }
+    var lineStart = 0
+    var index = 0
+    while index < bytes.count {
+        let byte = bytes[index]
+        if byte == 0x0D || byte == 0x0A {
+            if index - lineStart == 1, bytes[lineStart] == UInt8(ascii: "."), lineStart > 0 { return lineStart }
+            if byte == 0x0D, index + 1 < bytes.count, bytes[index + 1] == 0x0A { index += 1 }
+            lineStart = index + 1
+        }
+        index += 1
+    }
+    return nil
+}
+
+/// The published SMTP smuggling end-of-data variants (SEC Consult 2023, the Postfix, Exim and Sendmail advisories),
+/// each inside one DATA that goes on with a complete second transaction: never an end of data, never passed on.
+@Suite struct SMTPSmugglingTests {
+    static let variants: [(name: String, sequence: [UInt8])] = [
+        ("LF . LF", [0x0A, 0x2E, 0x0A]),
+        ("LF . CRLF", [0x0A, 0x2E, 0x0D, 0x0A]),
+        ("CR . CRLF", [0x0D, 0x2E, 0x0D, 0x0A]),
+        ("CRLF . CR", [0x0D, 0x0A, 0x2E, 0x0D]),
+        ("CRLF . LF", [0x0D, 0x0A, 0x2E, 0x0A]),
+        ("LF . CR", [0x0A, 0x2E, 0x0D]),
+        ("CR . CR", [0x0D, 0x2E, 0x0D]),
+        ("CR . LF", [0x0D, 0x2E, 0x0A]),
+        ("CR LF . CR CR LF", [0x0D, 0x0A, 0x2E, 0x0D, 0x0D, 0x0A]),
+        ("CR CR LF . CR CR LF", [0x0D, 0x0D, 0x0A, 0x2E, 0x0D, 0x0D, 0x0A]),
+        ("LF CR . CR LF", [0x0A, 0x0D, 0x2E, 0x0D, 0x0A]),
+        ("CRLF NUL . CRLF", [0x0D, 0x0A, 0x00, 0x2E, 0x0D, 0x0A]),
+        ("CRLF . NUL CRLF", [0x0D, 0x0A, 0x2E, 0x00, 0x0D, 0x0A]),
+        ("CRLF . CR NUL LF", [0x0D, 0x0A, 0x2E, 0x0D, 0x00, 0x0A]),
+    ]
+
+    /// `hello` + the variant + a second transaction + the real end of data + QUIT.
+    static func payload(_ sequence: [UInt8]) -> [UInt8] {
+        bytes("Subject: one\r\n\r\nhello") + sequence
+            + bytes("MAIL FROM:<mallory@contoso.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nSubject: two\r\n")
+            + bytes("\r\n.\r\nQUIT\r\n")
+    }
+
+    static let smuggledTail = Array("MAIL FROM:<mallory@contoso.com>".utf8)
+
+    @Test(arguments: 0..<variants.count)
+    func refusedByDefault(variant: Int) {
+        let (name, sequence) = Self.variants[variant]
+        for chunks in [[1], [3, 1, 7], [10_000]] {
+            let result = unstuff(Self.payload(sequence), chunks: chunks)
+            #expect(result.finished, "\(name)")
+            #expect(result.problem == .bareLineEnding || result.problem == .nulCharacter, "\(name)")
+            #expect(result.leftover == bytes("QUIT\r\n"), "\(name): the end of data is the real CRLF . CRLF")
+            // The CRLF that opens some variants is a real line end; nothing after the first bad byte is released.
+            let released = bytes("Subject: one\r\n\r\nhello") + (sequence.starts(with: [0x0D, 0x0A]) ? [0x0D, 0x0A] : [])
+            #expect(result.message == released, "\(name): nothing after the bad byte")
+        }
+    }
+
+    @Test(arguments: 0..<variants.count)
+    func normalizedNeverEndsTheMessageOrReachesTheWireAsSent(variant: Int) {
+        let (name, sequence) = Self.variants[variant]
+        for chunks in [[1], [3, 1, 7], [10_000]] {
+            let result = unstuff(Self.payload(sequence), chunks: chunks, bareNewline: .normalize)
+            #expect(result.finished, "\(name)")
+            #expect(result.leftover == bytes("QUIT\r\n"), "\(name): the end of data is the real CRLF . CRLF")
+            if sequence.contains(0) {
+                #expect(result.problem == .nulCharacter, "\(name)")
+                continue
+            }
+            #expect(result.problem == nil, "\(name)")
+            // The smuggled transaction is message text, and what goes upstream has no end of data before the real one
+            // however a later hop reads line ends.
+            #expect(result.message.firstRange(of: Self.smuggledTail) != nil, "\(name)")
+            #expect(!result.message.contains(0x0A) || canonicalLineEnds(result.message), "\(name)")
+            let wire = stuff(result.message, chunks: [5])
+            #expect(lenientEndOfData(in: Array(wire.dropLast(3))) == nil, "\(name)")
+            #expect(Array(wire.dropLast(3)).firstRange(of: sequence) == nil, "\(name): passed through as sent")
+        }
+    }
+
+    @Test(arguments: 0..<variants.count)
+    func stufferNeverPassesTheVariantOnFromOtherSources(variant: Int) {
+        // E.g. a client's BDAT chunks, relayed with DATA: the stuffer alone must make them harmless.
+        let (name, sequence) = Self.variants[variant]
+        let wire = stuff(Self.payload(sequence), chunks: [2])
+        #expect(lenientEndOfData(in: Array(wire.dropLast(3))) == nil, "\(name)")
+        #expect(Array(wire.dropLast(3)).firstRange(of: sequence) == nil, "\(name)")
+        #expect(unstuff(wire, chunks: [1]).problem == nil, "\(name)")
+    }
+
+    private func canonicalLineEnds(_ bytes: [UInt8]) -> Bool {
+        for (index, byte) in bytes.enumerated() {
+            if byte == 0x0A, index == 0 || bytes[index - 1] != 0x0D { return false }
+            if byte == 0x0D, index + 1 >= bytes.count || bytes[index + 1] != 0x0A { return false }
+        }
+        return true
     }
 }

@@ -12,6 +12,9 @@ public import MailCore
 /// `.upstreamReply` / `.authResult`, and the machine continues with the buffered input in the same call.
 /// `shouldPauseReading` tells the session when to stop reading from the client for back-pressure.
 ///
+/// Lines end only at CRLF: a command line ended by a bare LF gets `500 5.5.2`, and DATA follows
+/// `Limits.smtpBareNewline` (see `DotUnstuffer` and `BareNewlinePolicy`), so no smuggled end of data is relayed.
+///
 /// Replies keep the client's order (RFC 2920). Input received after STARTTLS and before `.tlsStarted` is
 /// discarded (RFC 3207 §4.2). Every reply except the greeting, EHLO/HELO and `334` carries an enhanced code.
 public struct SMTPServerSide: Sendable {
@@ -315,7 +318,8 @@ public struct SMTPServerSide: Sendable {
             if reply.code == 354 {
                 unstuffer = DotUnstuffer(
                     maximumMessageSize: configuration.maximumMessageSize,
-                    maximumLineLength: configuration.limits.smtpTextLine)
+                    maximumLineLength: configuration.limits.smtpTextLine,
+                    bareNewline: configuration.limits.smtpBareNewline)
                 upstreamFailure = nil
                 state = .data
             } else {
@@ -340,6 +344,9 @@ public struct SMTPServerSide: Sendable {
     private enum LineResult {
         case line([UInt8])
         case tooLong
+        /// A line ended by LF without CR before it: refused whatever `smtpBareNewline` says (see
+        /// `BareNewlinePolicy`), so commands and DATA agree on where lines end.
+        case bareLineFeed
         case needMore
     }
 
@@ -403,6 +410,12 @@ public struct SMTPServerSide: Sendable {
                         state = .ready
                     }
                     error(SMTPReply(500, (5, 5, 2), "Line too long"), &actions)
+                case .bareLineFeed:
+                    if isAuth {
+                        authExchange = nil
+                        state = .ready
+                    }
+                    error(SMTPReply(500, (5, 5, 2), "Bare LF in command; SMTP commands must end with CRLF"), &actions)
                 case .line(let line):
                     if isAuth {
                         authLine(line, &actions)
@@ -414,7 +427,8 @@ public struct SMTPServerSide: Sendable {
         }
     }
 
-    /// The next CRLF- (or LF-) terminated line, bounded by `limit` octets including the line end.
+    /// The next CRLF-terminated line, bounded by `limit` octets including the line end; a line ended by a bare
+    /// LF is consumed and reported as `.bareLineFeed`.
     private mutating func nextLine(limit: Int) -> LineResult {
         guard let lf = input[inputStart...].firstIndex(of: 0x0A) else {
             if discardingLongLine || bufferedByteCount > limit {
@@ -430,7 +444,8 @@ public struct SMTPServerSide: Sendable {
             return .tooLong
         }
         guard line.count + 1 <= limit else { return .tooLong }
-        if line.last == 0x0D { line.removeLast() }
+        guard line.last == 0x0D else { return .bareLineFeed }
+        line.removeLast()
         return .line(line)
     }
 
@@ -667,7 +682,19 @@ public struct SMTPServerSide: Sendable {
             actions.append(.abortMessage)
             transaction = nil
             state = .ready
-            error(SMTPReply(500, (5, 5, 2), "Line too long"), &actions)
+            let limit = configuration.limits.smtpTextLine
+            error(SMTPReply(500, (5, 5, 2), "Line too long: message lines may have at most \(limit) octets"), &actions)
+        case .bareLineEnding:
+            actions += [
+                .abortMessage,
+                .reply(SMTPReply(550, (5, 5, 2), "Message refused: bare CR or LF in the text; lines must end with CRLF")),
+            ]
+            transaction = nil
+            state = .ready
+        case .nulCharacter:
+            actions += [.abortMessage, .reply(SMTPReply(550, (5, 5, 2), "Message refused: NUL character in the text"))]
+            transaction = nil
+            state = .ready
         case .messageTooLarge:
             actions += [.abortMessage, .reply(SMTPReply(552, (5, 3, 4), "Message size exceeds fixed maximum message size"))]
             transaction = nil

@@ -275,14 +275,54 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
     }
 
     @Test func longTextLineIsRefusedAfterTheTerminatorAndSessionStaysInStep() {
-        var server = makeServer()
+        var server = makeServer { $0.limits.smtpTextLine = 1_000 }
         server.inTransaction(recipients: 1)
         _ = server.feed("DATA\r\n")
         _ = server.handle(.upstreamReply(SMTPReply(code: 354, "go")))
         let actions = server.feed(String(repeating: "x", count: 1200) + "\r\n.\r\nNOOP\r\n")
         #expect(actions.contains(.abortMessage))
-        #expect(actions.replyLines == ["500 5.5.2 Line too long", "250 2.0.0 OK"])
+        #expect(actions.replyLines == ["500 5.5.2 Line too long: message lines may have at most 1000 octets", "250 2.0.0 OK"])
         #expect(server.state == .ready)
+    }
+
+    @Test func textLineOf64KiBIsPassedOnUnchangedByDefault() {
+        var server = makeServer()
+        server.inTransaction(recipients: 1)
+        _ = server.feed("DATA\r\n")
+        _ = server.handle(.upstreamReply(SMTPReply(code: 354, "go")))
+        let line = String(repeating: "<td>0123456789</td>", count: 65_536 / 19 + 1)
+        let actions = server.feed(line + "\r\n.\r\n")
+        let message = actions.flatMap { action -> [UInt8] in if case .messageBytes(let b) = action { b } else { [] } }
+        #expect(message == Array((line + "\r\n").utf8))
+        #expect(actions.last == .endOfMessage)
+        #expect(line.utf8.count > 65_536)
+    }
+
+    @Test func bareLFInDataIsRefusedWith550AfterTheEndOfData() {
+        var server = makeServer()
+        server.inTransaction(recipients: 1)
+        _ = server.feed("DATA\r\n")
+        _ = server.handle(.upstreamReply(SMTPReply(code: 354, "go")))
+        let actions = server.feed("hello\n.\nMAIL FROM:<m@contoso.com>\n\r\n.\r\nNOOP\r\n")
+        #expect(actions.first == .messageBytes(Array("hello".utf8)))
+        #expect(actions.contains(.abortMessage))
+        #expect(!actions.contains(.endOfMessage))
+        #expect(
+            actions.replyLines == [
+                "550 5.5.2 Message refused: bare CR or LF in the text; lines must end with CRLF", "250 2.0.0 OK",
+            ])
+        #expect(server.state == .ready)
+    }
+
+    @Test func bareLFInDataIsRelayedAsCRLFWithNormalize() {
+        var server = makeServer { $0.limits.smtpBareNewline = .normalize }
+        server.inTransaction(recipients: 1)
+        _ = server.feed("DATA\r\n")
+        _ = server.handle(.upstreamReply(SMTPReply(code: 354, "go")))
+        let actions = server.feed("hello\n.\nMAIL FROM:<m@contoso.com>\n\r\n.\r\n")
+        let message = actions.flatMap { action -> [UInt8] in if case .messageBytes(let b) = action { b } else { [] } }
+        #expect(message == Array("hello\r\n\r\nMAIL FROM:<m@contoso.com>\r\n\r\n".utf8))
+        #expect(actions.last == .endOfMessage)
     }
 
     @Test func upstreamFailureDuringDataIsAnsweredAtTheEnd() {
@@ -501,9 +541,22 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
         #expect(server.handle(.received(Array("NO\0OP\r\n".utf8))).firstReplyCode == "500 5.5.2")
     }
 
-    @Test func bareLFCommandsAreAccepted() {
+    @Test(arguments: [BareNewlinePolicy.reject, .normalize])
+    func bareLFCommandsAreRefusedInEveryMode(policy: BareNewlinePolicy) {
+        var server = makeServer { $0.limits.smtpBareNewline = policy }
+        #expect(
+            server.replies("NOOP\nNOOP\r\n") == [
+                "500 5.5.2 Bare LF in command; SMTP commands must end with CRLF", "250 2.0.0 OK",
+            ])
+        #expect(server.errorCount == 1)
+    }
+
+    @Test func bareLFInAnAuthResponseCancelsTheExchange() {
         var server = makeServer()
-        #expect(server.replies("NOOP\nNOOP\r\n") == ["250 2.0.0 OK", "250 2.0.0 OK"])
+        _ = server.feed("EHLO c\r\n")
+        #expect(server.replies("AUTH LOGIN\r\n").first?.hasPrefix("334") == true)
+        #expect(server.replies("YWxpY2U=\n").first?.hasPrefix("500 5.5.2 Bare LF") == true)
+        #expect(server.state == .ready)
     }
 
     @Test func bufferedInputWhileWaitingIsBounded() {
