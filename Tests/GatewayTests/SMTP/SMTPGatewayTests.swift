@@ -289,9 +289,11 @@ struct SMTPGatewayTests {
         #expect(harness.recorder.committed.withLock { $0.map(\.sha) } == [SHA256.hex(body)])
     }
 
-    @Test("a DATA line over 1000 bytes gets 500 5.5.2 after the data ends; nothing is committed or delivered")
+    @Test("a DATA line over smtp_text_line (here 1000) gets 500 5.5.2 after the data ends; nothing is committed or delivered")
     func longLineInData() async throws {
-        let harness = try Harness()
+        var limits = Limits.standard
+        limits.smtpTextLine = 1_000
+        let harness = try Harness(limits: limits)
         defer { harness.stop() }
         let client = try await RawClient(harness.gateway.boundAddress)
         defer { client.close() }
@@ -299,7 +301,7 @@ struct SMTPGatewayTests {
         try await client.send("MAIL FROM:<alice@contoso.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
         for _ in 0..<3 { _ = try await client.reply() }
         try await client.send("Subject: long\r\n\r\n" + String(repeating: "y", count: 1_200) + "\r\nmore\r\n.\r\n")
-        #expect(try await client.reply() == "500 5.5.2 Line too long")
+        #expect(try await client.reply() == "500 5.5.2 Line too long: message lines may have at most 1000 octets")
         try await client.send("NOOP\r\n")
         #expect(try await client.reply()?.hasPrefix("250") == true)
         #expect(!harness.recorder.kinds.contains("commit"))

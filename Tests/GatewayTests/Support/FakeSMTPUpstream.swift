@@ -41,6 +41,9 @@ final class FakeSMTPUpstream: Sendable {
         var dataStall: Double = 0
         /// SO_RCVBUF for accepted sockets (small: the kernel cannot absorb a whole message on loopback).
         var receiveBuffer: Int32?
+        /// Read a bare LF as a line end in DATA too (`LF . LF`, `LF . CRLF`, `CRLF . LF` end the message), like a
+        /// Postfix with `smtpd_forbid_bare_newline = no`: the upstream an SMTP smuggling attack needs.
+        var lenientLineEnds = false
     }
 
     struct Record: Sendable {
@@ -94,6 +97,28 @@ final class FakeSMTPUpstream: Sendable {
                 }
                 guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
                 buffer += more
+            }
+        }
+
+        /// DATA content up to a line holding only `.` that ends with LF, CR optional (returned without it).
+        func lenientData() async throws -> [UInt8] {
+            var collected = buffer
+            buffer = []
+            while true {
+                var index = 0
+                while index < collected.count {
+                    if collected[index] == 0x2E, index == 0 || collected[index - 1] == 0x0A {
+                        var end = index + 1
+                        if end < collected.count, collected[end] == 0x0D { end += 1 }
+                        if end < collected.count, collected[end] == 0x0A {
+                            buffer = Array(collected[(end + 1)...])
+                            return Array(collected[..<index])
+                        }
+                    }
+                    index += 1
+                }
+                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
+                collected += more
             }
         }
 
@@ -194,9 +219,12 @@ final class FakeSMTPUpstream: Sendable {
                     try await send(connection, "354 Start mail input; end with <CRLF>.<CRLF>")
                     let script = self.script.withLock { $0 }
                     if script.dataStall > 0 { try await Task.sleep(nanoseconds: UInt64(script.dataStall * 1e9)) }
-                    let wire = try await reader.data(readDelay: script.dataReadDelay) { count in
-                        if let limit = script.dropAfterDataBytes, count >= limit { throw Dropped() }
-                    }
+                    let wire =
+                        script.lenientLineEnds
+                        ? try await reader.lenientData()
+                        : try await reader.data(readDelay: script.dataReadDelay) { count in
+                            if let limit = script.dropAfterDataBytes, count >= limit { throw Dropped() }
+                        }
                     if script.finalReplyDelay > 0 {
                         try await Task.sleep(nanoseconds: UInt64(script.finalReplyDelay * 1e9))
                     }
