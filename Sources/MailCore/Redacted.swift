@@ -1,7 +1,11 @@
 /// Holds a secret (token, password, SASL payload) so that printing, logging or interpolating it never shows it.
 ///
 /// Read the value only where it is used on the wire: `secret.revealed`.
-public struct Redacted<Value: Sendable>: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+/// `dump()`, `Mirror` and anything else that reflects (test failure messages, debuggers' `po`) see no children
+/// either: the mirror is a leaf whose only description is `<redacted>`.
+public struct Redacted<Value: Sendable>: Sendable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     /// The secret itself; call sites that read it are the only places a secret can leak, so keep them few.
     public let revealed: Value
 
@@ -9,6 +13,7 @@ public struct Redacted<Value: Sendable>: Sendable, CustomStringConvertible, Cust
 
     public var description: String { "<redacted>" }
     public var debugDescription: String { "<redacted>" }
+    public var customMirror: Mirror { Mirror(self, children: [], displayStyle: nil) }
 }
 
 extension Redacted: Equatable where Value: Equatable {}

@@ -19,4 +19,16 @@ import Testing
         #expect(String(reflecting: secret) == "<redacted>")
         #expect(secret.revealed == "hunter2")
     }
+
+    @Test func redactedHidesItselfFromDumpAndMirror() {
+        struct Login { var user = "alice"; var password = Redacted("hunter2") }
+        var dumped = ""
+        dump(Login(), to: &dumped)
+        #expect(!dumped.contains("hunter2"), "\(dumped)")
+        #expect(dumped.contains("<redacted>"))
+        #expect(Mirror(reflecting: Redacted("hunter2")).children.isEmpty)
+        var direct = ""
+        dump(Redacted(["token-abc"]), to: &direct)
+        #expect(!direct.contains("token-abc"), "\(direct)")
+    }
 }

@@ -99,25 +99,33 @@ public final class AccountDirectory: UpstreamCredentials {
 
     /// The upstream SMTP endpoint of a server.
     public static func smtpEndpoint(_ server: ServerSettings) -> UpstreamEndpoint? {
-        endpoint(server.smtp, server.smtpSecurity, server.caFile)
+        endpoint(server.smtp, server.smtpSecurity, server.caFile, allowInsecure: server.allowInsecureUpstream)
     }
 
     /// The incoming service `account test` checks: IMAP (also for imap-download) or POP3.
     public static func incomingEndpoint(_ server: ServerSettings) -> AccountTester.Plan.Incoming? {
         switch server.incoming {
         case .imap, .imapDownload:
-            server.imap.flatMap { endpoint($0, server.imapSecurity, server.caFile) }.map { .imap($0) }
+            server.imap.flatMap {
+                endpoint($0, server.imapSecurity, server.caFile, allowInsecure: server.allowInsecureUpstream)
+            }.map { .imap($0) }
         case .pop3:
-            server.pop3.flatMap { endpoint($0, server.pop3Security, server.caFile) }.map { .pop3($0) }
+            server.pop3.flatMap {
+                endpoint($0, server.pop3Security, server.caFile, allowInsecure: server.allowInsecureUpstream)
+            }.map { .pop3($0) }
         }
     }
 
     /// The IMAP endpoint (sent copy), if the server has one.
     public static func imapEndpoint(_ server: ServerSettings) -> UpstreamEndpoint? {
-        server.imap.flatMap { endpoint($0, server.imapSecurity, server.caFile) }
+        server.imap.flatMap {
+            endpoint($0, server.imapSecurity, server.caFile, allowInsecure: server.allowInsecureUpstream)
+        }
     }
 
-    static func endpoint(_ spec: HostPortSpec, _ security: SecurityMode, _ caFile: String?) -> UpstreamEndpoint? {
+    static func endpoint(
+        _ spec: HostPortSpec, _ security: SecurityMode, _ caFile: String?, allowInsecure: Bool = false
+    ) -> UpstreamEndpoint? {
         guard let address = HostPort(host: spec.host, port: spec.port) else { return nil }
         let mode: UpstreamEndpoint.Security =
             switch security {
@@ -125,7 +133,7 @@ public final class AccountDirectory: UpstreamCredentials {
             case .starttls: .starttls
             case .none: .none
             }
-        return UpstreamEndpoint(address: address, security: mode, caFile: caFile)
+        return UpstreamEndpoint(address: address, security: mode, caFile: caFile, allowInsecure: allowInsecure)
     }
 }
 

@@ -93,7 +93,8 @@ public struct AccountTester: Sendable {
         do {
             var machine = try SMTPUpstreamSide(
                 configuration: .init(
-                    ehloHostname: plan.ehloHostname, security: .init(endpoint.security), allowInsecure: true))
+                    ehloHostname: plan.ehloHostname, security: .init(endpoint.security),
+                    allowInsecure: endpoint.allowInsecure))
             let connection = try await endpoint.connect(timeout: plan.timeout)
             defer { connection.close() }
             var parser = SMTPReplyParser()
@@ -140,6 +141,7 @@ public struct AccountTester: Sendable {
     /// AUTHENTICATE XOAUTH2 (SASL-IR when offered), LOGOUT.
     func testIMAP(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
         let name = "imap \(endpoint.address)"
+        if let refusal = Self.plaintextRefusal(endpoint, key: "imap_security") { return Step(name: name, passed: false, detail: refusal) }
         do {
             let session = try await IMAPUpstreamSession.open(endpoint, timeout: plan.timeout)
             defer { session.close() }
@@ -159,6 +161,7 @@ public struct AccountTester: Sendable {
     /// AUTH XOAUTH2 in two steps, QUIT.
     func testPOP3(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
         let name = "pop3 \(endpoint.address)"
+        if let refusal = Self.plaintextRefusal(endpoint, key: "pop3_security") { return Step(name: name, passed: false, detail: refusal) }
         do {
             let connection = try await endpoint.connect(timeout: plan.timeout)
             defer { connection.close() }
@@ -214,6 +217,14 @@ public struct AccountTester: Sendable {
         } catch {
             return Step(name: name, passed: false, detail: "\(error)")
         }
+    }
+
+    /// The test logs in exactly as the gateway would, so it honours the same guard: no plaintext upstream unless
+    /// the server's `allow_insecure_upstream` says so (the SMTP machine checks this itself).
+    static func plaintextRefusal(_ endpoint: UpstreamEndpoint, key: String) -> String? {
+        guard endpoint.security == .none, !endpoint.allowInsecure else { return nil }
+        return "\(key) is \"none\" but allow_insecure_upstream is not true; use \"starttls\" or \"tls\", or allow it "
+            + "explicitly."
     }
 
     static func text(of reply: SMTPReply) -> String {

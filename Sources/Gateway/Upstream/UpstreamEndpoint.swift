@@ -20,11 +20,15 @@ public struct UpstreamEndpoint: Sendable {
     public var security: Security
     /// Extra trust anchors (`ca_file`); the system store is always used too and verification is never off.
     public var caFile: String?
+    /// `allow_insecure_upstream` of the server: whether `security == .none` may be used at all. Users of the
+    /// endpoint pass it on to the protocol machines, whose own guard then refuses plaintext unless it is true.
+    public var allowInsecure: Bool
 
-    public init(address: HostPort, security: Security, caFile: String?) {
+    public init(address: HostPort, security: Security, caFile: String?, allowInsecure: Bool = false) {
         self.address = address
         self.security = security
         self.caFile = caFile
+        self.allowInsecure = allowInsecure
     }
 
     /// The name the certificate must carry: the configured host.
