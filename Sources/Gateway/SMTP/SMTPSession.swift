@@ -44,7 +44,7 @@ enum SMTPGatewayReplies {
 enum UpstreamOpenFailure {
     /// No server settings for the account.
     case notConfigured
-    /// Connect, TLS, greeting, EHLO or STARTTLS failed; `reason` is safe to log and to show.
+    /// Connect, TLS, greeting, EHLO or STARTTLS failed; `reason` goes to the log only.
     case unreachable(String)
     /// The upstream refused the token twice (the second one freshly refreshed).
     case rejected(SMTPReply)
@@ -52,16 +52,19 @@ enum UpstreamOpenFailure {
     case credentials(any Error)
 
     /// The reply for a client whose AUTH waits on this upstream.
+    ///
+    /// Only fixed sentences (and the upstream's own reply) reach the client: an internal description can name
+    /// store paths, the state directory or configuration keys, so it goes to the log (`logText`) instead.
     func authReply(account: String) -> SMTPReply {
         switch self {
         case .notConfigured:
             SMTPReply(
                 code: 454, enhanced: EnhancedStatus("4.7.0"),
                 SMTPGatewayReplies.text("Temporary authentication failure: no upstream server is configured for \(account)"))
-        case .unreachable(let reason):
+        case .unreachable:
             SMTPReply(
                 code: 454, enhanced: EnhancedStatus("4.7.0"),
-                SMTPGatewayReplies.text("Temporary authentication failure: the upstream server is unavailable (\(reason))"))
+                "Temporary authentication failure: the upstream server is unavailable; try again later")
         case .rejected(let reply):
             SMTPReply(
                 code: 535, enhanced: EnhancedStatus("5.7.8"),
@@ -69,12 +72,18 @@ enum UpstreamOpenFailure {
                     "Microsoft 365 refused the sign-in for \(account) (\(reply.description)): run `mailgate account connect \(account)`, and check that SMTP AUTH is enabled for the mailbox"
                 ))
         case .credentials(let error):
-            Self.isTemporary(error)
-                ? SMTPReply(
+            if Self.isTemporary(error) {
+                SMTPReply(
                     code: 454, enhanced: EnhancedStatus("4.7.0"),
-                    SMTPGatewayReplies.text("Temporary authentication failure: \(String(describing: error))"))
-                : SMTPReply(
-                    code: 535, enhanced: EnhancedStatus("5.7.8"), SMTPGatewayReplies.text(String(describing: error)))
+                    "Temporary authentication failure: the Microsoft sign-in service is unavailable; try again later")
+            } else if let sentence = (error as? any ClientPresentableFailure)?.clientSentence {
+                SMTPReply(code: 535, enhanced: EnhancedStatus("5.7.8"), SMTPGatewayReplies.text(sentence))
+            } else {
+                SMTPReply(
+                    code: 535, enhanced: EnhancedStatus("5.7.8"),
+                    SMTPGatewayReplies.text(
+                        "The Microsoft 365 sign-in stored for \(account) cannot be used; the MailGate log says why"))
+            }
         }
     }
 

@@ -5,6 +5,7 @@ import Foundation
 import MailCore
 import MailGateTesting
 import OAuth
+import SMTP
 import Synchronization
 import Testing
 import Transport
@@ -222,8 +223,36 @@ struct SMTPGatewayTests {
         let client = try await RawClient(harness.gateway.boundAddress)
         defer { client.close() }
         let reply = try #require(try await client.login())
-        #expect(reply.hasPrefix("454 4.7.0 Temporary authentication failure: "))
-        #expect(reply.contains("HTTP 503"))
+        #expect(reply == "454 4.7.0 Temporary authentication failure: the Microsoft sign-in service is unavailable; try again later")
+    }
+
+    @Test("a token store failure gives a fixed 535 5.7.8: no store path or state-dir hint reaches the client")
+    func tokenStoreFailureDoesNotLeak() async throws {
+        let vault = "the vault key /srv/secret-state/vault.key cannot be used (Permission denied); check the state directory"
+        for error in [
+            OAuthError.tokenStoreFailed(account: "alice@contoso.com", reason: vault) as any Error & Sendable,
+            LeakyError(description: "cannot use the state directory /srv/secret-state (EACCES); pass --state-dir."),
+            OAuthError.network(reason: "TLS to login.test failed; ca_file /srv/secret-state/ca.pem"),
+        ] {
+            let harness = try Harness(credentials: FakeCredentials(failure: error))
+            defer { harness.stop() }
+            let client = try await RawClient(harness.gateway.boundAddress)
+            defer { client.close() }
+            let reply = try #require(try await client.login())
+            #expect(reply.hasPrefix("535 5.7.8 ") || reply.hasPrefix("454 4.7.0 "), "\(reply)")
+            #expect(!reply.contains("/srv"), "\(reply)")
+            #expect(!reply.contains("state"), "\(reply)")
+            #expect(!reply.contains("ca_file"), "\(reply)")
+        }
+    }
+
+    @Test("an upstream that cannot be opened gives a fixed 454 sentence, not the internal reason")
+    func unreachableReasonStaysInTheLog() {
+        let failure = UpstreamOpenFailure.unreachable("TLS: certificate rejected; check ca_file /srv/secret-state/ca.pem")
+        let reply = failure.authReply(account: "alice@contoso.com")
+        #expect(reply.description == "454 4.7.0 Temporary authentication failure: the upstream server is unavailable; try again later")
+        #expect(failure.mailReply(account: "alice@contoso.com").description.hasPrefix("451 4.4.1 Temporary authentication"))
+        #expect(failure.logText.contains("/srv/secret-state/ca.pem"))
     }
 
     @Test("an unreachable upstream gives 454 4.7.0 at AUTH")
@@ -358,4 +387,9 @@ struct SMTPGatewayTests {
         #expect(result.output.contains("sent"))
         #expect(harness.upstream.snapshot.messages.count == 1)
     }
+}
+
+/// An error whose description carries internal detail, as a Store or Vault error would.
+private struct LeakyError: Error, CustomStringConvertible {
+    var description: String
 }
