@@ -14,9 +14,14 @@ public final class MailGateDatabase: Sendable {
     /// File name of the database inside the state directory.
     public static let fileName = "mailgate.sqlite"
 
+    /// Modes that were too wide at open and were tightened (state directory to 0700, database, `-wal` and
+    /// `-shm` to 0600), one sentence each: the caller logs them as warnings.
+    public let permissionRepairs: [String]
+
     /// Wraps an existing writer and runs the migrations.
-    public init(writer: any DatabaseWriter) throws(StoreError) {
+    public init(writer: any DatabaseWriter, permissionRepairs: [String] = []) throws(StoreError) {
         self.writer = writer
+        self.permissionRepairs = permissionRepairs
         do {
             try Self.migrator.migrate(writer)
         } catch {
@@ -24,19 +29,30 @@ public final class MailGateDatabase: Sendable {
         }
     }
 
-    /// Opens (creating on first use) `<stateDirectory>/mailgate.sqlite`; the directory is created with mode 0700
-    /// and the database file is made 0600.
+    /// Opens (creating on first use) `<stateDirectory>/mailgate.sqlite`.
+    ///
+    /// The database holds password hashes and sealed tokens, so nobody but this user may read it, whatever the
+    /// umask: the directory is created 0700 and the database file 0600 *before* SQLite opens it (SQLite gives the
+    /// `-wal` and `-shm` files the database file's mode). An existing directory or file with group or other bits
+    /// is tightened, not refused, so an upgrade keeps running; each repair is reported in `permissionRepairs`. A
+    /// mode that cannot be changed (another owner) is an error.
     public convenience init(stateDirectory: String) throws(StoreError) {
-        try Self.createStateDirectory(stateDirectory)
+        var repairs = try Self.createStateDirectory(stateDirectory)
         let path = stateDirectory + "/" + Self.fileName
+        try Self.createPrivateFile(path)
+        for file in [path, path + "-wal", path + "-shm"] {
+            if let repair = try Self.restrict(file, to: 0o600) { repairs.append(repair) }
+        }
         let pool: DatabasePool
         do {
             pool = try DatabasePool(path: path, configuration: Self.configuration())
         } catch {
             throw StoreError.database(operation: "open \(path)", reason: Self.reason(error))
         }
-        _ = chmod(path, 0o600)
-        try self.init(writer: pool)
+        for file in [path + "-wal", path + "-shm"] {
+            if let repair = try Self.restrict(file, to: 0o600) { repairs.append(repair) }
+        }
+        try self.init(writer: pool, permissionRepairs: repairs)
     }
 
     /// A fresh database in memory, for tests.
@@ -50,12 +66,14 @@ public final class MailGateDatabase: Sendable {
         }
     }
 
-    /// Creates `path` (and missing parents) with mode 0700 if it does not exist.
-    public static func createStateDirectory(_ path: String) throws(StoreError) {
+    /// Creates `path` (and missing parents) with mode 0700 if it does not exist; an existing directory that
+    /// group or others can use is set to 0700. Returns the repairs made, as sentences.
+    @discardableResult
+    public static func createStateDirectory(_ path: String) throws(StoreError) -> [String] {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw StoreError.stateDirectory(path: path, reason: "not a directory") }
-            return
+            return try restrict(path, to: 0o700).map { [$0] } ?? []
         }
         do {
             try FileManager.default.createDirectory(
@@ -64,6 +82,39 @@ public final class MailGateDatabase: Sendable {
             throw StoreError.stateDirectory(path: path, reason: reason(error))
         }
         _ = chmod(path, 0o700)
+        return []
+    }
+
+    /// Creates an empty file with mode 0600 if there is none (O_EXCL and fchmod, so the umask cannot widen it).
+    static func createPrivateFile(_ path: String) throws(StoreError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 {
+            let code = errno
+            if code == EEXIST { return }
+            throw StoreError.database(operation: "create \(path)", reason: String(cString: strerror(code)))
+        }
+        defer { close(fd) }
+        guard fchmod(fd, 0o600) == 0 else {
+            throw StoreError.database(operation: "protect \(path)", reason: String(cString: strerror(errno)))
+        }
+    }
+
+    /// Clears the group and other bits of `path` if any are set; nil if the file is missing or already private.
+    static func restrict(_ path: String, to mode: mode_t) throws(StoreError) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let current = info.st_mode & 0o777
+        guard current & 0o077 != 0 else { return nil }
+        let octal = String(current, radix: 8)
+        guard chmod(path, mode) == 0 else {
+            let reason = String(cString: strerror(errno))
+            throw StoreError.stateDirectory(
+                path: path,
+                reason: "mode \(octal) lets other users read it, and it cannot be changed (\(reason)); run "
+                    + "chmod \(String(mode, radix: 8)) \(path) as its owner")
+        }
+        return "\(path) had mode \(octal), so other users could read it; it is now \(String(mode, radix: 8)) "
+            + "(check who could have copied it)."
     }
 
     static func configuration() -> Configuration {

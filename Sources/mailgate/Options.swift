@@ -57,6 +57,8 @@ struct GlobalOptions: ParsableArguments {
     ) {
         let (configuration, state) = try load()
         let database = try MailGateDatabase(stateDirectory: state)
+        let logger = Logger(label: "mailgate")
+        for repair in database.permissionRepairs { logger.warning("\(repair)") }
         return (configuration, state, database)
     }
 }

@@ -36,6 +36,39 @@ struct DatabaseTests {
         #expect(try again.accounts().map(\.email) == ["alice@contoso.com"])
     }
 
+    @Test("the -wal and -shm files are 0600 like the database, whatever the umask")
+    func walAndShmArePrivate() throws {
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let temp = try TemporaryDirectory()
+        let state = temp.path + "/state"
+        let db = try MailGateDatabase(stateDirectory: state)
+        try db.addAccount(sampleAccount())
+        for suffix in ["", "-wal", "-shm"] {
+            let path = state + "/" + MailGateDatabase.fileName + suffix
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600, "\(path)")
+        }
+        #expect(db.permissionRepairs.isEmpty)
+    }
+
+    @Test("an existing state directory and database that others can read are tightened, with a warning each")
+    func widerModesAreTightened() throws {
+        let temp = try TemporaryDirectory()
+        let state = temp.path + "/state"
+        do { try MailGateDatabase(stateDirectory: state).addAccount(sampleAccount()) }
+        let file = state + "/" + MailGateDatabase.fileName
+        chmod(state, 0o755)
+        chmod(file, 0o644)
+        let db = try MailGateDatabase(stateDirectory: state)
+        #expect(try db.accounts().count == 1)
+        #expect((try FileManager.default.attributesOfItem(atPath: state)[.posixPermissions] as? Int) == 0o700)
+        #expect((try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) == 0o600)
+        #expect(db.permissionRepairs.count == 2)
+        #expect(db.permissionRepairs.first?.contains("\(state) had mode 755") == true)
+        #expect(db.permissionRepairs.last?.contains("now 600") == true)
+    }
+
     @Test("a state directory that is a file is refused")
     func stateDirectoryIsFile() throws {
         let temp = try TemporaryDirectory()
