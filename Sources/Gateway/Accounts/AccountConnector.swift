@@ -21,7 +21,8 @@ public struct AccountConnector: Sendable {
 
     /// Browser sign-in: a one-shot loopback listener, the URL printed and opened, the code exchanged.
     ///
-    /// `browser` is the command from `$BROWSER` (else `xdg-open`); if it cannot be started the URL is still printed.
+    /// `browser` is `$BROWSER` (a colon-separated list of commands, `%s` for the URL; else `xdg-open`, see
+    /// `BrowserLauncher`); if none can be started that is said, and the URL is printed anyway.
     /// `redirectPort` is `redirect_port` (0: any free port; Microsoft ignores the port of a loopback redirect).
     public func connectWithBrowser(
         account: String, loginHint: String, browser: String?, redirectPort: Int = 0, timeout: Double = 300
@@ -33,7 +34,7 @@ public struct AccountConnector: Sendable {
         let url = AuthorizationRequest.url(
             settings: client.settings, redirectURI: receiver.redirectURI, pkce: pkce, state: state, loginHint: loginHint)
         say("Open this address in a browser and sign in as \(loginHint):\n  \(url)")
-        Self.open(url, with: browser, say: say)
+        await BrowserLauncher().open(url, browser: browser, say: say)
         let redirect = try await receiver.waitForRedirect(expectedState: state, timeout: timeout)
         say("The authorisation code could be determined.")
         let response = try await client.exchangeCode(
@@ -66,19 +67,5 @@ public struct AccountConnector: Sendable {
         let token = response.storedToken(issuedAt: Date())
         try await store.save(account: account, token: token)
         return token.expiresAt
-    }
-
-    /// Starts `browser URL` (or `xdg-open URL`) without waiting for it; failures only print a hint.
-    static func open(_ url: String, with browser: String?, say: @Sendable (String) -> Void) {
-        let command = (browser?.isEmpty == false ? browser! : "xdg-open")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [command, url]
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            say("(Could not start \(command): open the address above by hand.)")
-        }
     }
 }
