@@ -56,6 +56,8 @@ struct SMTPSmugglingGatewayTests {
         let record = harness.upstream.snapshot
         #expect(record.messages.count == 1)
         #expect(record.messages.first.map { String(decoding: $0.wireBytes, as: UTF8.self) } == "Subject: clean\r\n\r\nfine\r\n")
+        // The refused DATA's upstream connection was dropped (a DATA cannot be taken back), the next used a new one.
+        #expect(record.connections == 2)
         #expect(!record.commands.contains("RCPT TO:<victim@example.com>"))
         #expect(harness.recorder.committed.withLock { $0.count } == 1)
     }
