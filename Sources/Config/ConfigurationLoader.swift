@@ -636,7 +636,9 @@ struct ConfigurationBuilder {
         set("idle_timeout") { $0.idleTimeoutSeconds = Double($1) }
         set("connect_timeout") { $0.connectTimeoutSeconds = Double($1) }
         set("handshake_timeout") { $0.handshakeTimeoutSeconds = Double($1) }
-        if values.isSet("smtp_bare_newline"), let policy = values.string("smtp_bare_newline").flatMap(BareNewlinePolicy.init) {
+        if values.isSet("smtp_bare_newline"),
+            let policy = values.string("smtp_bare_newline").flatMap(BareNewlinePolicy.init)
+        {
             limits.smtpBareNewline = policy
         }
         return limits

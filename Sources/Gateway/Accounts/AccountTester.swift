@@ -141,7 +141,9 @@ public struct AccountTester: Sendable {
     /// AUTHENTICATE XOAUTH2 (SASL-IR when offered), LOGOUT.
     func testIMAP(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
         let name = "imap \(endpoint.address)"
-        if let refusal = Self.plaintextRefusal(endpoint, key: "imap_security") { return Step(name: name, passed: false, detail: refusal) }
+        if let refusal = Self.plaintextRefusal(endpoint, key: "imap_security") {
+            return Step(name: name, passed: false, detail: refusal)
+        }
         do {
             let session = try await IMAPUpstreamSession.open(endpoint, timeout: plan.timeout)
             defer { session.close() }
@@ -161,7 +163,9 @@ public struct AccountTester: Sendable {
     /// AUTH XOAUTH2 in two steps, QUIT.
     func testPOP3(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
         let name = "pop3 \(endpoint.address)"
-        if let refusal = Self.plaintextRefusal(endpoint, key: "pop3_security") { return Step(name: name, passed: false, detail: refusal) }
+        if let refusal = Self.plaintextRefusal(endpoint, key: "pop3_security") {
+            return Step(name: name, passed: false, detail: refusal)
+        }
         do {
             let connection = try await endpoint.connect(timeout: plan.timeout)
             defer { connection.close() }

@@ -685,10 +685,8 @@ public struct SMTPServerSide: Sendable {
             let limit = configuration.limits.smtpTextLine
             error(SMTPReply(500, (5, 5, 2), "Line too long: message lines may have at most \(limit) octets"), &actions)
         case .bareLineEnding:
-            actions += [
-                .abortMessage,
-                .reply(SMTPReply(550, (5, 5, 2), "Message refused: bare CR or LF in the text; lines must end with CRLF")),
-            ]
+            let refusal = SMTPReply(550, (5, 5, 2), "Message refused: bare CR or LF in the text; lines must end with CRLF")
+            actions += [.abortMessage, .reply(refusal)]
             transaction = nil
             state = .ready
         case .nulCharacter:
