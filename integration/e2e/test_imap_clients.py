@@ -335,6 +335,13 @@ def test_gateway_survives_access_token_expired_bye(target):
                     "covered by the stand-in's smoke tests)")
     from conftest import MailGate, UPSTREAM_KEYS, control, mailgate_binary
     binary, _ = mailgate_binary()
+    front_log = os.path.join(E["MAILGATE_STANDIN_RUN_DIR"], target.name + ".log")
+
+    def byes():
+        with open(front_log, errors="replace") as f:
+            return f.read().count("sent BYE AccessTokenExpired")
+
+    before = byes()
     control("token_lifetime", {"user": HANS, "seconds": 6})
     try:
         g = MailGate(binary, int(E[UPSTREAM_KEYS[target.name]]), [HANS]).start()
@@ -343,6 +350,7 @@ def test_gateway_survives_access_token_expired_bye(target):
             m = t.imap(HANS)
             select_folder(m, "INBOX")
             time.sleep(9)   # the upstream session's token has expired: the front sent BYE AccessTokenExpired
+            assert byes() > before, "the Exchange-shaped front sent no BYE (token lifetime not applied?)"
             try:
                 typ, _ = m.noop()
                 assert typ == "OK"

@@ -85,6 +85,7 @@ class Session:
         self.front = front
         self.strip = front.args.no_list_attributes
         self.creader, self.cwriter = creader, cwriter
+        self.peer = "%s:%s" % (cwriter.get_extra_info("peername") or ("?", "?"))[:2]
         self.ureader = self.uwriter = None
         self.authenticated = False
         self.auth_tag = None          # tag of an AUTHENTICATE/LOGIN in flight
@@ -280,6 +281,7 @@ class Session:
                 await self.cwriter.drain()
             except Exception:
                 pass
+        log(f"access token expired: sent BYE AccessTokenExpired to {self.peer}")  # tests count these lines
         await self.close()
 
 
