@@ -219,6 +219,8 @@ def imaplib_quote(name):
 def fresh_idp():
     control("reset", {})
     yield
+    # and again after: a test's short token lifetime must not outlive it (later suites share this stand-in)
+    control("reset", {})
 
 
 # ---------------------------------------------------------------- identity platform
