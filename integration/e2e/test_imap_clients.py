@@ -362,3 +362,80 @@ def test_gateway_survives_access_token_expired_bye(target):
             g.cleanup()
     finally:
         control("token_lifetime", {"user": HANS, "seconds": None})
+
+
+# ---------------------------------------------------------------- gateway-only checks
+
+def proc_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def test_fetch_20mib_byte_exact_with_bounded_gateway_memory(target):
+    msg_id, msg = make_message(BOB, BOB, "20 MiB", big_body(20 * 1024 * 1024))
+    d = dovecot(BOB)
+    try:
+        append(d, "INBOX", msg)   # put there directly: only the FETCH goes through the target
+    finally:
+        d.logout()
+    pid = target.gateway.proc.pid if target.is_gateway else None
+    try:
+        m = target.imap(BOB, timeout=180)
+        try:
+            select_folder(m, "INBOX", readonly=True)
+            uids = uids_with_message_id(m, msg_id)
+            assert len(uids) == 1
+            # VmRSS sampled every 5 ms while the body flows (VmHWM could already be high from an earlier APPEND)
+            import threading
+            samples, done = [], threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    samples.append(proc_kib(pid, "VmRSS"))
+                    time.sleep(0.005)
+            sampler = threading.Thread(target=sample) if pid else None
+            rss_before = proc_kib(pid, "VmRSS") if pid else None
+            if sampler:
+                sampler.start()
+            try:
+                typ, data = m.uid("FETCH", str(uids[0]), "(BODY.PEEK[])")
+            finally:
+                done.set()
+                if sampler:
+                    sampler.join()
+            assert typ == "OK"
+            assert data[0][1] == msg
+            if pid:
+                grown = max(samples) - rss_before
+                assert len(samples) > 3 and grown < 2048, \
+                    f"gateway RSS grew by {grown} KiB while relaying 20 MiB ({len(samples)} samples)"
+        finally:
+            m.logout()
+    finally:
+        unseed(BOB, msg_id)
+
+
+def test_gateway_wrong_password_and_malformed_command(target):
+    if not target.is_gateway:
+        pytest.skip("local passwords exist only at the gateway")
+    import imaplib
+    m = imaplib.IMAP4(HOST, target.port, timeout=30)
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.login(BOB, target.password(BOB) + "-wrong")
+    m.logout()
+    m = target.imap(BOB)
+    try:
+        tag = m._new_tag()
+        m.send(tag + b' SELECT "unterminated\r\n')
+        line = m.readline()
+        while line.startswith(b"* "):
+            line = m.readline()
+        assert line.startswith(tag + b" BAD"), line
+        typ, _ = m.noop()          # the session continues
+        assert typ == "OK"
+        select_folder(m, "INBOX")
+    finally:
+        m.logout()
