@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (ALICE, ATTRIBUTE, BOB, CA, E, HANS, HOST, big_body, count_in, dovecot, make_message, mutf7,
+from conftest import (ALICE, ATTRIBUTE, BOB, CA, E, HANS, HOST, SERVER_FOLDERS, big_body, count_in, dovecot, make_message, mutf7,
                       quote, smtp_deliver, token, uids_with_message_id, wait_for, xoauth2)
 
 LIST_LINE = re.compile(rb'^\((?P<attrs>[^)]*)\) (?:"(?:[^"\\]|\\.)"|NIL) (?P<name>"(?:[^"\\]|\\.)*"|\S+)$')
@@ -79,12 +79,7 @@ def test_list_shows_sent_trash_junk_with_attributes(target, user):
     if target.is_gateway:
         # the server's own name of a mapped folder is not listed a second time
         for role in ("sent", "trash", "junk"):
-            assert mutf7(conftest_server(user, role)) not in folders, sorted(folders)
-
-
-def conftest_server(user, role):
-    from conftest import SERVER_FOLDERS
-    return SERVER_FOLDERS[user][role]
+            assert mutf7(SERVER_FOLDERS[user][role]) not in folders, sorted(folders)
 
 
 @pytest.mark.parametrize("literal", ["sync", "nonsync"])
@@ -130,7 +125,7 @@ def test_copy_and_move_land_in_the_server_folder(target, user, role, command):
             remove(m, "INBOX", uids)
     finally:
         m.logout()
-    server_name = conftest_server(user, role)
+    server_name = SERVER_FOLDERS[user][role]
     assert count_in(user, server_name, msg_id) == 1, f"not in {server_name}"
     assert count_in(user, "INBOX", msg_id) == 0
     d = dovecot(user)
