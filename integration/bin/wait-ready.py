@@ -35,6 +35,10 @@ def main():
         "pop3": lambda: banner(env["MAILGATE_STANDIN_POP3_PORT"], False, b"+OK"),
         "submission": lambda: banner(env["MAILGATE_STANDIN_SUBMISSION_PORT"], False, b"220 "),
     }
+    for name, key in (("exchange", "MAILGATE_STANDIN_EXCHANGE_IMAPS_PORT"),
+                      ("exchange-bare", "MAILGATE_STANDIN_EXCHANGE_BARE_IMAPS_PORT")):
+        if key in env:
+            checks[name] = (lambda port: lambda: banner(port, True, b"* OK"))(env[key])
     only = sys.argv[3].split(",") if len(sys.argv) > 3 else list(checks)
     deadline = time.time() + timeout
     pending = list(only)

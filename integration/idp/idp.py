@@ -100,6 +100,9 @@ class State:
     def reset(self):
         with self.lock:
             self.config = dict(DEFAULT_CONFIG)
+            # user -> access-token lifetime overriding the global one (tests of token expiry that must not shorten
+            # the tokens of other tests sharing the stand-in)
+            self.user_lifetimes = {}
             self.codes = {}
             self.refresh_tokens = {}
             self.access_tokens = {}
@@ -292,7 +295,7 @@ def make_access_token(user, client_id, scopes, app, lifetime):
 
 def issue_tokens(user, client_id, scopes, offline, app=False, family=None):
     with STATE.lock:
-        lifetime = int(STATE.config["access_token_lifetime"])
+        lifetime = int(STATE.user_lifetimes.get(user, STATE.config["access_token_lifetime"]))
         token = make_access_token(user, client_id, scopes, app, lifetime)
         STATE.access_tokens[token] = {"user": user, "client_id": client_id, "scopes": list(scopes), "app": app,
                                       "exp": now() + lifetime, "revoked": False}
@@ -769,6 +772,18 @@ class Handler(BaseHTTPRequestHandler):
                         count += 1
             return self.send_json(200, {"ok": True, "expired_access_tokens": count})
         if name in ("config", "token_lifetime"):
+            if name == "token_lifetime" and body.get("user"):
+                user = str(body["user"]).lower()
+                if user not in USERS:
+                    return self.send_json(404, {"ok": False, "message": f"unknown user {user}"})
+                with STATE.lock:
+                    if body.get("seconds") is None:
+                        STATE.user_lifetimes.pop(user, None)
+                    elif int(body["seconds"]) < 1:
+                        return self.send_json(400, {"ok": False, "message": "seconds must be >= 1"})
+                    else:
+                        STATE.user_lifetimes[user] = int(body["seconds"])
+                    return self.send_json(200, dict(STATE.config, user_lifetimes=dict(STATE.user_lifetimes)))
             if name == "token_lifetime":
                 body = {"access_token_lifetime": body.get("seconds")}
             with STATE.lock:

@@ -219,6 +219,8 @@ def imaplib_quote(name):
 def fresh_idp():
     control("reset", {})
     yield
+    # and again after: a test's short token lifetime must not outlive it (later suites share this stand-in)
+    control("reset", {})
 
 
 # ---------------------------------------------------------------- identity platform
@@ -549,3 +551,122 @@ def test_foreign_sender_refused_send_as_allowed():
     s.sendmail(INFO, [BOB], body)
     s.quit()
     assert find_message(BOB, bob, "INBOX", msg_id)
+
+
+# ---------------------------------------------------------------- Exchange-shaped IMAP (exchange/imap_front.py)
+
+EXCHANGE_PRE = "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
+EXCHANGE_POST = ("IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CLIENTACCESSRULES "
+                 "CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE CHILDREN IDLE NAMESPACE LITERAL+")
+
+
+def exchange_connect(bare=False):
+    key = "MAILGATE_STANDIN_EXCHANGE_BARE_IMAPS_PORT" if bare else "MAILGATE_STANDIN_EXCHANGE_IMAPS_PORT"
+    return imaplib.IMAP4_SSL(HOST, int(E[key]), ssl_context=CTX, timeout=10)
+
+
+def exchange_login(user, token, bare=False):
+    m = exchange_connect(bare)
+    typ, _ = m.authenticate("XOAUTH2", OnceThenEmpty(xoauth2(user, token)))
+    assert typ == "OK"
+    return m
+
+
+def test_exchange_capabilities_before_and_after_login():
+    m = exchange_connect()
+    assert b"CAPABILITY" not in m.welcome and m.welcome.startswith(b"* OK ")
+    assert " ".join(m.capabilities) == EXCHANGE_PRE.upper()   # imaplib upper-cases what it parsed
+    typ, data = m.capability()
+    assert data == [EXCHANGE_PRE.encode()]
+    typ, _ = m.authenticate("XOAUTH2", OnceThenEmpty(xoauth2(ALICE, auth_code_tokens(ALICE)["access_token"])))
+    assert typ == "OK"
+    typ, data = m.capability()
+    assert data == [EXCHANGE_POST.encode()]
+    for absent in (b"SPECIAL-USE", b"LIST-EXTENDED", b"ENABLE", b"CONDSTORE", b"OAUTHBEARER", b"STARTTLS"):
+        assert absent not in data[0]
+    m.logout()
+
+
+def test_exchange_refuses_what_it_does_not_advertise():
+    m = exchange_login(ALICE, auth_code_tokens(ALICE)["access_token"])
+    for command in ('ENABLE UTF8=ACCEPT', 'LIST (SPECIAL-USE) "" "*"', 'LIST "" "*" RETURN (SPECIAL-USE)',
+                    'COMPRESS DEFLATE', 'SELECT INBOX (CONDSTORE)'):
+        tag = m._new_tag().decode()
+        m.send(f"{tag} {command}\r\n".encode())
+        line = m.readline()
+        assert line.startswith(f"{tag} BAD ".encode()), (command, line)
+    typ, _ = m.select("INBOX")
+    assert typ == "OK"
+    m.logout()
+
+
+def test_exchange_list_with_and_without_attributes():
+    token = auth_code_tokens(HANS)["access_token"]
+    m = exchange_login(HANS, token)
+    listing = b"\n".join(m.list()[1]).decode()
+    m.logout()
+    assert '(\\HasNoChildren \\Trash) "/" "Gel&APY-schte Elemente"' in listing
+    assert '(\\HasNoChildren \\Sent) "/" "Gesendete Elemente"' in listing
+    m = exchange_login(HANS, token, bare=True)
+    listing = b"\n".join(m.list()[1]).decode()
+    m.logout()
+    assert '(\\HasNoChildren) "/" "Gel&APY-schte Elemente"' in listing
+    assert '(\\HasNoChildren) "/" "Gesendete Elemente"' in listing
+    assert '(\\HasNoChildren) "/" Junk-E-Mail' in listing
+    for attribute in ("\\Sent", "\\Trash", "\\Junk", "\\Drafts", "\\Archive"):
+        assert attribute not in listing
+
+
+def test_exchange_literals_pass_byte_exact():
+    token = auth_code_tokens(BOB)["access_token"]
+    m = exchange_login(BOB, token)
+    msg_id = email.utils.make_msgid(domain="contoso.test")
+    body = (f"From: {BOB}\r\nTo: {BOB}\r\nSubject: literal\r\nMessage-ID: {msg_id}\r\n\r\n").encode()
+    body += b"".join(b"line %07d {5}\r\n" % i for i in range(20000))   # literal-looking text inside a literal
+    typ, data = m.append("INBOX", None, None, body)
+    assert typ == "OK"
+    m.select("INBOX")
+    typ, data = m.search(None, "HEADER", "Message-ID", msg_id)
+    uid_seq = data[0].split()[-1]
+    typ, data = m.fetch(uid_seq, "(BODY.PEEK[])")
+    assert data[0][1] == body
+    m.logout()
+
+
+def test_exchange_idle_continuation_text():
+    m = exchange_login(BOB, auth_code_tokens(BOB)["access_token"])
+    m.select("INBOX")
+    tag = m._new_tag().decode()
+    m.send(f"{tag} IDLE\r\n".encode())
+    assert m.readline() == b"+ IDLE accepted, awaiting DONE command.\r\n"
+    m.send(b"DONE\r\n")
+    while True:
+        line = m.readline()
+        if line.startswith(tag.encode()):
+            break
+    assert line.startswith(f"{tag} OK".encode())
+    m.logout()
+
+
+def test_exchange_session_ends_with_bye_when_token_expires():
+    control("token_lifetime", {"seconds": 3})
+    tokens = auth_code_tokens(ALICE)
+    m = exchange_login(ALICE, tokens["access_token"])
+    m.select("INBOX")
+    typ, _ = m.noop()
+    assert typ == "OK"
+    tag = m._new_tag().decode()
+    m.send(f"{tag} IDLE\r\n".encode())
+    assert m.readline().startswith(b"+ ")
+    started = time.time()
+    lines = []
+    while True:
+        line = m.readline()
+        if not line:
+            break
+        lines.append(line)
+    assert b"* BYE Session invalidated - AccessTokenExpired\r\n" in lines, lines
+    assert time.time() - started < 6
+    time.sleep(1)
+    with pytest.raises(imaplib.IMAP4.error):
+        exchange_login(ALICE, tokens["access_token"])

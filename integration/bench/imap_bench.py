@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""IMAP benchmark: direct to the stand-in's Dovecot vs. through `mailgate serve` vs. through emailproxy (issue 8).
+
+Prints numbers, asserts nothing. Workloads, interleaved per round over the paths (medians over rounds):
+- FETCH of 200 x 100 KiB and of 5 x 20 MiB (one `UID FETCH 1:* (BODY.PEEK[])` each, bytes checked),
+- 2000 NOOP round trips (p50 / p99 / max, and how many took >= 10 ms),
+- 20 logins (connect + greeting + login until the tagged OK; p50).
+The proxies' CPU seconds (per workload) and peak RSS are read from /proc. The messages are APPENDed once, directly,
+into two fresh folders of alice's mailbox, which are deleted at the end. Shares its stand-in, token, emailproxy and
+MailGate helpers with smtp_bench.py; only the Python standard library here (emailproxy lives in the venv the
+imap-bench wrapper makes). Needs an IMAP-capable mailgate (the gateway of issue 8); without one that path is skipped.
+"""
+
+import argparse
+import configparser
+import imaplib
+import json
+import os
+import platform
+import secrets
+import ssl
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import smtp_bench as sb  # noqa: E402
+
+HOST, ALICE = sb.HOST, sb.ALICE
+KIB, MIB = 1024, 1024 * 1024
+
+
+def log(*parts):
+    print("imap-bench:", *parts, file=sys.stderr, flush=True)
+
+
+def quote(name):
+    return '"' + name + '"'
+
+
+def body(size, seed):
+    import hashlib, base64
+    raw = hashlib.shake_256(b"imap-bench-%d-%d" % (size, seed)).digest(size)
+    text = base64.b64encode(raw)
+    lines = b"".join(text[i:i + 76] + b"\r\n" for i in range(0, len(text), 76))
+    head = (f"From: {ALICE}\r\nTo: {ALICE}\r\nSubject: imap bench {size} #{seed}\r\n"
+            f"Message-ID: <{secrets.token_hex(8)}@bench.contoso.test>\r\n\r\n").encode()
+    return head + lines[:size - len(head) - 2] + b"\r\n"
+
+
+class Path:
+    """How a client reaches the mailbox: port, TLS, login."""
+
+    proc = None
+
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def connect(self):
+        if self.tls:
+            return imaplib.IMAP4_SSL(HOST, self.port, ssl_context=self.ctx, timeout=120)
+        return imaplib.IMAP4(HOST, self.port, timeout=120)
+
+    def login(self):
+        m = self.connect()
+        if self.token is not None:
+            sasl = f"user={ALICE}\x01auth=Bearer {self.token}\x01\x01"
+            m.authenticate("XOAUTH2", lambda _: sasl.encode())
+        else:
+            m.login(ALICE, self.password)
+        return m
+
+    def stop(self):
+        sb.stop_process(self.proc, self.name)
+        self.proc = None
+
+
+class Direct(Path):
+    name, label = "direct", "direct (XOAUTH2, TLS)"
+
+    def __init__(self, env):
+        self.port, self.tls = int(env["MAILGATE_STANDIN_IMAPS_PORT"]), True
+        self.ctx = ssl.create_default_context(cafile=env["MAILGATE_STANDIN_CA_FILE"])
+        self.token = sb.oauth_tokens(env, ALICE)["access_token"]
+
+    def prepare(self):
+        return None
+
+
+class EmailProxy(Path):
+    name, label = "emailproxy", "emailproxy (plain loopback)"
+
+    def __init__(self, env, args):
+        self.inner = sb.EmailProxy(env, args)
+        self.port, self.tls, self.token = self.inner.port, False, None
+        self.password = self.inner.password
+        self.env = env
+
+    def prepare(self):
+        reason = self.inner.prepare()
+        if reason:
+            return reason
+        # smtp_bench seeds an SMTP section; the same account and token cache serve an IMAP section
+        cfg = configparser.ConfigParser()
+        cfg.read(self.inner.config)
+        smtp = f"SMTP-{self.port}"
+        cfg.remove_section(smtp)
+        cfg[f"IMAP-{self.port}"] = {"local_address": HOST, "server_address": HOST,
+                                    "server_port": self.env["MAILGATE_STANDIN_IMAPS_PORT"]}
+        with open(self.inner.config, "w") as f:
+            cfg.write(f)
+        reason = self.inner.start()
+        self.proc = self.inner.proc
+        return reason
+
+    def cleanup(self):
+        self.inner.cleanup()
+
+
+class MailGate(Path):
+    name, label = "mailgate", "MailGate (plain loopback)"
+
+    def __init__(self, env, args):
+        self.inner = sb.MailGate(env, args, lock_after_send=False)
+        self.imap_port = sb.free_port()
+        self.port, self.tls, self.token = self.imap_port, False, None
+        self.password = self.inner.password
+        original = self.inner.toml
+
+        def toml():
+            return original().replace("[listen]\n", f'[listen]\nimap = "{HOST}:{self.imap_port}"\n', 1)
+        self.inner.toml = toml
+
+    def prepare(self):
+        reason = self.inner.prepare()
+        if reason:
+            return reason
+        reason = self.inner.start()
+        self.proc = self.inner.proc
+        if reason is None and not sb.wait_port(self.imap_port, 10, self.proc):
+            reason = "mailgate serve does not listen for IMAP (is the IMAP gateway there yet?)"
+        return reason
+
+    def cleanup(self):
+        self.inner.cleanup()
+
+
+# ------------------------------------------------------------------ workloads
+
+def fetch_all(path, folder, expected):
+    m = path.login()
+    try:
+        m.select(quote(folder), readonly=True)
+        t0 = time.perf_counter()
+        typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        elapsed = time.perf_counter() - t0
+        got = [part[1] for part in data if isinstance(part, tuple)]
+        ok = typ == "OK" and sorted(map(len, got)) == sorted(map(len, expected)) and set(got) == set(expected)
+        return {"seconds": elapsed, "bytes": sum(map(len, got)), "ok": ok}
+    finally:
+        m.logout()
+
+
+def noops(path, count):
+    m = path.login()
+    try:
+        lat = []
+        for i in range(count):
+            tag = b"N%05d" % i
+            t0 = time.perf_counter()
+            m.send(tag + b" NOOP\r\n")
+            while True:
+                line = m.readline()
+                if line.startswith(tag) or not line:
+                    break
+            lat.append(time.perf_counter() - t0)
+        return lat
+    finally:
+        m.logout()
+
+
+def logins(path, count):
+    lat = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        m = path.login()
+        lat.append(time.perf_counter() - t0)
+        m.logout()
+    return lat
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description="IMAP benchmark: direct vs MailGate vs emailproxy (loopback).")
+    parser.add_argument("--paths", default="direct,mailgate,emailproxy")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="20 x 100 KiB, 1 x 20 MiB, 200 NOOPs, 5 logins")
+    parser.add_argument("--venv", default=os.path.join(HERE, ".venv"))
+    parser.add_argument("--mailgate-bin")
+    parser.add_argument("--json", default=os.path.join(HERE, "results", "imap-latest.json"))
+    args = parser.parse_args()
+    n_small, n_large, n_noop, n_login = (20, 1, 200, 5) if args.quick else (200, 5, 2000, 20)
+
+    env_file = os.environ.get("MAILGATE_STANDIN_ENV", os.path.join(sb.INTEGRATION, "run", "env"))
+    stand_in = sb.StandIn(env_file)
+    stand_in.ensure()
+    env = stand_in.env
+    direct = Direct(env)
+    paths, skipped = [], {}
+    for name in [p.strip() for p in args.paths.split(",") if p.strip()]:
+        path = direct if name == "direct" else EmailProxy(env, args) if name == "emailproxy" else MailGate(env, args)
+        reason = path.prepare()
+        if reason:
+            skipped[name] = reason
+            log(f"{name}: skipped: {reason}")
+            path.stop()
+        else:
+            paths.append(path)
+
+    suffix = secrets.token_hex(4)
+    folders = {"100KiB": f"bench-100k-{suffix}", "20MiB": f"bench-20m-{suffix}"}
+    sets = {"100KiB": [body(100 * KIB, i) for i in range(n_small)], "20MiB": [body(20 * MIB, i) for i in range(n_large)]}
+    m = direct.login()
+    for key, folder in folders.items():
+        m.create(quote(folder))
+        for msg in sets[key]:
+            m.append(quote(folder), None, None, msg)
+    m.logout()
+    log(f"seeded {n_small} x 100 KiB and {n_large} x 20 MiB")
+
+    rows = {p.name: {"fetch_100KiB": [], "fetch_20MiB": [], "noop": [], "login": [], "cpu": {}, "bad": 0}
+            for p in paths}
+    try:
+        for r in range(args.rounds):
+            for p in paths:
+                row = rows[p.name]
+                for key in ("100KiB", "20MiB"):
+                    cpu0 = sb.proc_cpu_s(p.pid()) if p.pid() else None
+                    res = fetch_all(p, folders[key], sets[key])
+                    cpu1 = sb.proc_cpu_s(p.pid()) if p.pid() else None
+                    row["fetch_" + key].append(res["bytes"] / MIB / res["seconds"])
+                    row["bad"] += 0 if res["ok"] else 1
+                    if cpu0 is not None and cpu1 is not None:
+                        row["cpu"].setdefault(key, []).append(cpu1 - cpu0)
+                row["noop"].extend(noops(p, n_noop))
+                row["login"].extend(logins(p, n_login))
+            log(f"round {r + 1}/{args.rounds} done")
+    finally:
+        m = direct.login()
+        for folder in folders.values():
+            m.delete(quote(folder))
+        m.logout()
+        for p in paths:
+            if p is not direct:
+                p.hwm = sb.proc_status_kib(p.pid(), "VmHWM") if p.pid() else None
+                p.stop()
+                p.cleanup()
+
+    print()
+    print(f"IMAP benchmark, alice, loopback; {args.rounds} rounds; FETCH {n_small} x 100 KiB and {n_large} x 20 MiB, "
+          f"{n_noop} NOOPs, {n_login} logins per round; {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    header = ["path", "100KiB MiB/s", "20MiB MiB/s", "NOOP p50 us", "p99 us", "max ms", ">=10ms", "login p50 ms",
+              "CPU s 100KiB", "CPU s 20MiB", "peak RSS MiB", "bad"]
+    table = []
+    out = {}
+    base = rows.get("direct")
+    for p in paths:
+        row = rows[p.name]
+        noop = sorted(row["noop"])
+        line = {
+            "fetch_100KiB_mib_s": median(row["fetch_100KiB"]), "fetch_20MiB_mib_s": median(row["fetch_20MiB"]),
+            "noop_p50_us": sb.percentile(noop, 50) * 1e6, "noop_p99_us": sb.percentile(noop, 99) * 1e6,
+            "noop_max_ms": noop[-1] * 1e3, "noop_stalls_10ms": sum(1 for x in noop if x >= 0.010),
+            "login_p50_ms": median(row["login"]) * 1e3,
+            "cpu_100KiB_s": median(row["cpu"].get("100KiB", [])), "cpu_20MiB_s": median(row["cpu"].get("20MiB", [])),
+            "peak_rss_mib": (p.hwm / 1024) if getattr(p, "hwm", None) else None, "bad_fetches": row["bad"],
+        }
+        out[p.name] = line
+        table.append([p.label, sb.fmt(line["fetch_100KiB_mib_s"]), sb.fmt(line["fetch_20MiB_mib_s"]),
+                      sb.fmt(line["noop_p50_us"], 0), sb.fmt(line["noop_p99_us"], 0), sb.fmt(line["noop_max_ms"]),
+                      str(line["noop_stalls_10ms"]), sb.fmt(line["login_p50_ms"]), sb.fmt(line["cpu_100KiB_s"], 2),
+                      sb.fmt(line["cpu_20MiB_s"], 2), sb.fmt(line["peak_rss_mib"]), str(line["bad_fetches"])])
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
+    fmt_line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    print(fmt_line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in table:
+        print(fmt_line(r))
+    if "direct" in out:
+        for name, line in out.items():
+            if name != "direct":
+                d = out["direct"]
+                print(f"{name} / direct: FETCH 100 KiB {line['fetch_100KiB_mib_s'] / d['fetch_100KiB_mib_s']:.2f}x, "
+                      f"20 MiB {line['fetch_20MiB_mib_s'] / d['fetch_20MiB_mib_s']:.2f}x, "
+                      f"NOOP p50 +{line['noop_p50_us'] - d['noop_p50_us']:.0f} us, "
+                      f"login p50 {line['login_p50_ms'] / d['login_p50_ms']:.2f}x")
+    for name, reason in skipped.items():
+        print(f"{name}: skipped: {reason}")
+    print("(direct is TLS end to end; the proxies' client side is plain loopback, their upstream side TLS)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": sb.machine_info(),
+                   "params": {"rounds": args.rounds, "n_100KiB": n_small, "n_20MiB": n_large, "noops": n_noop,
+                              "logins": n_login}, "results": out, "skipped": skipped}, f, indent=2)
+    print(f"\nJSON: {args.json}")
+    stand_in.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
