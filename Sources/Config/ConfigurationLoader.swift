@@ -636,6 +636,10 @@ struct ConfigurationBuilder {
         set("idle_timeout") { $0.idleTimeoutSeconds = Double($1) }
         set("connect_timeout") { $0.connectTimeoutSeconds = Double($1) }
         set("handshake_timeout") { $0.handshakeTimeoutSeconds = Double($1) }
+        set("imap_append_literal") { $0.imapAppendLiteral = $1 }
+        set("imap_commands_in_flight") { $0.imapCommandsInFlight = $1 }
+        set("imap_upstream_sessions") { $0.imapUpstreamSessions = $1 }
+        set("imap_idle_timeout") { $0.imapIdleTimeoutSeconds = Double($1) }
         return limits
     }
 }

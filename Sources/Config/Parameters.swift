@@ -297,6 +297,22 @@ public enum ConfigParameters {
             .limits, "handshake_timeout", .duration(1...600),
             .value(.string(DurationParser.format(Int(Limits.standard.handshakeTimeoutSeconds)))),
             "Time allowed for a client's TLS handshake."),
+        .init(
+            .limits, "imap_append_literal", .integer(1_024...1_073_741_824),
+            .value(.integer(Limits.standard.imapAppendLiteral)),
+            "Largest message an IMAP client may APPEND; larger ones are refused with NO [TOOBIG] before the upload."),
+        .init(
+            .limits, "imap_commands_in_flight", .integer(1...10_000),
+            .value(.integer(Limits.standard.imapCommandsInFlight)),
+            "IMAP commands a client may pipeline before MailGate stops reading from it until answers come."),
+        .init(
+            .limits, "imap_upstream_sessions", .integer(1...100),
+            .value(.integer(Limits.standard.imapUpstreamSessions)),
+            "Upstream IMAP sessions per mailbox; a login past this gets NO [LIMIT] (Exchange allows about 16)."),
+        .init(
+            .limits, "imap_idle_timeout", .duration(60...86_400),
+            .value(.string(DurationParser.format(Int(Limits.standard.imapIdleTimeoutSeconds)))),
+            "How long a logged-in IMAP connection may stay silent (RFC 9051: at least 30 minutes)."),
     ]
 
     /// The parameters of one section, in table order.

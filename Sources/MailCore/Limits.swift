@@ -29,6 +29,15 @@ public struct Limits: Sendable, Equatable {
     /// Seconds allowed for a TLS handshake from a client.
     public var handshakeTimeoutSeconds: Double = 30
 
+    /// Largest APPEND message literal an IMAP client may send; larger ones get `NO [TOOBIG]` before the `+`.
+    public var imapAppendLiteral: Int = 52_428_800
+    /// IMAP commands a client may have in flight (pipelined) before the gateway stops reading from it.
+    public var imapCommandsInFlight: Int = 64
+    /// Upstream IMAP sessions per mailbox (Exchange allows about 16; past this a login gets `NO [LIMIT]`).
+    public var imapUpstreamSessions: Int = 10
+    /// Seconds an authenticated IMAP connection may stay silent (RFC 9051 §5.4: at least 30 minutes).
+    public var imapIdleTimeoutSeconds: Double = 1_800
+
     public init() {}
 
     /// The defaults.

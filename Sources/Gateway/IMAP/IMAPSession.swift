@@ -1,0 +1,1164 @@
+// Gateway: one IMAP client connection and its upstream (Microsoft 365) on one serial queue: local login, upstream
+// XOAUTH2, then a streaming relay that looks at commands only where the gateway must.
+import Crypto
+import Dispatch
+import IMAP
+import Logging
+import MailCore
+import SASL
+import TLS
+import Transport
+
+/// Everything a session needs that outlives it; shared by all sessions of one listener.
+struct IMAPSessionEnvironment: Sendable {
+    var configuration: IMAPGatewayConfiguration
+    var implicitTLS: Bool
+    var serverTLS: TLSContext?
+    var authenticator: LocalAuthenticator
+    var credentials: any UpstreamCredentials
+    var resolver: IMAPUpstreamResolver
+    var sessionCap: IMAPUpstreamSessionCap
+    var counters: any GatewayCounters
+    var tlsContexts: UpstreamTLSContexts
+    var logger: Logger
+}
+
+/// One IMAP client connection.
+///
+/// The client is read in `.raw` mode through an `IMAPStreamScanner`. Before login the session answers itself
+/// (CAPABILITY, NOOP, ID, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE PLAIN). After the local password is verified it
+/// opens `IMAPUpstreamLink` on the same queue and answers the LOGIN only once the upstream accepted XOAUTH2. From
+/// then on client commands go upstream as the bytes that came (synchronizing literals are answered `+` here and
+/// sent `{n+}` when the upstream has LITERAL+), and upstream lines and literal chunks go to the client as they
+/// arrive, so a FETCH body of any size is never held whole. The session keeps one `Phase`; all state is on `queue`.
+final class IMAPSession: @unchecked Sendable {
+    // @unchecked Sendable: every mutable property is used only on `queue` (the client connection's serial queue);
+    // the gateway keeps a reference only to call `shutdown` through that queue.
+
+    /// Where the conversation with the client stands.
+    private enum Phase {
+        /// Before login: the session answers every command itself.
+        case notAuthenticated
+        /// `AUTHENTICATE PLAIN` without initial response: the next client line is the SASL response.
+        case saslResponse(tag: String)
+        /// STARTTLS accepted; the handshake runs, client input waits.
+        case startingTLS
+        /// The local password is being checked or the upstream login runs; client input waits.
+        case loggingIn(tag: String, account: String?)
+        /// Logged in: client commands are relayed.
+        case relaying
+        /// The client is in IDLE (RFC 2177).
+        case idling(IdleState)
+        /// The upstream ended with AccessTokenExpired between commands: a fresh upstream is being opened.
+        case reconnecting(idle: IdleState?)
+        /// Over.
+        case ended
+    }
+
+    /// An IDLE the client started; upstream it may be re-issued under the gateway's own tags.
+    private struct IdleState {
+        var clientTag: String
+        var upstreamTag: String
+        /// The upstream sent `+` for the current upstream IDLE.
+        var confirmed = false
+        /// The client has been told `+ idling`.
+        var clientNotified = false
+        /// The client sent DONE.
+        var doneRequested = false
+        /// DONE went upstream for a re-issue; the tagged OK is swallowed and IDLE sent again.
+        var reissuing = false
+    }
+
+    private enum UpstreamState {
+        case none
+        case opening(IMAPUpstreamLink, attempt: Int)
+        case open(IMAPUpstreamLink)
+    }
+
+    /// A piece of what goes upstream: bytes, or "wait for the upstream's `+`" (only when it lacks LITERAL+).
+    private enum Segment {
+        case bytes([UInt8])
+        case awaitContinuation
+    }
+
+    /// A client command being collected.
+    private struct Assembly {
+        var tag: String
+        var name: String
+        /// The whole command as the client sent it (only while small; pre-auth LOGIN, policy decisions).
+        var raw: [UInt8] = []
+        /// What goes upstream for it (literal markers adapted).
+        var upstream: [Segment] = []
+        /// A literal too large to hold: the command has been going upstream as it came.
+        var streaming = false
+        /// Answer this `NO` once the (swallowed) command ends.
+        var refusal: String?
+    }
+
+    /// A command sent upstream whose tagged answer is awaited.
+    private struct InFlight {
+        var tag: String
+        var name: String
+        /// SELECT/EXAMINE: what follows the tag upstream, to re-select after a reconnect.
+        var selectTail: [UInt8]?
+    }
+
+    /// What to do with the response arriving from upstream (lines after a literal, literal chunks).
+    private enum ResponseDisposition {
+        case forward
+        case swallow
+    }
+
+    static let inlineLiteralBound = 65_536
+
+    let id: String
+    let client: Connection
+    let queue: DispatchQueue
+    private let environment: IMAPSessionEnvironment
+    private var logger: Logger
+    private var phase = Phase.notAuthenticated
+    private var upstream = UpstreamState.none
+    private var scanner: IMAPStreamScanner
+    private var assembling: Assembly?
+    private var inFlight: [InFlight] = []
+    private var upstreamQueue: [Segment] = []
+    private var awaitingUpstreamContinuation = false
+    private var responseDisposition = ResponseDisposition.forward
+    private var ownTagCount = 0
+    private var ownTagsPending: Set<String> = []
+    private var selectedTail: [UInt8]?
+    /// The gateway's own re-SELECT after a reconnect, in flight.
+    private var resyncTag: String?
+    /// The client sent LOGOUT: the upstream closing is expected.
+    private var clientLoggedOut = false
+    private var account: String?
+    private var holdsCapSlot = false
+    private var lastAccessToken: Redacted<String>?
+    private var upstreamCapabilities: [Capability] = []
+    private var errors = 0
+    private var clientPausedByUs = false
+    private var upstreamPausedByUs = false
+    private var processingClient = false
+    private var idleTimer: (any DispatchSourceTimer)?
+    private let remoteIP: IPAddress?
+    private let clientIsLoopback: Bool
+    var onEnd: (() -> Void)?
+
+    // Counted in memory, written at the end (and every `flushEvery` commands) so a busy session is not a DB write
+    // per command.
+    private var commandsUncounted = 0
+    private var bytesToUpstreamUncounted = 0
+    private var bytesToClientUncounted = 0
+    private static let flushEvery = 500
+
+    /// Peak bytes queued towards the client (tests check that a big FETCH is not held).
+    private(set) var peakClientPendingBytes = 0
+
+    init(client: Connection, environment: IMAPSessionEnvironment) {
+        self.client = client
+        self.queue = client.queue
+        self.environment = environment
+        self.id = SHA256.hexString(SecureRandom.bytes(4))
+        let remoteIP = client.remoteIPAddress
+        self.remoteIP = remoteIP
+        self.clientIsLoopback = {
+            guard let remoteIP else { return false }
+            if remoteIP.isIPv4 { return remoteIP.bytes[0] == 127 }
+            return remoteIP.bytes == [UInt8](repeating: 0, count: 15) + [1]
+        }()
+        self.scanner = IMAPStreamScanner(maximumLine: environment.configuration.limits.imapLine)
+        logger = environment.logger
+        logger[metadataKey: "session"] = "\(id)"
+        logger[metadataKey: "remote"] = "\(remoteIP?.description ?? "?")"
+        logger[metadataKey: "listener"] = "\(environment.configuration.listenerName)"
+    }
+
+    private var limits: Limits { environment.configuration.limits }
+
+    // MARK: - Start and end
+
+    func start() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        logger.info("IMAP session started")
+        count("imap.sessions")
+        client.readMode = .raw
+        client.onEvent = { [self] event in clientEvent(event) }
+        client.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
+        client.start()
+        sendClient("* OK [CAPABILITY \(preLoginCapabilities)] MailGate IMAP ready\r\n")
+    }
+
+    /// Ends the session for a shutdown.
+    func shutdown() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !isEnded else { return }
+        sendClient("* BYE MailGate is shutting down\r\n")
+        client.closeAfterFlushing()
+        teardown(reason: "shutting down")
+    }
+
+    private var isEnded: Bool { if case .ended = phase { true } else { false } }
+
+    private func teardown(reason: String?) {
+        guard !isEnded else { return }
+        phase = .ended
+        idleTimer?.cancel()
+        idleTimer = nil
+        switch upstream {
+        case .open(let link), .opening(let link, _):
+            link.onEvent = nil
+            link.logout()
+        case .none:
+            break
+        }
+        upstream = .none
+        releaseCapSlot()
+        flushCounters()
+        logger.info("IMAP session ended", metadata: ["reason": "\(reason.map { sanitizeForLog($0) } ?? "closed")"])
+        let onEnd = self.onEnd
+        self.onEnd = nil
+        onEnd?()
+    }
+
+    private func releaseCapSlot() {
+        if holdsCapSlot, let account {
+            environment.sessionCap.release(account)
+            holdsCapSlot = false
+        }
+    }
+
+    /// Says goodbye with `text` and ends.
+    private func bye(_ text: String, reason: String) {
+        sendClient("* BYE \(text)\r\n")
+        client.closeAfterFlushing()
+        teardown(reason: reason)
+    }
+
+    // MARK: - Capabilities
+
+    private var tlsActive: Bool { environment.implicitTLS || client.isTLS }
+
+    /// Plaintext on a non-loopback address without `allow_plaintext`: passwords may not be sent (RFC 9051 §6.2.3).
+    private var loginDisabled: Bool {
+        !tlsActive && !clientIsLoopback && !environment.configuration.allowPlaintext
+    }
+
+    private var preLoginCapabilities: String {
+        var list = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        if environment.serverTLS != nil && !tlsActive { list.append("STARTTLS") }
+        if loginDisabled { list.append("LOGINDISABLED") } else { list.append("AUTH=PLAIN") }
+        return list.joined(separator: " ")
+    }
+
+    /// The upstream's list minus what a relaying gateway cannot pass (it parses the stream and did the login).
+    static func filteredCapabilities(_ upstream: [Capability]) -> [String] {
+        var list: [String] = ["IMAP4rev1"]
+        for capability in upstream {
+            let name = capability.rawValue.uppercased()
+            if name == "IMAP4REV1" || name.hasPrefix("AUTH=") || name.hasPrefix("COMPRESS=") || name == "STARTTLS"
+                || name == "LOGINDISABLED" || name == "SASL-IR" || name == "LOGIN-REFERRALS"
+            {
+                continue
+            }
+            list.append(capability.rawValue)
+        }
+        return list
+    }
+
+    private var postLoginCapabilities: String { Self.filteredCapabilities(upstreamCapabilities).joined(separator: " ") }
+
+    // MARK: - Client input
+
+    private func clientEvent(_ event: ConnectionEvent) {
+        switch event {
+        case .raw(let bytes), .bytes(let bytes, _), .line(let bytes):
+            scanner.append(bytes)
+            processClient()
+        case .idleTimeout:
+            logger.info("IMAP client idle timeout")
+            bye("Autologout; idle for too long", reason: "idle timeout")
+        case .closed(let error):
+            teardown(reason: error?.description)
+        case .writable:
+            if upstreamPausedByUs {
+                upstreamPausedByUs = false
+                currentLink?.resumeReading()
+            }
+        case .lineTooLong:
+            break
+        }
+    }
+
+    /// Whether client input must wait (login running, upstream not ready for more, too many commands in flight).
+    private var clientBlocked: Bool {
+        switch phase {
+        case .startingTLS, .loggingIn, .reconnecting, .ended: return true
+        case .notAuthenticated, .saslResponse, .idling: break
+        case .relaying:
+            if assembling == nil && inFlight.count >= limits.imapCommandsInFlight { return true }
+        }
+        if awaitingUpstreamContinuation { return true }
+        if let link = currentLink, link.pendingWriteBytes > limits.writeBufferHighWater { return true }
+        return false
+    }
+
+    private func processClient() {
+        guard !processingClient else { return }
+        processingClient = true
+        defer { processingClient = false }
+        while !isEnded {
+            if clientBlocked {
+                pauseClient()
+                return
+            }
+            let event: IMAPStreamScanner.Event?
+            do throws(IMAPStreamScanner.ScanError) {
+                event = try scanner.next()
+            } catch {
+                logger.info("IMAP client sent \(error.description)")
+                return bye("Command line too long or malformed literal; closing this connection", reason: error.description)
+            }
+            guard let event else {
+                resumeClient()
+                return
+            }
+            switch phase {
+            case .notAuthenticated, .saslResponse:
+                preLoginEvent(event)
+            case .relaying:
+                relayEvent(event)
+            case .idling:
+                idleClientEvent(event)
+            case .startingTLS, .loggingIn, .reconnecting, .ended:
+                return
+            }
+        }
+    }
+
+    private func pauseClient() {
+        guard !clientPausedByUs else { return }
+        clientPausedByUs = true
+        client.pauseReading()
+    }
+
+    private func resumeClient() {
+        guard clientPausedByUs else { return }
+        clientPausedByUs = false
+        client.resumeReading()
+    }
+
+    /// Called whenever something that blocked client input may have changed.
+    private func unblockClient() {
+        guard !isEnded else { return }
+        if !clientBlocked {
+            resumeClient()
+            queue.async { [self] in processClient() }
+        }
+    }
+
+    private func protocolError(tag: String, _ text: String) {
+        errors += 1
+        sendClient("\(tag) BAD \(text)\r\n")
+        if errors >= limits.errorBudget {
+            bye("Too many protocol errors", reason: "error budget spent")
+        }
+    }
+
+    // MARK: - Before login
+
+    private func preLoginEvent(_ event: IMAPStreamScanner.Event) {
+        switch event {
+        case .line(let line, let first, let literal):
+            if first, case .saslResponse(let tag) = phase {
+                phase = .notAuthenticated
+                return saslPlainResponse(tag: tag, line: line)
+            }
+            if first {
+                assembling = Assembly(tag: IMAPCommandLine.tag(of: line), name: "")
+            }
+            guard var command = assembling else { return }
+            command.raw += line
+            if let literal {
+                // LOGIN user names and passwords are short; anything else is not expected before login.
+                if literal.count > 4_096 {
+                    if literal.nonSynchronizing {
+                        command.refusal = "[TOOBIG] Literal too large before login"
+                    } else {
+                        assembling = nil
+                        scanner.refuseLiteral()
+                        return protocolError(tag: command.tag, "Literal too large before login")
+                    }
+                } else if !literal.nonSynchronizing {
+                    sendClient("+ Ready for literal data\r\n")
+                }
+                assembling = command
+                return
+            }
+            assembling = nil
+            if let refusal = command.refusal { return sendClient("\(command.tag) NO \(refusal)\r\n") }
+            preLoginCommand(command.raw)
+        case .literalBytes(let bytes):
+            guard var command = assembling else { return }
+            if command.refusal == nil { command.raw += bytes }
+            assembling = command
+        case .literalEnd:
+            break
+        }
+    }
+
+    private func preLoginCommand(_ raw: [UInt8]) {
+        guard let command = IMAPCommandLine.parse(raw) else {
+            return protocolError(tag: IMAPCommandLine.tag(of: raw), "Command syntax error")
+        }
+        let tag = command.tag
+        switch command.name {
+        case "CAPABILITY":
+            sendClient("* CAPABILITY \(preLoginCapabilities)\r\n\(tag) OK CAPABILITY completed\r\n")
+        case "NOOP":
+            sendClient("\(tag) OK NOOP completed\r\n")
+        case "ID":
+            sendClient("* ID (\"name\" \"MailGate\")\r\n\(tag) OK ID completed\r\n")
+        case "LOGOUT":
+            sendClient("* BYE MailGate logging out\r\n\(tag) OK LOGOUT completed\r\n")
+            client.closeAfterFlushing()
+            teardown(reason: "logout")
+        case "STARTTLS":
+            guard let tls = environment.serverTLS, !tlsActive else {
+                return protocolError(tag: tag, "STARTTLS is not available")
+            }
+            sendClient("\(tag) OK Begin TLS negotiation now\r\n")
+            // Anything the client pipelined after STARTTLS was sent in plaintext: discard it (RFC 9051 §6.2.1).
+            scanner = IMAPStreamScanner(maximumLine: limits.imapLine)
+            phase = .startingTLS
+            client.startServerTLS(context: tls) { [self] error in
+                guard !isEnded else { return }
+                if let error {
+                    logger.info("IMAP client TLS handshake failed", metadata: ["error": "\(error)"])
+                    client.close()
+                    teardown(reason: "TLS handshake failed")
+                    return
+                }
+                phase = .notAuthenticated
+                unblockClient()
+            }
+        case "LOGIN":
+            guard !loginDisabled else {
+                return sendClient("\(tag) NO [PRIVACYREQUIRED] Use STARTTLS or the imaps port before logging in\r\n")
+            }
+            guard command.arguments.count == 2, let user = IMAPCommandLine.text(command.arguments[0]),
+                let password = IMAPCommandLine.text(command.arguments[1])
+            else { return protocolError(tag: tag, "LOGIN needs a user name and a password") }
+            login(tag: tag, user: user, password: Redacted(password))
+        case "AUTHENTICATE":
+            guard let mechanism = IMAPCommandLine.text(command.arguments.first), mechanism.uppercased() == "PLAIN",
+                !loginDisabled
+            else { return sendClient("\(tag) NO [CANNOT] Only AUTHENTICATE PLAIN is offered\r\n") }
+            if command.arguments.count >= 2, let initial = IMAPCommandLine.text(command.arguments[1]) {
+                saslPlainResponse(tag: tag, line: Array((initial + "\r\n").utf8))
+            } else {
+                phase = .saslResponse(tag: tag)
+                sendClient("+ \r\n")
+            }
+        case "SELECT", "EXAMINE", "LIST", "LSUB", "STATUS", "APPEND", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
+            "UNSUBSCRIBE", "IDLE", "ENABLE", "NAMESPACE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE",
+            "COPY", "MOVE":
+            protocolError(tag: tag, "Log in first")
+        default:
+            protocolError(tag: tag, "Unknown command")
+        }
+    }
+
+    private func saslPlainResponse(tag: String, line: [UInt8]) {
+        var text = String(decoding: line, as: UTF8.self)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        if text == "*" { return sendClient("\(tag) BAD AUTHENTICATE cancelled\r\n") }
+        guard let decoded = Base64Codec.standard.decode(text == "=" ? "" : text, padding: .optional) else {
+            return protocolError(tag: tag, "The AUTHENTICATE response is not base64")
+        }
+        let parts = decoded.split(separator: 0, omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return protocolError(tag: tag, "The PLAIN response needs three parts") }
+        let authzid = String(decoding: parts[0], as: UTF8.self)
+        let user = String(decoding: parts[1], as: UTF8.self)
+        guard authzid.isEmpty || authzid.lowercased() == user.lowercased() else {
+            return sendClient("\(tag) NO [AUTHORIZATIONFAILED] Logging in as another user is not supported\r\n")
+        }
+        login(tag: tag, user: user, password: Redacted(String(decoding: parts[2], as: UTF8.self)))
+    }
+
+    // MARK: - Login
+
+    private func login(tag: String, user: String, password: Redacted<String>) {
+        phase = .loggingIn(tag: tag, account: nil)
+        environment.authenticator.verify(
+            email: user, password: password, remoteAddress: remoteIP?.description, on: queue
+        ) { [self] outcome in
+            guard case .loggingIn = phase else { return }
+            switch outcome {
+            case .rejected:
+                logger.info("IMAP local login failed", metadata: ["user": "\(sanitizeForLog(user, maximumLength: 80))"])
+                count("imap.login.failed", account: user.lowercased())
+                loginFailed(tag: tag, "[AUTHENTICATIONFAILED] Invalid credentials")
+            case .accepted(let account):
+                openUpstream(tag: tag, account: account)
+            }
+        }
+    }
+
+    private func loginFailed(tag: String, _ text: String, alert: String? = nil) {
+        phase = .notAuthenticated
+        if let alert { sendClient("* OK [ALERT] \(alert)\r\n") }
+        sendClient("\(tag) NO \(text)\r\n")
+        unblockClient()
+    }
+
+    private func openUpstream(tag: String, account: String) {
+        guard let settings = environment.resolver(account) else {
+            count("imap.login.failed", account: account)
+            return loginFailed(tag: tag, "[UNAVAILABLE] No upstream IMAP server is configured for \(account)")
+        }
+        guard environment.sessionCap.acquire(account) else {
+            count("imap.login.failed", account: account)
+            logger.warning("IMAP upstream session cap reached", metadata: ["account": "\(account)"])
+            return loginFailed(
+                tag: tag,
+                "[LIMIT] Too many IMAP sessions for \(account) (at most \(environment.sessionCap.maximum)); close another mail program")
+        }
+        self.account = account
+        holdsCapSlot = true
+        logger[metadataKey: "account"] = "\(account)"
+        phase = .loggingIn(tag: tag, account: account)
+        startLink(account: account, settings: settings, attempt: 1)
+    }
+
+    private var currentLink: IMAPUpstreamLink? {
+        switch upstream {
+        case .open(let link): link
+        case .opening(let link, _): link
+        case .none: nil
+        }
+    }
+
+    private func startLink(account: String, settings: IMAPAccountSettings, attempt: Int) {
+        let link = IMAPUpstreamLink(
+            account: account,
+            settings: IMAPUpstreamSettings(endpoint: settings.endpoint, allowInsecure: settings.allowInsecureUpstream),
+            queue: queue, limits: limits, tlsContexts: environment.tlsContexts)
+        upstream = .opening(link, attempt: attempt)
+        link.onEvent = { [weak self, weak link] event in
+            guard let self, let link else { return }
+            upstreamEvent(link, event)
+        }
+        link.open()
+    }
+
+    /// The upstream login did not work out: what the client is told depends on where we are.
+    private func upstreamLoginFailed(_ text: String, alert: String?, logText: String) {
+        upstream = .none
+        count("imap.upstream_errors", account: account)
+        switch phase {
+        case .loggingIn(let tag, _):
+            logger.warning("IMAP upstream login failed", metadata: ["reason": "\(sanitizeForLog(logText))"])
+            count("imap.login.failed", account: account)
+            releaseCapSlot()
+            account = nil
+            loginFailed(tag: tag, text, alert: alert)
+        case .reconnecting:
+            logger.warning("IMAP upstream reconnect failed", metadata: ["reason": "\(sanitizeForLog(logText))"])
+            bye("The Microsoft 365 session expired and MailGate could not open a new one (\(sanitizeForLog(logText, maximumLength: 200))); reconnect later", reason: "reconnect failed")
+        default:
+            break
+        }
+    }
+
+    private func upstreamEvent(_ link: IMAPUpstreamLink, _ event: IMAPUpstreamLink.Event) {
+        guard !isEnded else { return link.close() }
+        switch upstream {
+        case .opening(let current, let attempt) where current === link:
+            switch event {
+            case .needToken:
+                fetchToken(for: link, forceRefresh: attempt > 1 || isReconnecting)
+            case .ready(let capabilities):
+                upstream = .open(link)
+                upstreamCapabilities = capabilities
+                link.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
+                upstreamReady()
+            case .authenticationFailed(let text):
+                logger.info("IMAP upstream refused the token", metadata: ["reply": "\(text)"])
+                link.onEvent = nil
+                if attempt == 1, let account, let settings = environment.resolver(account) {
+                    startLink(account: account, settings: settings, attempt: 2)
+                } else {
+                    let who = account ?? "this account"
+                    upstreamLoginFailed(
+                        "[AUTHENTICATIONFAILED] Microsoft 365 refused the sign-in",
+                        alert: "Microsoft 365 refused the sign-in for \(who) (\(text)); run `mailgate account connect \(who)`",
+                        logText: "token refused twice: \(text)")
+                }
+            case .ended(let reason):
+                upstreamLoginFailed(
+                    "[UNAVAILABLE] The upstream IMAP server is unavailable (\(sanitizeForLog(reason ?? "closed", maximumLength: 200)))",
+                    alert: nil, logText: reason ?? "closed")
+            case .stream, .writable:
+                break
+            }
+        case .open(let current) where current === link:
+            switch event {
+            case .stream(let scanned):
+                upstreamStream(scanned)
+            case .writable:
+                unblockClient()
+            case .ended(let reason):
+                upstream = .none
+                upstreamLost(reason: reason)
+            case .needToken, .ready, .authenticationFailed:
+                break
+            }
+        default:
+            if case .ended = event { return }
+            link.close()
+        }
+    }
+
+    private var isReconnecting: Bool { if case .reconnecting = phase { true } else { false } }
+
+    private func fetchToken(for link: IMAPUpstreamLink, forceRefresh: Bool) {
+        let credentials = environment.credentials
+        let account = link.account
+        let rejected = lastAccessToken
+        let queue = self.queue
+        Task {
+            let result: Result<(user: String, token: Redacted<String>), any Error>
+            do {
+                if forceRefresh, let rejected {
+                    result = .success(try await credentials.xoauth2AfterRejection(for: account, rejected: rejected))
+                } else {
+                    result = .success(try await credentials.xoauth2(for: account))
+                }
+            } catch {
+                result = .failure(error)
+            }
+            let delivered = UncheckedBox(result)
+            queue.async { [self] in tokenArrived(for: link, delivered.value) }
+        }
+    }
+
+    private func tokenArrived(for link: IMAPUpstreamLink, _ result: Result<(user: String, token: Redacted<String>), any Error>) {
+        guard case .opening(let current, _) = upstream, current === link, !isEnded else { return }
+        switch result {
+        case .failure(let error):
+            link.onEvent = nil
+            link.close()
+            let who = account ?? "this account"
+            if UpstreamOpenFailure.isTemporary(error) {
+                upstreamLoginFailed(
+                    "[UNAVAILABLE] Temporary failure getting a token: \(sanitizeForLog(String(describing: error), maximumLength: 200))",
+                    alert: nil, logText: String(describing: error))
+            } else {
+                upstreamLoginFailed(
+                    "[AUTHENTICATIONFAILED] MailGate has no valid sign-in for \(who)",
+                    alert: "\(sanitizeForLog(String(describing: error), maximumLength: 300)) Run `mailgate account connect \(who)`.",
+                    logText: String(describing: error))
+            }
+        case .success(let credentials):
+            lastAccessToken = credentials.token
+            do {
+                link.supplyToken(try XOAuth2.rawResponse(user: credentials.user, accessToken: credentials.token))
+            } catch {
+                link.onEvent = nil
+                link.close()
+                upstreamLoginFailed("[UNAVAILABLE] \(error)", alert: nil, logText: "\(error)")
+            }
+        }
+    }
+
+    private func upstreamReady() {
+        switch phase {
+        case .loggingIn(let tag, let account):
+            logger.info("IMAP login")
+            count("imap.login.ok", account: account)
+            phase = .relaying
+            client.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
+            sendClient("\(tag) OK [CAPABILITY \(postLoginCapabilities)] Logged in\r\n")
+            unblockClient()
+        case .reconnecting(let idle):
+            logger.info("IMAP upstream reconnected after the token expired")
+            count("imap.upstream_reconnects", account: account)
+            if let tail = selectedTail {
+                // Re-select under our own tag; its untagged responses are swallowed (the client saw them once).
+                let tag = ownTag()
+                resyncTag = tag
+                writeUpstream([.bytes(Array(tag.utf8) + tail)])
+            } else {
+                resumeAfterReconnect(idle)
+            }
+        default:
+            break
+        }
+    }
+
+    private func resumeAfterReconnect(_ idle: IdleState?) {
+        guard var idle else {
+            phase = .relaying
+            return unblockClient()
+        }
+        if idle.doneRequested { return finishIdleForClient(idle) }
+        idle.upstreamTag = ownTag()
+        idle.confirmed = false
+        idle.reissuing = false
+        phase = .idling(idle)
+        writeUpstream([.bytes(Array("\(idle.upstreamTag) IDLE\r\n".utf8))])
+        unblockClient()
+    }
+
+    private func ownTag() -> String {
+        ownTagCount += 1
+        let tag = "MGI\(ownTagCount)"
+        ownTagsPending.insert(tag)
+        return tag
+    }
+
+    // MARK: - Relaying client commands
+
+    private func relayEvent(_ event: IMAPStreamScanner.Event) {
+        switch event {
+        case .line(let line, let first, let literal):
+            if first {
+                let tag = IMAPCommandLine.tag(of: line)
+                guard tag != "*" else { return protocolError(tag: "*", "Command syntax error") }
+                assembling = Assembly(tag: tag, name: Self.commandName(of: line))
+            }
+            guard var command = assembling else { return }
+            if command.refusal != nil {
+                if literal == nil { return finishRefused(command) }
+                assembling = command
+                return
+            }
+            if command.streaming {
+                writeUpstream(upstreamForm(of: line, literal: literal))
+                count(bytesToUpstream: line.count)
+            } else {
+                command.raw += line
+                command.upstream += upstreamForm(of: line, literal: literal)
+            }
+            if let literal {
+                let bound = command.name == "APPEND" ? limits.imapAppendLiteral : Self.inlineLiteralBound
+                let allowedNonSync = upstreamHasLiteralPlus || literal.count <= 4_096
+                if literal.count > bound || (literal.nonSynchronizing && !allowedNonSync) {
+                    let text =
+                        literal.count > bound
+                        ? "[TOOBIG] The literal of \(literal.count) octets is larger than MailGate accepts (\(bound))"
+                        : "Non-synchronizing literals over 4096 octets need LITERAL+"
+                    if command.streaming {
+                        return bye("Literal too large in the middle of a command", reason: "literal too large")
+                    }
+                    if literal.nonSynchronizing {
+                        command.refusal = text
+                        assembling = command
+                    } else {
+                        assembling = nil
+                        scanner.refuseLiteral()
+                        sendClient("\(command.tag) NO \(text)\r\n")
+                    }
+                    return
+                }
+                if literal.count > Self.inlineLiteralBound && !command.streaming {
+                    command.streaming = true
+                    command.raw = []
+                    inFlight.append(InFlight(tag: command.tag, name: command.name, selectTail: nil))
+                    count(bytesToUpstream: command.upstream.reduce(0) { if case .bytes(let b) = $1 { $0 + b.count } else { $0 } })
+                    writeUpstream(command.upstream)
+                    command.upstream = []
+                }
+                if !literal.nonSynchronizing { sendClient("+ Ready for literal data\r\n") }
+                assembling = command
+                return
+            }
+            assembling = nil
+            commandComplete(command)
+        case .literalBytes(let bytes):
+            guard var command = assembling else { return }
+            if command.refusal != nil { return }
+            if command.streaming {
+                count(bytesToUpstream: bytes.count)
+                writeUpstream([.bytes(bytes)])
+            } else {
+                command.raw += bytes
+                command.upstream.append(.bytes(bytes))
+                assembling = command
+            }
+        case .literalEnd:
+            break
+        }
+    }
+
+    private func finishRefused(_ command: Assembly) {
+        assembling = nil
+        sendClient("\(command.tag) NO \(command.refusal ?? "Refused")\r\n")
+    }
+
+    private var upstreamHasLiteralPlus: Bool { upstreamCapabilities.contains(.literalPlus) }
+
+    /// The line as it goes upstream: a synchronizing literal becomes `{n+}` when the upstream has LITERAL+ (the
+    /// client already got our `+`), else the line is followed by a wait for the upstream's `+`.
+    private func upstreamForm(of line: [UInt8], literal: IMAPStreamScanner.Literal?) -> [Segment] {
+        guard let literal else { return [.bytes(line)] }
+        var end = line.count
+        if end > 0, line[end - 1] == 0x0A { end -= 1 }
+        if end > 0, line[end - 1] == 0x0D { end -= 1 }
+        let closing = end - 1
+        if upstreamHasLiteralPlus {
+            if literal.nonSynchronizing { return [.bytes(line)] }
+            var rewritten = Array(line[..<closing])
+            rewritten.append(UInt8(ascii: "+"))
+            rewritten += line[closing...]
+            return [.bytes(rewritten)]
+        }
+        guard literal.nonSynchronizing else { return [.bytes(line), .awaitContinuation] }
+        var rewritten = Array(line[..<(closing - 1)])
+        rewritten += line[closing...]
+        return [.bytes(rewritten), .awaitContinuation]
+    }
+
+    /// The command name (upper-cased, `UID` folded in as `UID FETCH`) from a command's first line.
+    static func commandName(of line: [UInt8]) -> String {
+        var words: [String] = []
+        var current: [UInt8] = []
+        for byte in line {
+            if byte == 0x20 || byte == 0x0D || byte == 0x0A {
+                if !current.isEmpty { words.append(String(decoding: current, as: UTF8.self)) }
+                current = []
+                if words.count == 3 || byte != 0x20 { break }
+            } else {
+                current.append(byte)
+            }
+        }
+        guard words.count >= 2 else { return "" }
+        let name = words[1].uppercased()
+        if name == "UID", words.count >= 3 { return "UID " + words[2].uppercased() }
+        return name
+    }
+
+    private func commandComplete(_ command: Assembly) {
+        commandsUncounted += 1
+        if commandsUncounted >= Self.flushEvery { flushCounters() }
+        if command.streaming { return }
+        switch command.name {
+        case "LOGOUT":
+            clientLoggedOut = true
+        case "IDLE":
+            let state = IdleState(clientTag: command.tag, upstreamTag: command.tag)
+            phase = .idling(state)
+            sendUpstream(command)
+            return
+        case "SELECT", "EXAMINE":
+            inFlight.append(InFlight(tag: command.tag, name: command.name, selectTail: Self.tail(afterTag: command)))
+            sendUpstream(command)
+            return
+        default:
+            break
+        }
+        inFlight.append(InFlight(tag: command.tag, name: command.name, selectTail: nil))
+        sendUpstream(command)
+    }
+
+    /// The upstream bytes of a small command without its tag (for re-selecting under the gateway's own tag).
+    private static func tail(afterTag command: Assembly) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        for segment in command.upstream {
+            guard case .bytes(let chunk) = segment else { return nil }
+            bytes += chunk
+        }
+        guard let space = bytes.firstIndex(of: 0x20) else { return nil }
+        return Array(bytes[space...])
+    }
+
+    private func sendUpstream(_ command: Assembly) {
+        var total = 0
+        for case .bytes(let bytes) in command.upstream { total += bytes.count }
+        count(bytesToUpstream: total)
+        writeUpstream(command.upstream)
+    }
+
+    private func writeUpstream(_ segments: [Segment]) {
+        upstreamQueue += segments
+        flushUpstreamQueue()
+    }
+
+    private func flushUpstreamQueue() {
+        guard let link = currentLink else { return }
+        while !awaitingUpstreamContinuation, !upstreamQueue.isEmpty {
+            switch upstreamQueue.removeFirst() {
+            case .bytes(let bytes): link.write(bytes)
+            case .awaitContinuation: awaitingUpstreamContinuation = true
+            }
+        }
+    }
+
+    // MARK: - IDLE
+
+    private func idleClientEvent(_ event: IMAPStreamScanner.Event) {
+        guard case .idling(var idle) = phase else { return }
+        guard case .line(let line, _, let literal) = event else { return }
+        if literal != nil {
+            scanner.refuseLiteral()
+        }
+        let word = line.filter { $0 != 0x0D && $0 != 0x0A && $0 != 0x20 }
+        if String(decoding: word, as: UTF8.self).uppercased() != "DONE" {
+            errors += 1
+            sendClient("* BAD Expected DONE to end IDLE\r\n")
+        }
+        guard !idle.doneRequested else { return }
+        idle.doneRequested = true
+        phase = .idling(idle)
+        if idle.confirmed && !idle.reissuing {
+            writeUpstream([.bytes(Array("DONE\r\n".utf8))])
+        }
+    }
+
+    private func startIdleTimer() {
+        idleTimer?.cancel()
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        let interval = environment.configuration.idleReissueSeconds
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [weak self] in self?.reissueIdle() }
+        timer.resume()
+        idleTimer = timer
+    }
+
+    /// Exchange sends no keepalive during IDLE and long IDLEs die silently: end it upstream and start it again
+    /// under our own tag; the client sees nothing.
+    private func reissueIdle() {
+        guard case .idling(var idle) = phase, idle.confirmed, !idle.doneRequested, !idle.reissuing else { return }
+        idle.reissuing = true
+        phase = .idling(idle)
+        writeUpstream([.bytes(Array("DONE\r\n".utf8))])
+    }
+
+    private func finishIdleForClient(_ idle: IdleState) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        phase = .relaying
+        sendClient("\(idle.clientTag) OK IDLE completed\r\n")
+        unblockClient()
+    }
+
+    // MARK: - Upstream responses
+
+    private func upstreamStream(_ event: IMAPStreamScanner.Event) {
+        switch event {
+        case .line(let line, let first, _):
+            if first {
+                responseDisposition = startOfResponse(line)
+                if isEnded { return }
+            }
+            if responseDisposition == .forward { forwardToClient(line) }
+        case .literalBytes(let bytes):
+            if responseDisposition == .forward { forwardToClient(bytes) }
+        case .literalEnd:
+            break
+        }
+    }
+
+    private func forwardToClient(_ bytes: [UInt8]) {
+        count(bytesToClient: bytes.count)
+        client.write(bytes)
+        let pending = client.pendingWriteBytes
+        peakClientPendingBytes = max(peakClientPendingBytes, pending)
+        if pending > limits.writeBufferHighWater, !upstreamPausedByUs {
+            upstreamPausedByUs = true
+            currentLink?.pauseReading()
+        }
+    }
+
+    /// Looks at the first line of an upstream response and decides what happens to it.
+    private func startOfResponse(_ line: [UInt8]) -> ResponseDisposition {
+        if line.first == UInt8(ascii: "+") { return continuation() }
+        let words = Self.firstWords(line, count: 3)
+        guard words.count >= 2 else { return .forward }
+        if words[0] == "*" {
+            if words[1].uppercased() == "BYE" {
+                let text = String(decoding: line, as: UTF8.self)
+                if text.contains("AccessTokenExpired") { return accessTokenExpired() }
+            }
+            return isReconnecting ? .swallow : .forward
+        }
+        let tag = words[0]
+        let status = words[1].uppercased()
+        if ownTagsPending.contains(tag) {
+            ownTagsPending.remove(tag)
+            ownTaggedCompleted(tag: tag, status: status)
+            return .swallow
+        }
+        if case .idling(let idle) = phase, tag == idle.clientTag {
+            // The client's own IDLE completed upstream (DONE sent for it).
+            if idle.reissuing {
+                reissueAfterCompletion(idle)
+                return .swallow
+            }
+            idleTimer?.cancel()
+            idleTimer = nil
+            phase = .relaying
+            unblockClient()
+            return .forward
+        }
+        guard let index = inFlight.firstIndex(where: { $0.tag == tag }) else { return .forward }
+        let done = inFlight.remove(at: index)
+        switch (done.name, status) {
+        case ("SELECT", "OK"), ("EXAMINE", "OK"):
+            selectedTail = done.selectTail
+        case ("SELECT", _), ("EXAMINE", _), ("CLOSE", "OK"), ("UNSELECT", "OK"):
+            selectedTail = nil
+        case ("LOGOUT", _):
+            queue.async { [self] in
+                client.closeAfterFlushing()
+                teardown(reason: "logout")
+            }
+        default:
+            break
+        }
+        unblockClient()
+        return .forward
+    }
+
+    private func continuation() -> ResponseDisposition {
+        if awaitingUpstreamContinuation {
+            awaitingUpstreamContinuation = false
+            flushUpstreamQueue()
+            unblockClient()
+            return .swallow
+        }
+        if case .idling(var idle) = phase {
+            guard !idle.confirmed else { return .swallow }
+            idle.confirmed = true
+            let notify = !idle.clientNotified
+            idle.clientNotified = true
+            phase = .idling(idle)
+            startIdleTimer()
+            if idle.doneRequested {
+                writeUpstream([.bytes(Array("DONE\r\n".utf8))])
+            }
+            return notify ? .forward : .swallow
+        }
+        return .forward
+    }
+
+    private func reissueAfterCompletion(_ old: IdleState) {
+        var idle = old
+        if idle.doneRequested {
+            return finishIdleForClient(idle)
+        }
+        idle.reissuing = false
+        idle.confirmed = false
+        idle.upstreamTag = ownTag()
+        phase = .idling(idle)
+        writeUpstream([.bytes(Array("\(idle.upstreamTag) IDLE\r\n".utf8))])
+    }
+
+    /// A response to one of the gateway's own commands (re-SELECT, re-issued IDLE).
+    private func ownTaggedCompleted(tag: String, status: String) {
+        if tag == resyncTag {
+            resyncTag = nil
+            guard status == "OK" else {
+                return bye("The mailbox could not be selected again after the Microsoft 365 session was renewed; reconnect", reason: "re-select failed")
+            }
+            if case .reconnecting(let idle) = phase { resumeAfterReconnect(idle) }
+            return
+        }
+        guard case .idling(let idle) = phase, tag == idle.upstreamTag else { return }
+        if idle.reissuing {
+            reissueAfterCompletion(idle)
+        } else if idle.doneRequested {
+            finishIdleForClient(idle)
+        }
+    }
+
+    private static func firstWords(_ line: [UInt8], count: Int) -> [String] {
+        var words: [String] = []
+        var current: [UInt8] = []
+        for byte in line.prefix(200) {
+            if byte == 0x20 || byte == 0x0D || byte == 0x0A {
+                if !current.isEmpty { words.append(String(decoding: current, as: UTF8.self)) }
+                current = []
+                if words.count == count || byte != 0x20 { break }
+            } else {
+                current.append(byte)
+            }
+        }
+        return words
+    }
+
+    /// `* BYE Session invalidated - AccessTokenExpired` (m365-protocol.md §2.8): between commands or in IDLE the
+    /// gateway opens a fresh upstream and re-selects; with a command in flight the client is told why it ends.
+    private func accessTokenExpired() -> ResponseDisposition {
+        logger.info("IMAP upstream session ended: access token expired")
+        let quiet = inFlight.isEmpty && assembling == nil && upstreamQueue.isEmpty && !awaitingUpstreamContinuation
+        var idle: IdleState?
+        switch phase {
+        case .relaying where quiet:
+            idle = nil
+        case .idling(let state) where quiet:
+            idle = state
+        default:
+            bye(
+                "Session invalidated - AccessTokenExpired: the Microsoft 365 session expired during a command; reconnect",
+                reason: "access token expired during a command")
+            return .swallow
+        }
+        guard let account, let settings = environment.resolver(account), let link = currentLink else {
+            bye("Session invalidated - AccessTokenExpired; reconnect", reason: "access token expired")
+            return .swallow
+        }
+        link.onEvent = nil
+        link.close()
+        idleTimer?.cancel()
+        idleTimer = nil
+        ownTagsPending = []
+        phase = .reconnecting(idle: idle)
+        startLink(account: account, settings: settings, attempt: 1)
+        return .swallow
+    }
+
+    private func upstreamLost(reason: String?) {
+        if clientLoggedOut {
+            client.closeAfterFlushing()
+            return teardown(reason: "logout")
+        }
+        count("imap.upstream_errors", account: account)
+        logger.warning("IMAP upstream connection lost", metadata: ["reason": "\(reason ?? "closed")"])
+        bye("Connection to Microsoft 365 lost (\(sanitizeForLog(reason ?? "closed", maximumLength: 200)))", reason: "upstream lost")
+    }
+
+    // MARK: - Output and counters
+
+    private func sendClient(_ text: String) {
+        let bytes = Array(text.utf8)
+        count(bytesToClient: bytes.count)
+        client.write(bytes)
+    }
+
+    private func count(bytesToClient: Int) { bytesToClientUncounted += bytesToClient }
+    private func count(bytesToUpstream: Int) { bytesToUpstreamUncounted += bytesToUpstream }
+
+    private func flushCounters() {
+        let commands = commandsUncounted
+        let toUpstream = bytesToUpstreamUncounted
+        let toClient = bytesToClientUncounted
+        commandsUncounted = 0
+        bytesToUpstreamUncounted = 0
+        bytesToClientUncounted = 0
+        guard let counters = environment.counters as? any GatewayAmountCounters else { return }
+        let account = self.account
+        let listener = environment.configuration.listenerName
+        DispatchQueue.global(qos: .utility).async {
+            counters.add("imap.commands", amount: commands, account: account, listener: listener)
+            counters.add("imap.bytes_from_client", amount: toUpstream, account: account, listener: listener)
+            counters.add("imap.bytes_to_client", amount: toClient, account: account, listener: listener)
+        }
+    }
+
+    private func count(_ name: String, account: String? = nil) {
+        let counters = environment.counters
+        let listener = environment.configuration.listenerName
+        DispatchQueue.global(qos: .utility).async { counters.increment(name, account: account, listener: listener) }
+    }
+}
