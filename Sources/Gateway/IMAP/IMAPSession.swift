@@ -250,13 +250,22 @@ final class IMAPSession: @unchecked Sendable {
         return list.joined(separator: " ")
     }
 
+    /// The login is the gateway's, and the stream is parsed, so these cannot pass (m365-protocol.md §5.1).
+    private static let withheldPrefixes = ["AUTH=", "COMPRESS="]
+    /// Also withheld: mailbox names that would bypass the folder map (IMAP URLs in CATENATE/URLAUTH, NOTIFY's
+    /// pushed names, LIST-EXTENDED/LIST-STATUS return options the map does not rewrite).
+    private static let withheld: Set<String> = [
+        "STARTTLS", "LOGINDISABLED", "SASL-IR", "LOGIN-REFERRALS", "NOTIFY", "CATENATE", "URL-PARTIAL", "URLAUTH",
+        "LIST-EXTENDED", "LIST-STATUS",
+    ]
+
     /// The upstream's list minus what a relaying gateway cannot pass (it parses the stream and did the login).
     static func filteredCapabilities(_ upstream: [Capability]) -> [String] {
         var list: [String] = ["IMAP4rev1"]
         for capability in upstream {
             let name = capability.rawValue.uppercased()
-            if name == "IMAP4REV1" || name.hasPrefix("AUTH=") || name.hasPrefix("COMPRESS=") || name == "STARTTLS"
-                || name == "LOGINDISABLED" || name == "SASL-IR" || name == "LOGIN-REFERRALS"
+            if name == "IMAP4REV1" || Self.withheldPrefixes.contains(where: { name.hasPrefix($0) })
+                || Self.withheld.contains(name)
             {
                 continue
             }
@@ -976,6 +985,13 @@ final class IMAPSession: @unchecked Sendable {
         let words = Self.firstWords(line, count: 3)
         guard words.count >= 2 else { return .forward }
         if words[0] == "*" {
+            if words[1].uppercased() == "CAPABILITY", !isReconnecting {
+                // The client sees the filtered list, also when it asks again after login.
+                let listed = String(decoding: line, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\r" || $0 == "\n" })
+                upstreamCapabilities = listed.dropFirst(2).map { Capability(String($0)) }
+                sendClient("* CAPABILITY \(postLoginCapabilities)\r\n")
+                return .swallow
+            }
             if words[1].uppercased() == "BYE" {
                 let text = String(decoding: line, as: UTF8.self)
                 if text.contains("AccessTokenExpired") { return accessTokenExpired() }

@@ -1,0 +1,147 @@
+// GatewayTests/IMAP: the IMAP gateway through the real `mailgate serve` against the M365 stand-in (issue 8):
+// local login, upstream XOAUTH2, literals both forms, a 20 MiB FETCH streamed, IDLE, limits, bad input.
+
+import Foundation
+import Testing
+
+@testable import Gateway
+
+extension StandInTests {
+    /// Skipped with a message when the stand-in is not running; failed when MAILGATE_REQUIRE_INTEGRATION=1.
+    /// Listener ports 27401-27449 (IMAP) and 27451-27499 (SMTP).
+    @Suite("IMAP end to end through mailgate serve", .serialized)
+    struct IMAPEndToEndTests {
+        static let alice = "alice@contoso.test"
+        static let password = IMAPEndToEnd.password
+
+        static func arguments(_ installation: MailGateInstallation, imapPort: Int, user: String = alice) -> [String] {
+            [String(imapPort), user, password]
+        }
+
+        @Test("local LOGIN: a wrong password gets NO [AUTHENTICATIONFAILED], the right one OK with the filtered CAPABILITY")
+        func login() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27451, imapPort: 27401, accounts: [Self.alice])
+            let out = try IMAPEndToEnd.run("login", Self.arguments(installation, imapPort: 27401))
+            let greeting = try #require(out["greeting"] as? String)
+            #expect(greeting.hasPrefix("* OK [CAPABILITY IMAP4rev1 "))
+            #expect(greeting.contains("AUTH=PLAIN") && !greeting.contains("LOGINDISABLED"), "loopback: \(greeting)")
+            let wrong = try #require(out["wrong"] as? String)
+            #expect(wrong.hasPrefix("T1 NO [AUTHENTICATIONFAILED]"), "\(wrong)")
+            let right = try #require(out["right"] as? String)
+            #expect(right.hasPrefix("T2 OK [CAPABILITY IMAP4rev1 "), "\(right)")
+            for withheld in ["AUTH=", "SASL-IR", "STARTTLS", "LOGINDISABLED", "COMPRESS="] {
+                #expect(!right.contains(withheld), "\(withheld) must not reach the client: \(right)")
+            }
+            #expect(right.contains("IDLE") && right.contains("LITERAL+"), "\(right)")
+            #expect((out["noop"] as? String)?.hasPrefix("T3 OK") == true)
+            let listed = try #require(out["capability"] as? String)
+            #expect(listed.hasPrefix("* CAPABILITY IMAP4rev1 ") && !listed.contains("AUTH="), "\(listed)")
+            #expect((out["logout"] as? String)?.hasPrefix("T5 OK") == true)
+            #expect(installation.serveOutput.contains("IMAP local login failed"))
+        }
+
+        @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")
+        func append5MiB() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27452, imapPort: 27402, accounts: [Self.alice])
+            for mode in ["sync", "nonsync"] {
+                let out = try IMAPEndToEnd.run(
+                    "append", Self.arguments(installation, imapPort: 27402) + ["5242880", mode, "INBOX"])
+                if mode == "sync" {
+                    #expect((out["continuation"] as? String)?.hasPrefix("+") == true, "\(out)")
+                } else {
+                    #expect(out["continuation"] is NSNull, "no + for {n+}: \(out)")
+                }
+                #expect((out["append"] as? String)?.contains("OK") == true, "\(mode): \(out["append"] ?? "nil")")
+                #expect(out["found"] as? Int == 1, "\(mode): \(out)")
+                #expect(out["equal"] as? Bool == true, "\(mode): fetched \(out["fetchedSize"] ?? 0) bytes")
+            }
+        }
+
+        @Test("FETCH of a 20 MiB message is byte-exact and the gateway's RSS grows by less than 2 MiB")
+        func fetch20MiB() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27453, imapPort: 27403, accounts: [Self.alice])
+            let pid = try #require(installation.serveProcessIdentifier)
+            let arguments = Self.arguments(installation, imapPort: 27403)
+            // Warm-up: the first large transfer grows malloc's arenas and TLS buffers once.
+            let warm = try IMAPEndToEnd.run("append", arguments + ["2097152", "nonsync", "INBOX"])
+            try #require(warm["equal"] as? Bool == true, "warm-up: \(warm)")
+            let big = try IMAPEndToEnd.run("append", arguments + ["20971520", "nonsync", "INBOX"])
+            try #require(big["found"] as? Int == 1, "\(big)")
+            let messageID = try #require(big["messageID"] as? String)
+            let sha = try #require(big["sha256"] as? String)
+            let warmFetch = try IMAPEndToEnd.run("fetch", arguments + [try #require(warm["messageID"] as? String), "INBOX", ""])
+            #expect(warmFetch["found"] as? Int == 1)
+            Thread.sleep(forTimeInterval: 0.5)
+            try EndToEnd.resetPeakResident(pid)
+            let before = try EndToEnd.residentBytes(pid)
+            let fetched = try IMAPEndToEnd.run("fetch", arguments + [messageID, "INBOX", sha])
+            let peak = try EndToEnd.peakResidentBytes(pid)
+            #expect(fetched["equal"] as? Bool == true, "\(fetched)")
+            let growth = peak - before
+            print("IMAP FETCH 20 MiB: gateway RSS before \(before / 1024) KiB, peak \(peak / 1024) KiB, growth \(growth / 1024) KiB")
+            #expect(growth < 2 * 1_048_576, "RSS grew by \(growth / 1024) KiB during the 20 MiB FETCH")
+        }
+
+        @Test("IDLE sees a message delivered through the SMTP gateway within 2 s; DONE ends it; the session goes on")
+        func idleSeesDelivery() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(
+                standIn, smtpPort: 27454, imapPort: 27404, accounts: [Self.alice], extraServer: "sent_copy = \"never\"")
+            let out = try IMAPEndToEnd.run("idle", Self.arguments(installation, imapPort: 27404) + ["27454"])
+            #expect(out["idling"] as? Bool == true)
+            let seconds = try #require(out["seconds"] as? Double, "no EXISTS during IDLE: \(out)")
+            #expect(seconds < 2, "EXISTS came after \(seconds) s")
+            #expect((out["done"] as? String)?.contains("OK") == true, "\(out)")
+            #expect((out["noop"] as? String)?.contains("OK") == true, "\(out)")
+        }
+
+        @Test("a malformed command gets BAD and the session continues")
+        func malformed() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27455, imapPort: 27405, accounts: [Self.alice])
+            let out = try IMAPEndToEnd.run("malformed", Self.arguments(installation, imapPort: 27405))
+            #expect((out["garbage"] as? String)?.hasPrefix("* BAD") == true, "\(out)")
+            #expect((out["unknown"] as? String)?.hasPrefix("T2 BAD") == true, "\(out)")
+            #expect((out["badargs"] as? String)?.hasPrefix("T3 BAD") == true, "\(out)")
+            #expect((out["noop"] as? String)?.hasPrefix("T4 OK") == true, "\(out)")
+        }
+
+        @Test("a command line over imap_line closes only that connection")
+        func overlongLine() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27456, imapPort: 27406, accounts: [Self.alice])
+            let out = try IMAPEndToEnd.run("longline", Self.arguments(installation, imapPort: 27406) + ["20000"])
+            let reply = try #require(out["reply"] as? String)
+            #expect(reply.hasPrefix("* BYE"), "\(reply)")
+            #expect((out["otherNoop"] as? String)?.hasPrefix("T2 OK") == true, "\(out)")
+        }
+
+        @Test("an APPEND over imap_append_literal gets NO [TOOBIG] before any continuation; the session goes on")
+        func appendTooBig() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(
+                standIn, smtpPort: 27457, imapPort: 27407, accounts: [Self.alice],
+                extraLimits: "imap_append_literal = 1048576")
+            let out = try IMAPEndToEnd.run("toobig", Self.arguments(installation, imapPort: 27407) + ["1048577"])
+            #expect((out["reply"] as? String)?.hasPrefix("T2 NO [TOOBIG]") == true, "\(out)")
+            #expect((out["noop"] as? String)?.hasPrefix("T3 OK") == true, "\(out)")
+        }
+
+        @Test("upstream sessions per mailbox are capped (imap_upstream_sessions): NO [LIMIT] past it, a slot frees on LOGOUT")
+        func sessionCap() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(
+                standIn, smtpPort: 27458, imapPort: 27408, accounts: [Self.alice],
+                extraLimits: "imap_upstream_sessions = 2")
+            let out = try IMAPEndToEnd.run("cap", Self.arguments(installation, imapPort: 27408) + ["3"])
+            let logins = try #require(out["logins"] as? [String])
+            try #require(logins.count == 3)
+            #expect(logins[0].hasPrefix("T1 OK") && logins[1].hasPrefix("T1 OK"), "\(logins)")
+            #expect(logins[2].hasPrefix("T1 NO [LIMIT]"), "\(logins[2])")
+            #expect((out["afterLogout"] as? String)?.hasPrefix("T1 OK") == true, "\(out)")
+        }
+    }
+}
