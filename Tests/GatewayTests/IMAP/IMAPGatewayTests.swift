@@ -1,0 +1,161 @@
+// GatewayTests/IMAP: IMAPGateway in-process against a fake Exchange IMAP server: the upstream login forms, one
+// forced refresh, AccessTokenExpired handling (between commands, in IDLE, during a command), IDLE re-issue,
+// literals to an upstream without LITERAL+.
+import Foundation
+import Synchronization
+import Testing
+import Transport
+
+@testable import Gateway
+
+@Suite("IMAP gateway against a fake Exchange IMAP server", .serialized)
+struct IMAPGatewayTests {
+    @Test("no SASL-IR upstream: continuation form; a refused token gets the error challenge answered, one forced refresh, then OK")
+    func continuationFormAndForcedRefresh() async throws {
+        let harness = try IMAPGatewayHarness(script: .init(acceptedTokens: ["token-2"], saslIR: false))
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        let answer = try await client.login()
+        #expect(answer.last?.hasPrefix("L1 OK [CAPABILITY IMAP4rev1 ") == true, "\(answer)")
+        let record = harness.upstream.snapshot
+        #expect(record.tokens == ["token-1", "token-2"], "\(record.tokens)")
+        #expect(record.emptyLinesAfterChallenge == 1)
+        #expect(record.connections == 2)
+        let rejected = harness.credentials.calls.withLock { $0.afterRejection.map(\.rejected) }
+        #expect(rejected == ["token-1"])
+        let login = answer.last ?? ""
+        #expect(!login.contains("AUTH=") && !login.contains("SASL-IR"), "\(login)")
+    }
+
+    @Test("both tokens refused: NO [AUTHENTICATIONFAILED] with an ALERT naming `mailgate account connect`; slot released")
+    func refusedTwice() async throws {
+        let harness = try IMAPGatewayHarness(script: .init(acceptedTokens: []))
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        let answer = try await client.login()
+        #expect(answer.contains { $0.hasPrefix("* OK [ALERT]") && $0.contains("mailgate account connect alice@contoso.com") }, "\(answer)")
+        #expect(answer.last?.hasPrefix("L1 NO [AUTHENTICATIONFAILED]") == true, "\(answer)")
+        #expect(harness.cap.inUse("alice@contoso.com") == 0)
+        try await client.send("N1 NOOP\r\n")
+        #expect(try await client.until("N1").last == "N1 OK NOOP completed")
+    }
+
+    @Test("wrong local password: NO [AUTHENTICATIONFAILED], no upstream connection")
+    func wrongPassword() async throws {
+        let harness = try IMAPGatewayHarness()
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        let answer = try await client.login(password: "wrong")
+        #expect(answer.last?.hasPrefix("L1 NO [AUTHENTICATIONFAILED]") == true, "\(answer)")
+        #expect(harness.upstream.snapshot.connections == 0)
+    }
+
+    @Test("AccessTokenExpired between commands: reconnect with a forced refresh, SELECT again unseen, the session goes on")
+    func expiredBetweenCommands() async throws {
+        let harness = try IMAPGatewayHarness(script: .init(acceptedTokens: ["token-1", "token-2"]))
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        try await client.send("S1 SELECT INBOX\r\n")
+        let selected = try await client.until("S1")
+        #expect(selected.last?.hasPrefix("S1 OK") == true)
+        await harness.upstream.expireAll()
+        #expect(try await harness.wait { record in record.lines.contains { $0.connection == 2 && $0.line.contains("SELECT INBOX") } })
+        try await client.send("N1 NOOP\r\n")
+        let lines = try await client.until("N1")
+        #expect(lines == ["N1 OK NOOP completed."], "the client sees nothing of the reconnect: \(lines)")
+        let second = harness.upstream.snapshot.lines.filter { $0.connection == 2 }.map(\.line)
+        #expect(second.contains { $0.hasSuffix("SELECT INBOX") && $0.hasPrefix("MGI") }, "\(second)")
+        #expect(harness.credentials.calls.withLock { $0.afterRejection.count } == 1)
+    }
+
+    @Test("AccessTokenExpired in IDLE: the gateway re-selects and idles again; new mail still reaches the client")
+    func expiredDuringIdle() async throws {
+        let harness = try IMAPGatewayHarness(script: .init(acceptedTokens: ["token-1", "token-2"]))
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        try await client.send("S1 SELECT INBOX\r\n")
+        _ = try await client.until("S1")
+        try await client.send("I1 IDLE\r\n")
+        #expect(try await client.line()?.hasPrefix("+ ") == true)
+        await harness.upstream.expireAll()
+        #expect(try await harness.wait { record in record.lines.contains { $0.connection == 2 && $0.line.hasSuffix(" IDLE") } })
+        try await Task.sleep(nanoseconds: 100_000_000)
+        await harness.upstream.push("* 4 EXISTS")
+        #expect(try await client.line() == "* 4 EXISTS")
+        try await client.send("DONE\r\n")
+        #expect(try await client.line() == "I1 OK IDLE completed")
+        try await client.send("N1 NOOP\r\n")
+        #expect(try await client.until("N1").last == "N1 OK NOOP completed.")
+    }
+
+    @Test("AccessTokenExpired as the answer to a command: the client gets a BYE that says why and the connection ends")
+    func expiredDuringCommand() async throws {
+        let harness = try IMAPGatewayHarness(script: .init(expireOn: ["FETCH"]))
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        try await client.send("F1 FETCH 1 FLAGS\r\n")
+        let bye = try await client.line()
+        #expect(bye?.hasPrefix("* BYE Session invalidated - AccessTokenExpired") == true, "\(bye ?? "nil")")
+        #expect(try await client.line(within: 5) == nil, "the connection ends")
+    }
+
+    @Test("IDLE is re-issued upstream under the gateway's tag; the client's DONE gets its own tag back")
+    func idleReissue() async throws {
+        let harness = try IMAPGatewayHarness(idleReissueSeconds: 0.3)
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        try await client.send("I1 IDLE\r\n")
+        #expect(try await client.line()?.hasPrefix("+ ") == true)
+        #expect(try await harness.wait { record in record.lines.contains { $0.line.hasPrefix("MGI") && $0.line.hasSuffix(" IDLE") } })
+        try await client.send("DONE\r\n")
+        #expect(try await client.line() == "I1 OK IDLE completed")
+        let lines = harness.upstream.snapshot.lines.map(\.line)
+        #expect(lines.filter { $0 == "DONE" }.count >= 2, "\(lines)")
+    }
+
+    @Test("an upstream without LITERAL+: the gateway answers the client's {n}, then waits for the upstream's +")
+    func literalWithoutLiteralPlus() async throws {
+        let harness = try IMAPGatewayHarness(script: .init(literalPlus: false))
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        let login = try await client.login()
+        #expect(login.last?.contains("LITERAL+") == false, "\(login)")
+        let message = Array("Subject: x\r\n\r\nbody line\r\n".utf8) + Array(repeating: UInt8(ascii: "a"), count: 100_000) + [13, 10]
+        try await client.send("A1 APPEND INBOX {\(message.count)}\r\n")
+        #expect(try await client.line()?.hasPrefix("+ ") == true)
+        try await client.send(bytes: message + [13, 10])
+        let answer = try await client.until("A1")
+        #expect(answer.last?.hasPrefix("A1 OK [APPENDUID 14 7]") == true, "\(answer)")
+        #expect(harness.upstream.snapshot.appended == [message])
+        // A small non-synchronizing literal is still fine without LITERAL+ (≤ 4096, LITERAL-).
+        try await client.send("A2 APPEND INBOX {5+}\r\nhello\r\n")
+        #expect(try await client.until("A2").last?.hasPrefix("A2 OK") == true)
+        #expect(harness.upstream.snapshot.appended.last == Array("hello".utf8))
+    }
+
+    @Test("pipelined commands keep their order and every answer reaches the client")
+    func pipelined() async throws {
+        let harness = try IMAPGatewayHarness()
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        var batch = ""
+        for index in 1...50 { batch += "P\(index) NOOP\r\n" }
+        try await client.send(batch)
+        let lines = try await client.until("P50")
+        #expect(lines == (1...50).map { "P\($0) OK NOOP completed." })
+    }
+}
