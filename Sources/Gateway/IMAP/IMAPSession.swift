@@ -107,7 +107,12 @@ final class IMAPSession: @unchecked Sendable {
     private enum ResponseDisposition {
         case forward
         case swallow
+        /// Held whole (small: LIST, LSUB, STATUS, the folder discovery) to be parsed when it ends.
+        case collect
     }
+
+    /// Bound for a collected response; past it the bytes go out as they came (a LIST line is never this long).
+    static let collectBound = 262_144
 
     static let inlineLiteralBound = 65_536
 
@@ -124,6 +129,15 @@ final class IMAPSession: @unchecked Sendable {
     private var upstreamQueue: [Segment] = []
     private var awaitingUpstreamContinuation = false
     private var responseDisposition = ResponseDisposition.forward
+    private var collected: [UInt8] = []
+    /// The folder discovery at login (`LIST "" "*"` under our tag) in flight, and what it found so far.
+    private var discoveryTag: String?
+    private var discovered: [MailboxInfo] = []
+    private var discoveryDone = false
+    /// The server's special folders of this account, found at login (configured names win).
+    private(set) var serverFolders: [SpecialUse: MailboxName] = [:]
+    /// The server's hierarchy delimiter, from the discovery.
+    private(set) var hierarchyDelimiter: UInt8?
     private var ownTagCount = 0
     private var ownTagsPending: Set<String> = []
     private var selectedTail: [UInt8]?
@@ -682,6 +696,13 @@ final class IMAPSession: @unchecked Sendable {
 
     private func upstreamReady() {
         switch phase {
+        case .loggingIn where !discoveryDone:
+            // Learn the account's folders before the client may use them (plain LIST: Exchange has no
+            // LIST-EXTENDED; SPECIAL-USE attributes come on plain LIST anyway, names are the fallback).
+            let tag = ownTag()
+            discoveryTag = tag
+            discoveryDone = true
+            writeUpstream([.bytes(Array("\(tag) LIST \"\" \"*\"\r\n".utf8))])
         case .loggingIn(let tag, let account):
             logger.info("IMAP login")
             count("imap.login.ok", account: account)
@@ -955,17 +976,73 @@ final class IMAPSession: @unchecked Sendable {
 
     private func upstreamStream(_ event: IMAPStreamScanner.Event) {
         switch event {
-        case .line(let line, let first, _):
+        case .line(let line, let first, let literal):
             if first {
+                collected = []
                 responseDisposition = startOfResponse(line)
                 if isEnded { return }
             }
-            if responseDisposition == .forward { forwardToClient(line) }
+            switch responseDisposition {
+            case .forward: forwardToClient(line)
+            case .swallow: break
+            case .collect:
+                collected += line
+                if literal == nil {
+                    let whole = collected
+                    collected = []
+                    collectedResponse(whole)
+                } else {
+                    checkCollectBound()
+                }
+            }
         case .literalBytes(let bytes):
-            if responseDisposition == .forward { forwardToClient(bytes) }
+            switch responseDisposition {
+            case .forward: forwardToClient(bytes)
+            case .swallow: break
+            case .collect:
+                collected += bytes
+                checkCollectBound()
+            }
         case .literalEnd:
             break
         }
+    }
+
+    /// A response too large to hold goes out unchanged (only small LIST/LSUB/STATUS lines are rewritten).
+    private func checkCollectBound() {
+        guard collected.count > Self.collectBound else { return }
+        if discoveryTag == nil { forwardToClient(collected) }
+        collected = []
+        responseDisposition = discoveryTag == nil ? .forward : .swallow
+    }
+
+    /// A whole collected response.
+    private func collectedResponse(_ bytes: [UInt8]) {
+        let parsed = try? IMAPResponseParser(limits: IMAPLimits(limits: limits)).parseResponse(bytes)
+        if discoveryTag != nil, case .untagged(.list(let info))? = parsed?.response {
+            discovered.append(info)
+            return
+        }
+        forwardToClient(bytes)
+    }
+
+    private func finishDiscovery(ok: Bool) {
+        guard case .loggingIn = phase else { return }
+        let settings = account.flatMap { environment.resolver($0) }
+        let configured: [SpecialUse: String?] = [
+            .sent: settings?.sentFolder, .trash: settings?.trashFolder, .junk: settings?.spamFolder,
+        ]
+        for use in [SpecialUse.sent, .trash, .junk] {
+            if let name = SpecialFolderFinder.find(use, in: discovered, configured: configured[use] ?? nil) {
+                serverFolders[use] = name
+            }
+        }
+        hierarchyDelimiter = discovered.compactMap(\.path.pathSeparator).first
+        if !ok { logger.warning("IMAP folder discovery failed; folders are not mapped for this session") }
+        logger.debug(
+            "IMAP folders", metadata: ["folders": "\(serverFolders.map { "\($0.key)=\($0.value)" }.sorted())"])
+        discovered = []
+        upstreamReady()
     }
 
     private func forwardToClient(_ bytes: [UInt8]) {
@@ -985,6 +1062,7 @@ final class IMAPSession: @unchecked Sendable {
         let words = Self.firstWords(line, count: 3)
         guard words.count >= 2 else { return .forward }
         if words[0] == "*" {
+            if discoveryTag != nil, words[1].uppercased() == "LIST" { return .collect }
             if words[1].uppercased() == "CAPABILITY", !isReconnecting {
                 // The client sees the filtered list, also when it asks again after login.
                 let listed = String(decoding: line, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\r" || $0 == "\n" })
@@ -1072,6 +1150,11 @@ final class IMAPSession: @unchecked Sendable {
 
     /// A response to one of the gateway's own commands (re-SELECT, re-issued IDLE).
     private func ownTaggedCompleted(tag: String, status: String) {
+        if tag == discoveryTag {
+            discoveryTag = nil
+            finishDiscovery(ok: status == "OK")
+            return
+        }
         if tag == resyncTag {
             resyncTag = nil
             guard status == "OK" else {

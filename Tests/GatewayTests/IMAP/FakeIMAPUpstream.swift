@@ -22,6 +22,13 @@ final class FakeIMAPUpstream: Sendable {
         var errorChallenge = true
         /// Commands (upper-cased names) answered with BYE AccessTokenExpired instead.
         var expireOn: Set<String> = []
+        /// The mailbox's folders (wire names) with their SPECIAL-USE attribute, as Exchange lists them.
+        var folders: [(name: String, use: String?)] = [
+            ("INBOX", nil), ("Sent Items", "\\Sent"), ("Deleted Items", "\\Trash"), ("Junk Email", "\\Junk"),
+            ("Drafts", "\\Drafts"), ("Archive", "\\Archive"),
+        ]
+        /// Put the SPECIAL-USE attributes on LIST lines (Exchange does, without advertising SPECIAL-USE).
+        var specialUseAttributes = true
     }
 
     struct Record: Sendable {
@@ -164,6 +171,14 @@ final class FakeIMAPUpstream: Sendable {
                         }
                         try await send(connection, "\(tag) NO AUTHENTICATE failed.")
                     }
+                case "LIST":
+                    let current = script.withLock { $0 }
+                    for folder in current.folders {
+                        var attributes = ["\\HasNoChildren"]
+                        if current.specialUseAttributes, let use = folder.use { attributes.append(use) }
+                        try await send(connection, "* LIST (\(attributes.joined(separator: " "))) \"/\" \"\(folder.name)\"")
+                    }
+                    try await send(connection, "\(tag) OK LIST completed.")
                 case "NOOP":
                     try await send(connection, "\(tag) OK NOOP completed.")
                 case "SELECT", "EXAMINE":
