@@ -100,7 +100,12 @@ final class IMAPSession: @unchecked Sendable {
         var tag: String
         var name: String
         /// SELECT/EXAMINE: what follows the tag upstream, to re-select after a reconnect.
-        var selectTail: [UInt8]?
+        var selectTail: [UInt8]? = nil
+        /// SELECT/EXAMINE: the server-side mailbox.
+        var mailbox: MailboxName? = nil
+        /// LIST/LSUB sent upstream as `"" "*"`: the client's own pattern (reference + pattern), applied to the
+        /// client-side names of the answers.
+        var listPattern: [UInt8]? = nil
     }
 
     /// What to do with the response arriving from upstream (lines after a literal, literal chunks).
@@ -138,6 +143,10 @@ final class IMAPSession: @unchecked Sendable {
     private(set) var serverFolders: [SpecialUse: MailboxName] = [:]
     /// The server's hierarchy delimiter, from the discovery.
     private(set) var hierarchyDelimiter: UInt8?
+    /// The folder map of this account (nil: nothing found to map, names pass unchanged).
+    private var folderMap: (any IMAPFolderTranslation)?
+    /// The server-side mailbox selected now.
+    private var selectedMailbox: MailboxName?
     private var ownTagCount = 0
     private var ownTagsPending: Set<String> = []
     private var selectedTail: [UInt8]?
@@ -792,6 +801,10 @@ final class IMAPSession: @unchecked Sendable {
                     return
                 }
                 if literal.count > Self.inlineLiteralBound && !command.streaming {
+                    if let map = folderMap, let parsed = IMAPCommandLine.parse(command.raw), parsed.endsInLiteral {
+                        var entry = InFlight(tag: command.tag, name: command.name)
+                        applyFolderMap(map, to: &command, parsed: parsed, entry: &entry)
+                    }
                     command.streaming = true
                     command.raw = []
                     inFlight.append(InFlight(tag: command.tag, name: command.name, selectTail: nil))
@@ -868,10 +881,14 @@ final class IMAPSession: @unchecked Sendable {
         return name
     }
 
-    private func commandComplete(_ command: Assembly) {
+    private func commandComplete(_ original: Assembly) {
         commandsUncounted += 1
         if commandsUncounted >= Self.flushEvery { flushCounters() }
-        if command.streaming { return }
+        if original.streaming { return }
+        var command = original
+        var entry = InFlight(tag: command.tag, name: command.name)
+        let parsed = IMAPCommandLine.parse(command.raw)
+        if let map = folderMap, let parsed { applyFolderMap(map, to: &command, parsed: parsed, entry: &entry) }
         switch command.name {
         case "LOGOUT":
             clientLoggedOut = true
@@ -881,14 +898,73 @@ final class IMAPSession: @unchecked Sendable {
             sendUpstream(command)
             return
         case "SELECT", "EXAMINE":
-            inFlight.append(InFlight(tag: command.tag, name: command.name, selectTail: Self.tail(afterTag: command)))
-            sendUpstream(command)
-            return
+            entry.selectTail = Self.tail(afterTag: command)
+            if let rewritten = IMAPCommandLine.parse(command.raw), let name = Self.bytes(of: rewritten.arguments.first) {
+                entry.mailbox = MailboxName(name)
+            }
         default:
             break
         }
-        inFlight.append(InFlight(tag: command.tag, name: command.name, selectTail: nil))
+        inFlight.append(entry)
         sendUpstream(command)
+    }
+
+    private static func bytes(of token: IMAPCommandLine.Token?) -> [UInt8]? {
+        switch token {
+        case .atom(let text): Array(text.utf8)
+        case .string(let bytes): bytes
+        default: nil
+        }
+    }
+
+    /// Client names → server names in the command's mailbox arguments; LIST/LSUB patterns with wildcards go
+    /// upstream as `"" "*"` and are matched here against the client-side names (the server does not know them).
+    private func applyFolderMap(
+        _ map: any IMAPFolderTranslation, to command: inout Assembly, parsed: IMAPCommandLine, entry: inout InFlight
+    ) {
+        var replacements: [Int: [UInt8]] = [:]
+        if parsed.name == "LIST" || parsed.name == "LSUB" {
+            guard parsed.arguments.count >= 2, let reference = Self.bytes(of: parsed.arguments[0]),
+                let pattern = Self.bytes(of: parsed.arguments[1])
+            else { return }
+            let full = reference + pattern
+            if pattern.isEmpty {
+                return  // LIST "" "": the delimiter query.
+            } else if IMAPFolderRewriting.hasWildcards(full) {
+                entry.listPattern = full
+                replacements[0] = Array("\"\"".utf8)
+                replacements[1] = Array("\"*\"".utf8)
+            } else {
+                let server = map.serverName(forClient: MailboxName(full)).bytes
+                guard server != full else { return }
+                replacements[0] = Array("\"\"".utf8)
+                replacements[1] = IMAPCommandLine.encodeAstring(server)
+            }
+        } else {
+            for index in IMAPFolderRewriting.mailboxArguments(of: parsed.name) where index < parsed.arguments.count {
+                guard let name = Self.bytes(of: parsed.arguments[index]) else { continue }
+                let server = map.serverName(forClient: MailboxName(name)).bytes
+                if server != name { replacements[index] = IMAPCommandLine.encodeAstring(server) }
+            }
+        }
+        guard !replacements.isEmpty else { return }
+        command.raw = parsed.replacing(replacements, in: command.raw)
+        command.upstream = segments(fromClientBytes: command.raw)
+    }
+
+    /// A client-form command (literals `{n}` or `{n+}`) cut into what goes upstream.
+    private func segments(fromClientBytes bytes: [UInt8]) -> [Segment] {
+        var scanner = IMAPStreamScanner(maximumLine: bytes.count + 1)
+        scanner.append(bytes)
+        var out: [Segment] = []
+        while let event = try? scanner.next() {
+            switch event {
+            case .line(let line, _, let literal): out += upstreamForm(of: line, literal: literal)
+            case .literalBytes(let chunk): out.append(.bytes(chunk))
+            case .literalEnd: break
+            }
+        }
+        return out
     }
 
     /// The upstream bytes of a small command without its tag (for re-selecting under the gateway's own tag).
@@ -1023,7 +1099,33 @@ final class IMAPSession: @unchecked Sendable {
             discovered.append(info)
             return
         }
-        forwardToClient(bytes)
+        guard let map = folderMap else { return forwardToClient(bytes) }
+        switch parsed?.response {
+        case .untagged(.list(let info))?:
+            clientListLine(info, keyword: "LIST", map: map)
+        case .untagged(.lsub(let info))?:
+            clientListLine(info, keyword: "LSUB", map: map)
+        default:
+            // STATUS (the parser keeps it raw): `* STATUS name (…)`, the name mapped back.
+            if let line = IMAPCommandLine.parse(bytes), line.name == "STATUS", let name = Self.bytes(of: line.arguments.first) {
+                let client = map.clientName(forServer: MailboxName(name)).bytes
+                if client != name {
+                    return forwardToClient(line.replacing([0: IMAPCommandLine.encodeAstring(client)], in: bytes))
+                }
+            }
+            forwardToClient(bytes)
+        }
+    }
+
+    private func clientListLine(_ info: MailboxInfo, keyword: String, map: any IMAPFolderTranslation) {
+        guard let view = map.clientView(of: info) else { return }
+        let pattern = inFlight.first(where: { $0.name == keyword })?.listPattern
+        if let pattern,
+            !IMAPFolderRewriting.matches(view.name.bytes, pattern: pattern, delimiter: view.path.pathSeparator)
+        {
+            return
+        }
+        forwardToClient(IMAPFolderRewriting.encodeList(view, keyword: keyword))
     }
 
     private func finishDiscovery(ok: Bool) {
@@ -1038,6 +1140,10 @@ final class IMAPSession: @unchecked Sendable {
             }
         }
         hierarchyDelimiter = discovered.compactMap(\.path.pathSeparator).first
+        if !serverFolders.isEmpty {
+            folderMap = DiscoveredFolderMap(
+                serverFolders: serverFolders, delimiter: hierarchyDelimiter, showSent: settings?.showSentFolder ?? true)
+        }
         if !ok { logger.warning("IMAP folder discovery failed; folders are not mapped for this session") }
         logger.debug(
             "IMAP folders", metadata: ["folders": "\(serverFolders.map { "\($0.key)=\($0.value)" }.sorted())"])
@@ -1063,6 +1169,9 @@ final class IMAPSession: @unchecked Sendable {
         guard words.count >= 2 else { return .forward }
         if words[0] == "*" {
             if discoveryTag != nil, words[1].uppercased() == "LIST" { return .collect }
+            if folderMap != nil, !isReconnecting, ["LIST", "LSUB", "STATUS"].contains(words[1].uppercased()) {
+                return .collect
+            }
             if words[1].uppercased() == "CAPABILITY", !isReconnecting {
                 // The client sees the filtered list, also when it asks again after login.
                 let listed = String(decoding: line, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\r" || $0 == "\n" })
@@ -1100,8 +1209,10 @@ final class IMAPSession: @unchecked Sendable {
         switch (done.name, status) {
         case ("SELECT", "OK"), ("EXAMINE", "OK"):
             selectedTail = done.selectTail
+            selectedMailbox = done.mailbox
         case ("SELECT", _), ("EXAMINE", _), ("CLOSE", "OK"), ("UNSELECT", "OK"):
             selectedTail = nil
+            selectedMailbox = nil
         case ("LOGOUT", _):
             queue.async { [self] in
                 client.closeAfterFlushing()

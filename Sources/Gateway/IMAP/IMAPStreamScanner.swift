@@ -174,10 +174,16 @@ struct IMAPCommandLine {
     var name: String
     var uid: Bool
     var arguments: [Token]
+    /// Where each argument sits in the parsed bytes (a literal's range includes its `{n}` CRLF announcement).
+    var ranges: [Range<Int>]
+    /// The bytes ended in a literal announcement whose octets were not given (the head of a streamed APPEND).
+    var endsInLiteral = false
 
     /// Tokens of `bytes` (a whole command with CRLF); nil when there is not even a tag and a command name.
     static func parse(_ bytes: [UInt8]) -> IMAPCommandLine? {
         var tokens: [Token] = []
+        var ranges: [Range<Int>] = []
+        var endsInLiteral = false
         var index = 0
         let count = bytes.count
         func isAtomChar(_ byte: UInt8) -> Bool {
@@ -191,12 +197,15 @@ struct IMAPCommandLine {
                 index += 1
             case UInt8(ascii: "("):
                 tokens.append(.listOpen)
+                ranges.append(index..<(index + 1))
                 index += 1
             case UInt8(ascii: ")"):
                 tokens.append(.listClose)
+                ranges.append(index..<(index + 1))
                 index += 1
             case UInt8(ascii: "\""):
                 var value: [UInt8] = []
+                let start = index
                 index += 1
                 var closed = false
                 while index < count {
@@ -215,6 +224,7 @@ struct IMAPCommandLine {
                 }
                 guard closed else { return nil }
                 tokens.append(.string(value))
+                ranges.append(start..<index)
             case UInt8(ascii: "{"), UInt8(ascii: "~"):
                 var cursor = byte == UInt8(ascii: "~") ? index + 2 : index + 1
                 var length = 0
@@ -228,8 +238,15 @@ struct IMAPCommandLine {
                 guard digits > 0, cursor < count, bytes[cursor] == UInt8(ascii: "}") else { return nil }
                 cursor += 1
                 if cursor < count, bytes[cursor] == 0x0D { cursor += 1 }
-                guard cursor < count, bytes[cursor] == 0x0A, cursor + 1 + length <= count else { return nil }
+                guard cursor < count, bytes[cursor] == 0x0A else { return nil }
+                if cursor + 1 + length > count {
+                    guard cursor + 1 == count else { return nil }
+                    endsInLiteral = true
+                    index = count
+                    break
+                }
                 tokens.append(.string(Array(bytes[(cursor + 1)..<(cursor + 1 + length)])))
+                ranges.append(index..<(cursor + 1 + length))
                 index = cursor + 1 + length
             default:
                 guard isAtomChar(byte) else { return nil }
@@ -244,18 +261,22 @@ struct IMAPCommandLine {
                     index += 1
                 }
                 tokens.append(.atom(String(decoding: bytes[start..<index], as: UTF8.self)))
+                ranges.append(start..<index)
             }
         }
         guard tokens.count >= 2, case .atom(let tag) = tokens[0], case .atom(let first) = tokens[1] else { return nil }
         var name = first.uppercased()
         var rest = Array(tokens.dropFirst(2))
+        var restRanges = Array(ranges.dropFirst(2))
         var uid = false
         if name == "UID", case .atom(let sub)? = rest.first {
             uid = true
             name = sub.uppercased()
             rest.removeFirst()
+            restRanges.removeFirst()
         }
-        return IMAPCommandLine(tag: tag, name: name, uid: uid, arguments: rest)
+        return IMAPCommandLine(
+            tag: tag, name: name, uid: uid, arguments: rest, ranges: restRanges, endsInLiteral: endsInLiteral)
     }
 
     /// The tag of a command line that may not parse otherwise (for `TAG BAD`): its first atom, or `*`.
@@ -267,6 +288,35 @@ struct IMAPCommandLine {
         guard end > 0, end < line.count, line[end] == 0x20 else { return "*" }
         let tag = String(decoding: line[0..<end], as: UTF8.self)
         return tag == "+" ? "*" : tag
+    }
+
+    /// A mailbox name or pattern as an astring: quoted when RFC 3501 allows (printable ASCII, `"` and `\`
+    /// escaped), else a synchronizing literal (the relay turns it into `{n+}` for a LITERAL+ upstream).
+    static func encodeAstring(_ bytes: [UInt8]) -> [UInt8] {
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            for byte in bytes {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                out.append(byte)
+            }
+            out.append(UInt8(ascii: "\""))
+            return out
+        }
+        return Array("{\(bytes.count)}\r\n".utf8) + bytes
+    }
+
+    /// The bytes with the arguments at `replacements` (argument index → new wire bytes) replaced.
+    func replacing(_ replacements: [Int: [UInt8]], in bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var cursor = 0
+        for index in replacements.keys.sorted() where index < ranges.count {
+            let range = ranges[index]
+            out += bytes[cursor..<range.lowerBound]
+            out += replacements[index]!
+            cursor = range.upperBound
+        }
+        out += bytes[cursor...]
+        return out
     }
 
     /// A token's text (atom or string), nil for lists.
