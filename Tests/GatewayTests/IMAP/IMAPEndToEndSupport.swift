@@ -235,6 +235,49 @@ enum IMAPEndToEnd {
             out["logins"] = results
             clients[0].command("LOGOUT")
             out["afterLogout"] = Client(port).login(user, password)[0]
+        elif scenario == "folders":
+            c = Client(port); c.login(user, password)
+            status, untagged = c.command('LIST "" "*"')
+            out["list"] = [l[0][0].decode("latin-1").strip() for l in untagged if l[0][0].startswith(b"* LIST")]
+            status, untagged = c.command('LIST "" "%"')
+            out["listPercent"] = [l[0][0].decode("latin-1").strip() for l in untagged if l[0][0].startswith(b"* LIST")]
+            status, untagged = c.command('STATUS "Trash" (MESSAGES)')
+            out["status"] = [l[0][0].decode("latin-1").strip() for l in untagged]
+            mid, msg = message("folders", 2000)
+            c.send(('%s APPEND INBOX {%d+}\r\n' % (c.tag(), len(msg))).encode() + msg + b"\r\n")
+            c.until("T%d" % c.n)
+            c.command("SELECT INBOX")
+            uids = find(c, mid)
+            out["copy"] = c.command('UID COPY %s "Trash"' % uids[0])[0]
+            out["move"] = c.command('UID MOVE %s "Junk"' % uids[0])[0]
+            out["messageID"] = mid
+            child = "Sent/mg-%d" % int.from_bytes(os.urandom(4), "big")
+            out["create"] = c.command('CREATE "%s"' % child)[0]
+            status, untagged = c.command('LIST "" "Sent/*"')
+            out["children"] = [l[0][0].decode("latin-1").strip() for l in untagged if l[0][0].startswith(b"* LIST")]
+            status, untagged = c.command('STATUS "%s" (MESSAGES)' % child)
+            out["statusChild"] = [l[0][0].decode("latin-1").strip() for l in untagged]
+            out["deleteChild"] = c.command('DELETE "%s"' % child)[0]
+            out["child"] = child
+            # A non-ASCII folder, in modified UTF-7 (Projekte-Überblick), round trip.
+            other = "mg-%d-&ANw-berblick" % int.from_bytes(os.urandom(4), "big")
+            out["createOther"] = c.command('CREATE "%s"' % other)[0]
+            status, untagged = c.command('LIST "" "%s"' % other)
+            out["listOther"] = [l[0][0].decode("latin-1").strip() for l in untagged if l[0][0].startswith(b"* LIST")]
+            out["deleteOther"] = c.command('DELETE "%s"' % other)[0]
+            out["other"] = other
+            c.command("LOGOUT")
+        elif scenario == "count":
+            # Directly at the stand-in with XOAUTH2: how many messages with this Message-ID are in a folder.
+            import imaplib, ssl
+            ca, token, folder, mid = rest[0], rest[1], rest[2], rest[3]
+            m = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ssl.create_default_context(cafile=ca))
+            m.authenticate("XOAUTH2", lambda _: ("user=%s\x01auth=Bearer %s\x01\x01" % (user, token)).encode())
+            typ, data = m.select('"%s"' % folder, readonly=True)
+            out["select"] = typ
+            typ, data = m.uid("SEARCH", "HEADER", "Message-ID", mid)
+            out["count"] = len(data[0].split()) if data and data[0] else 0
+            m.logout()
         print(json.dumps(out))
         """#
 }

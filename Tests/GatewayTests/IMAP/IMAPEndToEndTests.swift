@@ -41,6 +41,54 @@ extension StandInTests {
             #expect(installation.serveOutput.contains("IMAP local login failed"))
         }
 
+        /// Messages with `messageID` in the stand-in's `folder` of `user` (server-side name), asked directly.
+        static func count(_ standIn: StandIn, user: String, folder: String, messageID: String) throws -> Int {
+            let token = try standIn.accessToken(for: user)
+            let out = try IMAPEndToEnd.run(
+                "count", [standIn["IMAPS_PORT"], user, "", standIn.caFile, token, folder, messageID])
+            return out["count"] as? Int ?? -1
+        }
+
+        @Test(
+            "LIST shows Sent/Trash/Junk with \\Sent \\Trash \\Junk (English alice, German hans); COPY/MOVE land in the server's folders; children and non-ASCII names round-trip",
+            arguments: [
+                ("alice@contoso.test", "Deleted Items", "Junk Email", 27409, 27459),
+                ("hans@contoso.test", "Gel&APY-schte Elemente", "Junk-E-Mail", 27410, 27460),
+            ])
+        func folders(user: String, trash: String, junk: String, imapPort: Int, smtpPort: Int) throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: smtpPort, imapPort: imapPort, accounts: [user])
+            let out = try IMAPEndToEnd.run("folders", Self.arguments(installation, imapPort: imapPort, user: user))
+            let list = try #require(out["list"] as? [String])
+            for (name, attribute) in [("Sent", "\\Sent"), ("Trash", "\\Trash"), ("Junk", "\\Junk")] {
+                let lines = list.filter { $0.hasSuffix(" \"\(name)\"") }
+                #expect(lines.count == 1, "\(name) once in \(list)")
+                #expect(lines.first?.contains(attribute) == true, "\(name) carries \(attribute): \(lines)")
+            }
+            for hidden in [trash, junk, "Sent Items", "Gesendete Elemente"] {
+                #expect(!list.contains { $0.hasSuffix(" \"\(hidden)\"") }, "the server's own \(hidden) is not listed twice: \(list)")
+            }
+            #expect(list.contains { $0.hasSuffix(" \"INBOX\"") })
+            let percent = try #require(out["listPercent"] as? [String])
+            #expect(percent.contains { $0.hasSuffix(" \"Trash\"") }, "\(percent)")
+            #expect((out["status"] as? [String])?.first?.hasPrefix("* STATUS \"Trash\" (MESSAGES ") == true, "\(out)")
+            #expect((out["copy"] as? String)?.contains("OK") == true, "\(out)")
+            #expect((out["move"] as? String)?.contains("OK") == true, "\(out)")
+            let messageID = try #require(out["messageID"] as? String)
+            #expect(try Self.count(standIn, user: user, folder: trash, messageID: messageID) == 1, "COPY into Trash lands in \(trash)")
+            #expect(try Self.count(standIn, user: user, folder: junk, messageID: messageID) == 1, "MOVE into Junk lands in \(junk)")
+            #expect(try Self.count(standIn, user: user, folder: "INBOX", messageID: messageID) == 0, "MOVE removed it from INBOX")
+            let child = try #require(out["child"] as? String)
+            #expect((out["create"] as? String)?.contains("OK") == true, "\(out)")
+            #expect((out["children"] as? [String])?.contains { $0.hasSuffix(" \"\(child)\"") } == true, "\(out)")
+            #expect((out["statusChild"] as? [String])?.first?.hasPrefix("* STATUS \"\(child)\" (MESSAGES 0)") == true, "\(out)")
+            #expect((out["deleteChild"] as? String)?.contains("OK") == true, "\(out)")
+            let other = try #require(out["other"] as? String)
+            #expect((out["createOther"] as? String)?.contains("OK") == true, "\(out)")
+            #expect((out["listOther"] as? [String])?.contains { $0.hasSuffix(" \"\(other)\"") } == true, "\(out)")
+            #expect((out["deleteOther"] as? String)?.contains("OK") == true, "\(out)")
+        }
+
         @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")
         func append5MiB() throws {
             guard let standIn = StandIn.load() else { return }
