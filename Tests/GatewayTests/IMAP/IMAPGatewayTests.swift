@@ -145,6 +145,35 @@ struct IMAPGatewayTests {
         #expect(harness.upstream.snapshot.appended.last == Array("hello".utf8))
     }
 
+    @Test("no SPECIAL-USE attributes upstream (German Exchange names): folders found by name, mapped both ways")
+    func foldersByName() async throws {
+        var script = FakeIMAPUpstream.Script()
+        script.specialUseAttributes = false
+        script.folders = [
+            ("INBOX", nil), ("Gesendete Elemente", nil), ("Gel&APY-schte Elemente", nil), ("Junk-E-Mail", nil),
+            ("Entw&APw-rfe", nil),
+        ]
+        let harness = try IMAPGatewayHarness(script: script)
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        try await client.send("L2 LIST \"\" \"*\"\r\n")
+        let lines = try await client.until("L2")
+        #expect(lines.contains("* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\""), "\(lines)")
+        #expect(lines.contains("* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\""), "\(lines)")
+        #expect(lines.contains("* LIST (\\HasNoChildren \\Junk) \"/\" \"Junk\""), "\(lines)")
+        #expect(lines.contains("* LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe\""), "unmapped names pass: \(lines)")
+        #expect(!lines.contains { $0.contains("Gesendete") || $0.contains("Gel&APY-schte") }, "\(lines)")
+        try await client.send("S1 SELECT Trash\r\n")
+        _ = try await client.until("S1")
+        try await client.send("C1 UID COPY 5 \"Junk\"\r\n")
+        _ = try await client.until("C1")
+        let sent = harness.upstream.snapshot.lines.map(\.line)
+        #expect(sent.contains("S1 SELECT \"Gel&APY-schte Elemente\""), "\(sent)")
+        #expect(sent.contains("C1 UID COPY 5 \"Junk-E-Mail\""), "\(sent)")
+    }
+
     @Test("pipelined commands keep their order and every answer reaches the client")
     func pipelined() async throws {
         let harness = try IMAPGatewayHarness()
