@@ -256,7 +256,7 @@ struct IMAPCommandLine {
                     let next = bytes[index]
                     if next == UInt8(ascii: "[") { depth += 1 }
                     if next == UInt8(ascii: "]") { depth = max(0, depth - 1) }
-                    if depth > 0 && next > 0x20 && next < 0x7F { index += 1; continue }
+                    if depth > 0 && next >= 0x20 && next < 0x7F { index += 1; continue }
                     guard isAtomChar(next) else { break }
                     index += 1
                 }
