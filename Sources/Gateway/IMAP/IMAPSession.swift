@@ -782,11 +782,18 @@ final class IMAPSession: @unchecked Sendable {
             if let literal {
                 let bound = command.name == "APPEND" ? limits.imapAppendLiteral : Self.inlineLiteralBound
                 let allowedNonSync = upstreamHasLiteralPlus || literal.count <= 4_096
-                if literal.count > bound || (literal.nonSynchronizing && !allowedNonSync) {
+                var lockRefusal: String?
+                if command.name == "APPEND", !command.streaming, let head = IMAPCommandLine.parse(command.raw),
+                    head.endsInLiteral
+                {
+                    lockRefusal = lockDecision(head)
+                }
+                if literal.count > bound || (literal.nonSynchronizing && !allowedNonSync) || lockRefusal != nil {
                     let text =
-                        literal.count > bound
-                        ? "[TOOBIG] The literal of \(literal.count) octets is larger than MailGate accepts (\(bound))"
-                        : "Non-synchronizing literals over 4096 octets need LITERAL+"
+                        lockRefusal.map { "[CANNOT] \($0)" }
+                        ?? (literal.count > bound
+                            ? "[TOOBIG] The literal of \(literal.count) octets is larger than MailGate accepts (\(bound))"
+                            : "Non-synchronizing literals over 4096 octets need LITERAL+")
                     if command.streaming {
                         return bye("Literal too large in the middle of a command", reason: "literal too large")
                     }
@@ -888,7 +895,16 @@ final class IMAPSession: @unchecked Sendable {
         var command = original
         var entry = InFlight(tag: command.tag, name: command.name)
         let parsed = IMAPCommandLine.parse(command.raw)
+        if let parsed, command.name != "APPEND", let refusal = lockDecision(parsed) {
+            return sendClient("\(command.tag) NO [CANNOT] \(refusal)\r\n")
+        }
         if let map = folderMap, let parsed { applyFolderMap(map, to: &command, parsed: parsed, entry: &entry) }
+        if lockAfterSend, command.name == "CLOSE", let selected = selectedMailbox, isProtected(selected) {
+            // CLOSE expunges; in Sent it must not: UNSELECT leaves the mailbox the same way without expunging.
+            command.raw = Array("\(command.tag) UNSELECT\r\n".utf8)
+            command.upstream = [.bytes(command.raw)]
+            entry.name = "UNSELECT"
+        }
         switch command.name {
         case "LOGOUT":
             clientLoggedOut = true
@@ -907,6 +923,80 @@ final class IMAPSession: @unchecked Sendable {
         }
         inFlight.append(entry)
         sendUpstream(command)
+    }
+
+    // MARK: - Lock after send
+
+    private var lockAfterSend: Bool {
+        guard let account, let settings = environment.resolver(account) else { return false }
+        return settings.lockAfterSend
+    }
+
+    /// Whether a server-side name is Sent or one of its children.
+    private func isProtected(_ name: MailboxName) -> Bool {
+        folderMap?.isSentOrChild(serverName: name) ?? false
+    }
+
+    /// The sentence of a refusal under `lock_after_send`, or nil when the command may go (issue 8 point 5): in
+    /// Sent nothing may be expunged, moved out, flagged `\Deleted`, deleted or renamed; `\Seen`, `\Flagged` and
+    /// keywords stay allowed.
+    private func lockDecision(_ command: IMAPCommandLine) -> String? {
+        guard folderMap != nil, lockAfterSend else { return nil }
+        let refusal: String?
+        let inSent = selectedMailbox.map(isProtected) ?? false
+        switch command.name {
+        case "STORE" where inSent:
+            refusal = Self.storeAddsDeleted(command.arguments) ? "Messages in Sent cannot be marked \\Deleted (lock_after_send)" : nil
+        case "EXPUNGE" where inSent:
+            refusal = "Messages in Sent cannot be expunged (lock_after_send)"
+        case "MOVE" where inSent:
+            refusal = "Messages cannot be moved out of Sent (lock_after_send); copy them instead"
+        case "DELETE", "RENAME":
+            let target = Self.bytes(of: command.arguments.first).map { serverSideName(MailboxName($0)) }
+            refusal = target.map(isProtected) == true ? "Sent and its folders cannot be deleted or renamed (lock_after_send)" : nil
+        case "APPEND":
+            let target = Self.bytes(of: command.arguments.first).map { serverSideName(MailboxName($0)) }
+            refusal =
+                target.map(isProtected) == true && Self.flagList(command.arguments.dropFirst()).contains("\\DELETED")
+                ? "Messages cannot be filed in Sent as \\Deleted (lock_after_send)" : nil
+        default:
+            refusal = nil
+        }
+        if refusal != nil {
+            logger.info(
+                "IMAP lock-after-send refusal",
+                metadata: ["command": "\(command.uid ? "UID " : "")\(command.name)", "tag": "\(sanitizeForLog(command.tag, maximumLength: 40))"])
+            count("imap.lock_refusals", account: account)
+        }
+        return refusal
+    }
+
+    private func serverSideName(_ client: MailboxName) -> MailboxName {
+        folderMap?.serverName(forClient: client) ?? client
+    }
+
+    /// `STORE set [(modifiers)] item flags`: whether it adds `\Deleted` (`+FLAGS` or `FLAGS` replacing the set).
+    static func storeAddsDeleted(_ arguments: [IMAPCommandLine.Token]) -> Bool {
+        guard let index = arguments.firstIndex(where: { token in
+            guard case .atom(let text) = token else { return false }
+            let upper = text.uppercased()
+            return upper == "FLAGS" || upper == "+FLAGS" || upper == "FLAGS.SILENT" || upper == "+FLAGS.SILENT"
+                || upper == "-FLAGS" || upper == "-FLAGS.SILENT"
+        }), case .atom(let item) = arguments[index] else { return false }
+        if item.hasPrefix("-") { return false }
+        return flagList(arguments[(index + 1)...]).contains("\\DELETED")
+    }
+
+    /// The flags (upper-cased) of a parenthesised list or a single flag at the start of `tokens`.
+    static func flagList(_ tokens: ArraySlice<IMAPCommandLine.Token>) -> [String] {
+        guard let first = tokens.first else { return [] }
+        if case .atom(let single) = first { return [single.uppercased()] }
+        guard case .listOpen = first else { return [] }
+        var flags: [String] = []
+        for token in tokens.dropFirst() {
+            if case .atom(let flag) = token { flags.append(flag.uppercased()) } else { break }
+        }
+        return flags
     }
 
     private static func bytes(of token: IMAPCommandLine.Token?) -> [UInt8]? {

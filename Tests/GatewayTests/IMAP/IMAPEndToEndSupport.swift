@@ -267,6 +267,54 @@ enum IMAPEndToEnd {
             out["deleteOther"] = c.command('DELETE "%s"' % other)[0]
             out["other"] = other
             c.command("LOGOUT")
+        elif scenario == "lock":
+            import imaplib, ssl
+            standin_port, ca, token, server_sent = rest[0], rest[1], rest[2], rest[3]
+            c = Client(port); c.login(user, password)
+            mid, msg = message("lock", 1500)
+            t = c.tag()
+            c.send(('%s APPEND "Sent" () {%d+}\r\n' % (t, len(msg))).encode() + msg + b"\r\n")
+            out["append"] = c.until(t)[0]
+            out["select"] = c.command('SELECT "Sent"')[0]
+            uid = find(c, mid)[0]
+            child = "Sent/lock-%d" % int.from_bytes(os.urandom(4), "big")
+            checks = [
+                ("storeDeleted", "UID STORE %s +FLAGS (\\Deleted)" % uid),
+                ("replaceDeleted", "UID STORE %s FLAGS (\\Seen \\Deleted)" % uid),
+                ("storeSingle", "UID STORE %s +FLAGS.SILENT \\Deleted" % uid),
+                ("expunge", "EXPUNGE"),
+                ("uidExpunge", "UID EXPUNGE %s" % uid),
+                ("move", 'UID MOVE %s "Trash"' % uid),
+                ("deleteSent", 'DELETE "Sent"'),
+                ("renameSent", 'RENAME "Sent" "Elsewhere"'),
+                ("createChild", 'CREATE "%s"' % child),
+                ("deleteChild", 'DELETE "%s"' % child),
+                ("seen", "UID STORE %s +FLAGS (\\Seen)" % uid),
+                ("flagged", "UID STORE %s +FLAGS (\\Flagged $Label1)" % uid),
+                ("unflag", "UID STORE %s -FLAGS (\\Flagged)" % uid),
+                ("copy", 'UID COPY %s "Trash"' % uid),
+            ]
+            for key, command in checks:
+                out[key] = c.command(command)[0]
+            t = c.tag()
+            c.send(('%s APPEND "Sent" (\\Seen \\Deleted) {%d}\r\n' % (t, len(msg))).encode())
+            lines, _ = c.response()
+            out["appendDeleted"] = lines[0].decode("latin-1").strip()
+            # Flag it \Deleted behind the gateway's back: CLOSE through the gateway must still not expunge it.
+            m = imaplib.IMAP4_SSL("127.0.0.1", int(standin_port), ssl_context=ssl.create_default_context(cafile=ca))
+            m.authenticate("XOAUTH2", lambda _: ("user=%s\x01auth=Bearer %s\x01\x01" % (user, token)).encode())
+            m.select('"%s"' % server_sent)
+            m.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+            m.logout()
+            out["close"] = c.command("CLOSE")[0]
+            c.command('SELECT "Sent"')
+            out["stillThere"] = len(find(c, mid))
+            status, untagged = c.command("UID FETCH %s (FLAGS)" % uid)
+            out["flags"] = b"".join(l[0][0] for l in untagged).decode("latin-1")
+            c.command("UID STORE %s -FLAGS (\\Deleted)" % uid)
+            c.command("DELETE \"%s\"" % child)
+            out["messageID"] = mid
+            c.command("LOGOUT")
         elif scenario == "count":
             # Directly at the stand-in with XOAUTH2: how many messages with this Message-ID are in a folder.
             import imaplib, ssl

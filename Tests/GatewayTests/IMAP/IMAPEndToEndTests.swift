@@ -89,6 +89,32 @@ extension StandInTests {
             #expect((out["deleteOther"] as? String)?.contains("OK") == true, "\(out)")
         }
 
+        @Test("lock_after_send in Sent: \\Deleted, EXPUNGE, MOVE out, DELETE/RENAME, APPEND \\Deleted refused with NO [CANNOT]; \\Seen and keywords work; CLOSE does not expunge")
+        func lockAfterSend() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27461, imapPort: 27411, accounts: [Self.alice])
+            let token = try standIn.accessToken(for: Self.alice)
+            let out = try IMAPEndToEnd.run(
+                "lock", Self.arguments(installation, imapPort: 27411) + [standIn["IMAPS_PORT"], standIn.caFile, token, "Sent Items"])
+            #expect((out["append"] as? String)?.contains("OK") == true, "\(out)")
+            for key in ["storeDeleted", "replaceDeleted", "storeSingle", "expunge", "uidExpunge", "move", "deleteSent",
+                "renameSent", "deleteChild", "appendDeleted"]
+            {
+                let reply = out[key] as? String ?? "nil"
+                #expect(reply.contains(" NO [CANNOT] "), "\(key) must be refused: \(reply)")
+            }
+            for key in ["createChild", "seen", "flagged", "unflag", "copy", "close"] {
+                let reply = out[key] as? String ?? "nil"
+                #expect(reply.contains(" OK"), "\(key) must work: \(reply)")
+            }
+            #expect(out["stillThere"] as? Int == 1, "the message is still in Sent: \(out)")
+            let flags = out["flags"] as? String ?? ""
+            #expect(flags.contains("\\Seen") && flags.contains("$Label1"), "\(flags)")
+            let messageID = try #require(out["messageID"] as? String)
+            #expect(try Self.count(standIn, user: Self.alice, folder: "Sent Items", messageID: messageID) == 1)
+            #expect(installation.serveOutput.contains("IMAP lock-after-send refusal"))
+        }
+
         @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")
         func append5MiB() throws {
             guard let standIn = StandIn.load() else { return }
