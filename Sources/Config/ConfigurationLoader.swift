@@ -640,6 +640,7 @@ struct ConfigurationBuilder {
         set("imap_commands_in_flight") { $0.imapCommandsInFlight = $1 }
         set("imap_upstream_sessions") { $0.imapUpstreamSessions = $1 }
         set("imap_idle_timeout") { $0.imapIdleTimeoutSeconds = Double($1) }
+        set("imap_append_dedup_window") { $0.imapAppendDedupWindowSeconds = Double($1) }
         return limits
     }
 }

@@ -313,6 +313,10 @@ public enum ConfigParameters {
             .limits, "imap_idle_timeout", .duration(60...86_400),
             .value(.string(DurationParser.format(Int(Limits.standard.imapIdleTimeoutSeconds)))),
             "How long a logged-in IMAP connection may stay silent (RFC 9051: at least 30 minutes)."),
+        .init(
+            .limits, "imap_append_dedup_window", .duration(0...2_592_000),
+            .value(.string(DurationParser.format(Int(Limits.standard.imapAppendDedupWindowSeconds)))),
+            "How long after sending a client's APPEND of the same message to Sent is not filed twice."),
     ]
 
     /// The parameters of one section, in table order.

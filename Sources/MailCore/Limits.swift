@@ -37,6 +37,9 @@ public struct Limits: Sendable, Equatable {
     public var imapUpstreamSessions: Int = 10
     /// Seconds an authenticated IMAP connection may stay silent (RFC 9051 §5.4: at least 30 minutes).
     public var imapIdleTimeoutSeconds: Double = 1_800
+    /// Seconds a message sent through the gateway counts as "just sent": a client's APPEND of it to Sent is not
+    /// filed a second time.
+    public var imapAppendDedupWindowSeconds: Double = 86_400
 
     public init() {}
 

@@ -1,5 +1,6 @@
 // Gateway: the IMAP listener (plain + STARTTLS, or implicit TLS) that starts one IMAPSession per client.
 import Dispatch
+public import Foundation
 public import Logging
 public import MailCore
 import Store
@@ -99,13 +100,14 @@ public final class IMAPGateway: Sendable {
     public init(
         listen: HostPort, implicitTLS: Bool, tls: TLSContext?, configuration: IMAPGatewayConfiguration,
         authenticator: LocalAuthenticator, credentials: any UpstreamCredentials, resolver: @escaping IMAPUpstreamResolver,
-        sessionCap: IMAPUpstreamSessionCap, counters: any GatewayCounters = NoCounters(), logger: Logger
+        sessionCap: IMAPUpstreamSessionCap, counters: any GatewayCounters = NoCounters(),
+        journal: (any IMAPSentJournal)? = nil, logger: Logger
     ) throws {
         if implicitTLS && tls == nil { throw IMAPGatewaySetupError.implicitTLSWithoutCertificate(listen) }
         let environment = IMAPSessionEnvironment(
             configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
             credentials: credentials, resolver: resolver, sessionCap: sessionCap, counters: counters,
-            tlsContexts: UpstreamTLSContexts(), logger: logger)
+            journal: journal, tlsContexts: UpstreamTLSContexts(), logger: logger)
         let box = IMAPSessionTable()
         self.table = box
         self.logger = logger
@@ -166,6 +168,40 @@ public enum IMAPGatewaySetupError: MailGateError {
         case .implicitTLSWithoutCertificate(let address):
             "The implicit-TLS IMAP listener \(address) needs a certificate; set certificate and private_key in [listen]."
         }
+    }
+}
+
+/// What the journal knows about a message the client appends to Sent (issue 8 point 6).
+public enum IMAPJournalCopyState: Sendable, Equatable {
+    /// Not sent through this gateway in the window (or not accepted upstream): the APPEND goes through.
+    case unknown
+    /// Sent, and a copy is in Sent already (made by MailGate, or filed by the server): the APPEND is not stored.
+    case filed
+    /// Sent, the gateway's own copy is still queued: the client's APPEND goes through; the queued job (`auto`)
+    /// searches Sent before appending and then finds the client's copy, so one copy remains.
+    case queued
+}
+
+/// The journal as the IMAP gateway asks it: called off the session queue (it reads the database).
+public protocol IMAPSentJournal: Sendable {
+    func copyState(account: String, messageID: String, since: Date) -> IMAPJournalCopyState
+}
+
+/// The Store's journal behind `IMAPSentJournal`.
+struct StoreSentJournal: IMAPSentJournal {
+    let database: MailGateDatabase
+
+    func copyState(account: String, messageID: String, since: Date) -> IMAPJournalCopyState {
+        guard let entries = try? database.journalEntries(account: account) else { return .unknown }
+        var state = IMAPJournalCopyState.unknown
+        for entry in entries where entry.messageID == messageID && entry.status == .sent && entry.createdAt >= since {
+            switch entry.sentCopyState {
+            case .made, .skipped: return .filed
+            case .pending: state = .queued
+            case .failed, .disabled: continue
+            }
+        }
+        return state
     }
 }
 

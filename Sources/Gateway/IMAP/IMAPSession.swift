@@ -2,6 +2,7 @@
 // XOAUTH2, then a streaming relay that looks at commands only where the gateway must.
 import Crypto
 import Dispatch
+import Foundation
 import IMAP
 import Logging
 import MailCore
@@ -19,6 +20,7 @@ struct IMAPSessionEnvironment: Sendable {
     var resolver: IMAPUpstreamResolver
     var sessionCap: IMAPUpstreamSessionCap
     var counters: any GatewayCounters
+    var journal: (any IMAPSentJournal)?
     var tlsContexts: UpstreamTLSContexts
     var logger: Logger
 }
@@ -147,6 +149,13 @@ final class IMAPSession: @unchecked Sendable {
     private var folderMap: (any IMAPFolderTranslation)?
     /// The server-side mailbox selected now.
     private var selectedMailbox: MailboxName?
+    /// An APPEND to Sent waits for the journal's answer; client input waits with it (order is kept).
+    private var awaitingJournal = false
+    /// APPENDs to Sent up to this size are held whole so their Message-ID can be looked up before they go upstream.
+    static let dedupHoldBound = 4_194_304
+    /// How long an APPEND to Sent waits for a queued sent copy to be decided (auto: 3 s after the send, then one
+    /// IMAP attempt).
+    static let queuedCopyWait: DispatchTimeInterval = .seconds(20)
     private var ownTagCount = 0
     private var ownTagsPending: Set<String> = []
     private var selectedTail: [UInt8]?
@@ -328,6 +337,7 @@ final class IMAPSession: @unchecked Sendable {
         case .notAuthenticated, .saslResponse, .idling: break
         case .relaying:
             if assembling == nil && inFlight.count >= limits.imapCommandsInFlight { return true }
+            if awaitingJournal { return true }
         }
         if awaitingUpstreamContinuation { return true }
         if let link = currentLink, link.pendingWriteBytes > limits.writeBufferHighWater { return true }
@@ -807,7 +817,10 @@ final class IMAPSession: @unchecked Sendable {
                     }
                     return
                 }
-                if literal.count > Self.inlineLiteralBound && !command.streaming {
+                let holdForDedup =
+                    command.name == "APPEND" && literal.count <= Self.dedupHoldBound && !command.streaming
+                    && environment.journal != nil && appendTargetsSent(command.raw)
+                if literal.count > Self.inlineLiteralBound && !command.streaming && !holdForDedup {
                     if let map = folderMap, let parsed = IMAPCommandLine.parse(command.raw), parsed.endsInLiteral {
                         var entry = InFlight(tag: command.tag, name: command.name)
                         applyFolderMap(map, to: &command, parsed: parsed, entry: &entry)
@@ -899,6 +912,27 @@ final class IMAPSession: @unchecked Sendable {
             return sendClient("\(command.tag) NO [CANNOT] \(refusal)\r\n")
         }
         if let map = folderMap, let parsed { applyFolderMap(map, to: &command, parsed: parsed, entry: &entry) }
+        if command.name == "APPEND", let parsed, let journal = environment.journal, let account,
+            appendTargetsSent(command.raw), let messageID = Self.appendedMessageID(parsed)
+        {
+            awaitingJournal = true
+            let since = Date().addingTimeInterval(-limits.imapAppendDedupWindowSeconds)
+            let queue = self.queue
+            let pending = UncheckedBox((command, entry))
+            let deadline = DispatchTime.now() + Self.queuedCopyWait
+            // A queued copy may be made in a moment, or find that the server filed the message itself: wait for
+            // the job's verdict (bounded) so that exactly one copy ends in Sent.
+            @Sendable func ask() {
+                let state = journal.copyState(account: account, messageID: messageID, since: since)
+                if state == .queued, DispatchTime.now() < deadline {
+                    DispatchQueue.global(qos: .userInitiated).asyncAfter(deadline: .now() + 0.25) { ask() }
+                    return
+                }
+                queue.async { [self] in appendDecided(pending.value.0, pending.value.1, state, messageID: messageID) }
+            }
+            DispatchQueue.global(qos: .userInitiated).async { ask() }
+            return
+        }
         if lockAfterSend, command.name == "CLOSE", let selected = selectedMailbox, isProtected(selected) {
             // CLOSE expunges; in Sent it must not: UNSELECT leaves the mailbox the same way without expunging.
             command.raw = Array("\(command.tag) UNSELECT\r\n".utf8)
@@ -923,6 +957,46 @@ final class IMAPSession: @unchecked Sendable {
         }
         inFlight.append(entry)
         sendUpstream(command)
+    }
+
+    // MARK: - APPEND to Sent
+
+    /// Whether an APPEND (whole or its head) targets the server's Sent folder itself.
+    private func appendTargetsSent(_ raw: [UInt8]) -> Bool {
+        guard let sent = serverFolders[.sent], let parsed = IMAPCommandLine.parse(raw),
+            let name = Self.bytes(of: parsed.arguments.first)
+        else { return false }
+        return serverSideName(MailboxName(name)) == sent
+    }
+
+    /// The Message-ID of the one message of a whole APPEND (not MULTIAPPEND).
+    static func appendedMessageID(_ command: IMAPCommandLine) -> String? {
+        let messages = command.arguments.dropFirst().compactMap { token -> [UInt8]? in
+            if case .string(let bytes) = token, bytes.count > 64 || bytes.contains(0x0A) { return bytes }
+            return nil
+        }
+        guard messages.count == 1 else { return nil }
+        return MessageID.extract(fromHeaderOf: messages[0])
+    }
+
+    private func appendDecided(_ command: Assembly, _ entry: InFlight, _ state: IMAPJournalCopyState, messageID: String) {
+        guard !isEnded else { return }
+        awaitingJournal = false
+        switch state {
+        case .filed:
+            logger.info("IMAP APPEND to Sent de-duplicated", metadata: ["messageID": "\(sanitizeForLog(messageID))"])
+            count("imap.append_deduplicated", account: account)
+            sendClient("\(command.tag) OK APPEND completed (MailGate: this message is already in Sent)\r\n")
+        case .queued, .unknown:
+            if state == .queued {
+                logger.info(
+                    "IMAP APPEND to Sent of a message whose copy is still queued; filed, the queued copy will find it",
+                    metadata: ["messageID": "\(sanitizeForLog(messageID))"])
+            }
+            inFlight.append(entry)
+            sendUpstream(command)
+        }
+        unblockClient()
     }
 
     // MARK: - Lock after send

@@ -85,7 +85,7 @@ public final class GatewayServer: @unchecked Sendable {
                 configuration: IMAPGatewayConfiguration(
                     listenerName: name, allowPlaintext: listen.allowPlaintext, limits: configuration.limits),
                 authenticator: authenticator, credentials: directory, resolver: imapResolver, sessionCap: sessionCap,
-                counters: counters, logger: logger)
+                counters: counters, journal: StoreSentJournal(database: database), logger: logger)
             imapGateways.append(gateway)
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")

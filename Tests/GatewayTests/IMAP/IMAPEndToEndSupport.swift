@@ -315,6 +315,19 @@ enum IMAPEndToEnd {
             c.command("DELETE \"%s\"" % child)
             out["messageID"] = mid
             c.command("LOGOUT")
+        elif scenario == "appendfile":
+            path = rest[0]
+            msg = open(path, "rb").read()
+            c = Client(port); c.login(user, password)
+            t = c.tag()
+            c.send(('%s APPEND "Sent" (\\Seen) {%d}\r\n' % (t, len(msg))).encode())
+            lines, _ = c.response()
+            if lines[0].startswith(b"+"):
+                c.send(msg + b"\r\n")
+                out["append"] = c.until(t)[0]
+            else:
+                out["append"] = lines[0].decode("latin-1").strip()
+            c.command("LOGOUT")
         elif scenario == "count":
             # Directly at the stand-in with XOAUTH2: how many messages with this Message-ID are in a folder.
             import imaplib, ssl

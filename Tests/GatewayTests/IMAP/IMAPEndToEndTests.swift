@@ -115,6 +115,50 @@ extension StandInTests {
             #expect(installation.serveOutput.contains("IMAP lock-after-send refusal"))
         }
 
+        /// Polls the stand-in until `folder` holds `expected` copies of `messageID` (or the time is up); the count.
+        static func awaitCount(
+            _ standIn: StandIn, user: String, folder: String, messageID: String, expected: Int, seconds: Double = 25
+        ) throws -> Int {
+            let deadline = Date().addingTimeInterval(seconds)
+            var last = -1
+            while Date() < deadline {
+                last = try count(standIn, user: user, folder: folder, messageID: messageID)
+                if last == expected { return last }
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+            return last
+        }
+
+        @Test("a client's APPEND to Sent of a message just sent through the SMTP gateway leaves exactly one copy (copy made, copy queued, autofile on)")
+        func appendDeduplicated() throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27462, imapPort: 27412, accounts: [Self.alice])
+            try standIn.control("autofile", json: #"{"enabled": false}"#)
+            defer { _ = try? standIn.control("autofile", json: #"{"enabled": false}"#) }
+            for (label, waitFirst, autofile) in [("made", true, false), ("queued", false, false), ("autofiled", true, true)] {
+                try standIn.control("autofile", json: "{\"enabled\": \(autofile)}")
+                let id = EndToEnd.uniqueID("dedup-\(label)")
+                let original = EndToEnd.message(
+                    from: Self.alice, to: ["bob@contoso.test"], subject: "dedup \(label)", id: id)
+                let file = try EndToEnd.write(original, named: "dedup-\(label).eml", in: installation.directory)
+                let sent = try EndToEnd.sendWithPython(
+                    port: installation.smtpPort, user: Self.alice, from: Self.alice, to: ["bob@contoso.test"], file: file)
+                try #require(sent.status == 0, "\(label): smtplib: \(sent.error.suffix(400))")
+                if waitFirst {
+                    let before = try Self.awaitCount(standIn, user: Self.alice, folder: "Sent Items", messageID: id, expected: 1)
+                    try #require(before == 1, "\(label): the first copy is in Sent Items")
+                    Thread.sleep(forTimeInterval: 0.5)  // the journal's copy state is written after the copy
+                }
+                let appended = try IMAPEndToEnd.run("appendfile", Self.arguments(installation, imapPort: 27412) + [file])
+                #expect((appended["append"] as? String)?.contains("OK") == true, "\(label): \(appended)")
+                #expect((appended["append"] as? String)?.contains("already in Sent") == true, "\(label): \(appended)")
+                Thread.sleep(forTimeInterval: 1)
+                let copies = try Self.count(standIn, user: Self.alice, folder: "Sent Items", messageID: id)
+                #expect(copies == 1, "\(label): \(copies) copies of \(id) in Sent Items")
+            }
+            #expect(installation.serveOutput.contains("IMAP APPEND to Sent de-duplicated"))
+        }
+
         @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")
         func append5MiB() throws {
             guard let standIn = StandIn.load() else { return }
