@@ -312,9 +312,13 @@ enum IMAPEndToEnd {
             status, untagged = c.command("UID FETCH %s (FLAGS)" % uid)
             out["flags"] = b"".join(l[0][0] for l in untagged).decode("latin-1")
             c.command("UID STORE %s -FLAGS (\\Deleted)" % uid)
-            c.command("DELETE \"%s\"" % child)
             out["messageID"] = mid
             c.command("LOGOUT")
+            # The gateway protects the child; remove it behind its back.
+            m = imaplib.IMAP4_SSL("127.0.0.1", int(standin_port), ssl_context=ssl.create_default_context(cafile=ca))
+            m.authenticate("XOAUTH2", lambda _: ("user=%s\x01auth=Bearer %s\x01\x01" % (user, token)).encode())
+            m.delete('"%s%s"' % (server_sent, child[4:]))
+            m.logout()
         elif scenario == "appendfile":
             path = rest[0]
             msg = open(path, "rb").read()

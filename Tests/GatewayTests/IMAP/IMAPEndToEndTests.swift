@@ -113,6 +113,25 @@ extension StandInTests {
             let messageID = try #require(out["messageID"] as? String)
             #expect(try Self.count(standIn, user: Self.alice, folder: "Sent Items", messageID: messageID) == 1)
             #expect(installation.serveOutput.contains("IMAP lock-after-send refusal"))
+            let counters = try Self.awaitStats(installation, account: Self.alice) { ($0["imap.commands"] ?? 0) > 0 }
+            #expect(counters["imap.lock_refusals"] == 10, "\(counters)")
+            #expect((counters["imap.login.ok"] ?? 0) >= 1, "\(counters)")
+            #expect((counters["imap.commands"] ?? 0) >= 20, "\(counters)")
+            #expect((counters["imap.bytes_from_client"] ?? 0) > 1_500, "\(counters)")
+            #expect((counters["imap.bytes_to_client"] ?? 0) > 500, "\(counters)")
+        }
+
+        /// `mailgate stats` for `account`, polled until `ready` (counters are written when a session ends).
+        static func awaitStats(
+            _ installation: MailGateInstallation, account: String, ready: ([String: Int64]) -> Bool
+        ) throws -> [String: Int64] {
+            let deadline = Date().addingTimeInterval(10)
+            var counters = try EndToEnd.stats(installation, account: account)
+            while !ready(counters), Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.3)
+                counters = try EndToEnd.stats(installation, account: account)
+            }
+            return counters
         }
 
         /// Polls the stand-in until `folder` holds `expected` copies of `messageID` (or the time is up); the count.
@@ -157,6 +176,8 @@ extension StandInTests {
                 #expect(copies == 1, "\(label): \(copies) copies of \(id) in Sent Items")
             }
             #expect(installation.serveOutput.contains("IMAP APPEND to Sent de-duplicated"))
+            let counters = try Self.awaitStats(installation, account: Self.alice) { ($0["imap.append_deduplicated"] ?? 0) >= 3 }
+            #expect(counters["imap.append_deduplicated"] == 3, "\(counters)")
         }
 
         @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")
