@@ -511,8 +511,9 @@ final class IMAPSession: @unchecked Sendable {
     }
 
     private func saslPlainResponse(tag: String, line: [UInt8]) {
-        var text = String(decoding: line, as: UTF8.self)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        var bytes = line[...]
+        while let last = bytes.last, last == 0x0A || last == 0x0D { bytes = bytes.dropLast() }
+        let text = String(decoding: bytes, as: UTF8.self)
         if text == "*" { return sendClient("\(tag) BAD AUTHENTICATE cancelled\r\n") }
         guard let decoded = Base64Codec.standard.decode(text == "=" ? "" : text, padding: .optional) else {
             return protocolError(tag: tag, "The AUTHENTICATE response is not base64")

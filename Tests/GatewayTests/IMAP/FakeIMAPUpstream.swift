@@ -4,6 +4,8 @@ import Dispatch
 import Foundation
 import Logging
 import MailCore
+import MailGateTesting
+import TLS
 import Synchronization
 import Testing
 import Transport
@@ -230,8 +232,13 @@ final class IMAPGatewayHarness: @unchecked Sendable {
     let gateway: IMAPGateway
     let credentials: FakeCredentials
     let cap: IMAPUpstreamSessionCap
+    /// The test CA when the listener has a certificate.
+    let certificates: TestCertificateSet?
 
-    init(script: FakeIMAPUpstream.Script = .init(), idleReissueSeconds: Double = 540, limits: Limits = .standard) throws {
+    init(
+        script: FakeIMAPUpstream.Script = .init(), idleReissueSeconds: Double = 540, limits: Limits = .standard,
+        certificate: Bool = false, implicitTLS: Bool = false
+    ) throws {
         let upstream = try FakeIMAPUpstream(script: script)
         self.upstream = upstream
         credentials = FakeCredentials()
@@ -240,8 +247,16 @@ final class IMAPGatewayHarness: @unchecked Sendable {
         authSettings.initialFailureDelay = 0.05
         let address = upstream.address
         cap = IMAPUpstreamSessionCap(maximum: limits.imapUpstreamSessions)
+        var tls: TLSContext?
+        if certificate || implicitTLS {
+            let made = try TestCertificates.make()
+            certificates = made
+            tls = try TLSContext.server(certificateChainFile: made.leafChainFile, privateKeyFile: made.leafKeyFile)
+        } else {
+            certificates = nil
+        }
         gateway = try IMAPGateway(
-            listen: HostPort(host: "127.0.0.1", port: 0)!, implicitTLS: false, tls: nil,
+            listen: HostPort(host: "127.0.0.1", port: 0)!, implicitTLS: implicitTLS, tls: tls,
             configuration: IMAPGatewayConfiguration(
                 listenerName: "imap", limits: limits, idleReissueSeconds: idleReissueSeconds),
             authenticator: LocalAuthenticator(lookup: passwords, settings: authSettings), credentials: credentials,
@@ -274,12 +289,19 @@ final class RawIMAPClient: @unchecked Sendable {
     let connection: AsyncConnection
     private var buffer: [UInt8] = []
 
-    init(_ address: HostPort) async throws {
-        connection = try await AsyncConnection.connect(to: address, tls: nil, serverName: nil, timeout: 5)
+    init(_ address: HostPort, tlsCA: String? = nil) async throws {
+        let tls = try tlsCA.map { try TLSContext.client(caFile: $0) }
+        connection = try await AsyncConnection.connect(to: address, tls: tls, serverName: "localhost", timeout: 5)
     }
 
     func send(_ text: String) async throws { try await connection.write(Array(text.utf8)) }
     func send(bytes: [UInt8]) async throws { try await connection.write(bytes) }
+
+    /// STARTTLS's go-ahead was read: handshake as a client.
+    func startTLS(caFile: String) async throws {
+        buffer = []
+        try await connection.startTLS(context: try TLSContext.client(caFile: caFile), serverName: "localhost")
+    }
 
     /// One line without CRLF, or nil when the connection ended or nothing came within `seconds`.
     func line(within seconds: Double = 10) async throws -> String? {

@@ -2,6 +2,7 @@
 // forced refresh, AccessTokenExpired handling (between commands, in IDLE, during a command), IDLE re-issue,
 // literals to an upstream without LITERAL+.
 import Foundation
+import MailGateTesting
 import Synchronization
 import Testing
 import Transport
@@ -172,6 +173,75 @@ struct IMAPGatewayTests {
         let sent = harness.upstream.snapshot.lines.map(\.line)
         #expect(sent.contains("S1 SELECT \"Gel&APY-schte Elemente\""), "\(sent)")
         #expect(sent.contains("C1 UID COPY 5 \"Junk-E-Mail\""), "\(sent)")
+    }
+
+    @Test("before login: CAPABILITY, NOOP, ID answered by the gateway; other commands BAD; AUTHENTICATE PLAIN both forms, * cancels")
+    func preLogin() async throws {
+        let harness = try IMAPGatewayHarness()
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        let greeting = try await client.line()
+        #expect(greeting?.hasPrefix("* OK [CAPABILITY IMAP4rev1 ") == true && greeting?.contains("AUTH=PLAIN") == true)
+        #expect(greeting?.contains("STARTTLS") == false, "no certificate, no STARTTLS: \(greeting ?? "")")
+        try await client.send("C1 CAPABILITY\r\nN1 NOOP\r\nI1 ID (\"name\" \"test\")\r\nS1 SELECT INBOX\r\nX1 FROB\r\n")
+        #expect(try await client.until("C1").first?.hasPrefix("* CAPABILITY IMAP4rev1") == true)
+        #expect(try await client.until("N1").last == "N1 OK NOOP completed")
+        #expect(try await client.until("I1").first?.hasPrefix("* ID (") == true)
+        #expect(try await client.until("S1").last?.hasPrefix("S1 BAD") == true)
+        #expect(try await client.until("X1").last?.hasPrefix("X1 BAD") == true)
+        try await client.send("A1 AUTHENTICATE PLAIN\r\n")
+        #expect(try await client.line()?.hasPrefix("+") == true)
+        try await client.send("*\r\n")
+        #expect(try await client.until("A1").last?.hasPrefix("A1 BAD") == true)
+        try await client.send("A2 AUTHENTICATE PLAIN\r\n")
+        #expect(try await client.line()?.hasPrefix("+") == true)
+        let wrong = Data("\u{0}alice@contoso.com\u{0}wrong".utf8).base64EncodedString()
+        try await client.send("\(wrong)\r\n")
+        let a2 = try await client.until("A2")
+        #expect(a2.last?.hasPrefix("A2 NO [AUTHENTICATIONFAILED]") == true, "\(a2)")
+        let right = Data("\u{0}alice@contoso.com\u{0}secret".utf8).base64EncodedString()
+        try await client.send("A3 AUTHENTICATE PLAIN \(right)\r\n")
+        #expect(try await client.until("A3").last?.hasPrefix("A3 OK [CAPABILITY IMAP4rev1") == true)
+    }
+
+    @Test("login with a LOGIN literal {n} (the gateway sends +) and {n+}")
+    func loginLiterals() async throws {
+        let harness = try IMAPGatewayHarness()
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.line()
+        try await client.send("L1 LOGIN {17}\r\n")
+        #expect(try await client.line()?.hasPrefix("+") == true)
+        try await client.send("alice@contoso.com {6+}\r\nsecret\r\n")
+        #expect(try await client.until("L1").last?.hasPrefix("L1 OK") == true)
+    }
+
+    @Test("STARTTLS on the plain listener, then LOGIN over TLS; implicit TLS on the imaps listener")
+    func tls() async throws {
+        let plain = try IMAPGatewayHarness(certificate: true)
+        defer { plain.stop() }
+        let ca = try #require(plain.certificates?.caFile)
+        let client = try await RawIMAPClient(plain.gateway.boundAddress)
+        defer { client.close() }
+        let greeting = try await client.line()
+        #expect(greeting?.contains("STARTTLS") == true, "\(greeting ?? "")")
+        try await client.send("T1 STARTTLS\r\n")
+        #expect(try await client.line()?.hasPrefix("T1 OK") == true)
+        try await client.startTLS(caFile: ca)
+        try await client.send("C1 CAPABILITY\r\n")
+        let capability = try await client.until("C1")
+        #expect(capability.first?.contains("STARTTLS") == false, "\(capability)")
+        try await client.send("L1 LOGIN alice@contoso.com secret\r\n")
+        #expect(try await client.until("L1").last?.hasPrefix("L1 OK") == true)
+
+        let implicit = try IMAPGatewayHarness(implicitTLS: true)
+        defer { implicit.stop() }
+        let secure = try await RawIMAPClient(implicit.gateway.boundAddress, tlsCA: try #require(implicit.certificates?.caFile))
+        defer { secure.close() }
+        let answer = try await secure.login()
+        #expect(answer.last?.hasPrefix("L1 OK") == true, "\(answer)")
     }
 
     @Test("pipelined commands keep their order and every answer reaches the client")
