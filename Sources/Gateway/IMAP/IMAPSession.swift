@@ -108,6 +108,8 @@ final class IMAPSession: @unchecked Sendable {
         /// LIST/LSUB sent upstream as `"" "*"`: the client's own pattern (reference + pattern), applied to the
         /// client-side names of the answers.
         var listPattern: [UInt8]? = nil
+        /// `LIST (SPECIAL-USE) …`: only mailboxes with a special-use attribute (RFC 6154 §3).
+        var specialUseOnly = false
     }
 
     /// What to do with the response arriving from upstream (lines after a literal, literal chunks).
@@ -306,7 +308,12 @@ final class IMAPSession: @unchecked Sendable {
         return list
     }
 
-    private var postLoginCapabilities: String { Self.filteredCapabilities(upstreamCapabilities).joined(separator: " ") }
+    private var postLoginCapabilities: String {
+        var list = Self.filteredCapabilities(upstreamCapabilities)
+        // The gateway puts \Sent \Trash \Junk on LIST lines itself (Exchange does not advertise SPECIAL-USE).
+        if folderMap != nil, !list.contains(where: { $0.uppercased() == "SPECIAL-USE" }) { list.append("SPECIAL-USE") }
+        return list.joined(separator: " ")
+    }
 
     // MARK: - Client input
 
@@ -1089,9 +1096,33 @@ final class IMAPSession: @unchecked Sendable {
     ) {
         var replacements: [Int: [UInt8]] = [:]
         if parsed.name == "LIST" || parsed.name == "LSUB" {
-            guard parsed.arguments.count >= 2, let reference = Self.bytes(of: parsed.arguments[0]),
-                let pattern = Self.bytes(of: parsed.arguments[1])
+            var arguments = parsed.arguments
+            var extended = false
+            if case .listOpen? = arguments.first {
+                // LIST-EXTENDED selection options (a client that saw SPECIAL-USE): only SPECIAL-USE is understood;
+                // the upstream gets a plain LIST (Exchange has no LIST-EXTENDED).
+                guard let close = arguments.firstIndex(of: .listClose) else { return }
+                let options = arguments[1..<close].compactMap { IMAPCommandLine.text($0)?.uppercased() }
+                guard options.allSatisfy({ $0 == "SPECIAL-USE" }) else { return }
+                entry.specialUseOnly = !options.isEmpty
+                arguments.removeSubrange(0...close)
+                extended = true
+            }
+            if arguments.count > 2 {
+                // RETURN (SPECIAL-USE): the attributes are on every line anyway.
+                guard case .atom(let word) = arguments[2], word.uppercased() == "RETURN" else { return }
+                extended = true
+            }
+            guard arguments.count >= 2, let reference = Self.bytes(of: arguments[0]),
+                let pattern = Self.bytes(of: arguments[1])
             else { return }
+            if extended {
+                let tag = command.tag
+                command.raw = Array("\(tag) \(parsed.name) \"\" \"*\"\r\n".utf8)
+                command.upstream = [.bytes(command.raw)]
+                entry.listPattern = reference + pattern
+                return
+            }
             let full = reference + pattern
             if pattern.isEmpty {
                 return  // LIST "" "": the delimiter query.
@@ -1284,7 +1315,12 @@ final class IMAPSession: @unchecked Sendable {
 
     private func clientListLine(_ info: MailboxInfo, keyword: String, map: any IMAPFolderTranslation) {
         guard let view = map.clientView(of: info) else { return }
-        let pattern = inFlight.first(where: { $0.name == keyword })?.listPattern
+        let request = inFlight.first(where: { $0.name == keyword })
+        let pattern = request?.listPattern
+        if request?.specialUseOnly == true {
+            let special: [MailboxAttribute] = [.sent, .trash, .junk, .drafts, .archive, .all, .flagged]
+            guard view.attributes.contains(where: special.contains) else { return }
+        }
         if let pattern,
             !IMAPFolderRewriting.matches(view.name.bytes, pattern: pattern, delimiter: view.path.pathSeparator)
         {

@@ -2,6 +2,7 @@
 // forced refresh, AccessTokenExpired handling (between commands, in IDLE, during a command), IDLE re-issue,
 // literals to an upstream without LITERAL+.
 import Foundation
+import MailCore
 import MailGateTesting
 import Synchronization
 import Testing
@@ -166,6 +167,13 @@ struct IMAPGatewayTests {
         #expect(lines.contains("* LIST (\\HasNoChildren \\Junk) \"/\" \"Junk\""), "\(lines)")
         #expect(lines.contains("* LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe\""), "unmapped names pass: \(lines)")
         #expect(!lines.contains { $0.contains("Gesendete") || $0.contains("Gel&APY-schte") }, "\(lines)")
+        #expect(lines.last?.hasPrefix("L2 OK") == true)
+        try await client.send("L3 LIST (SPECIAL-USE) \"\" \"*\"\r\nL4 LIST \"\" \"%\" RETURN (SPECIAL-USE)\r\n")
+        let special = try await client.until("L3")
+        #expect(special.filter { $0.hasPrefix("* LIST") }.count == 3, "only the special-use folders: \(special)")
+        let returned = try await client.until("L4")
+        #expect(returned.filter { $0.hasPrefix("* LIST") }.count == 5, "\(returned)")
+        #expect(harness.upstream.snapshot.lines.contains { $0.line == "L3 LIST \"\" \"*\"" }, "plain LIST upstream")
         try await client.send("S1 SELECT Trash\r\n")
         _ = try await client.until("S1")
         try await client.send("C1 UID COPY 5 \"Junk\"\r\n")
@@ -244,13 +252,16 @@ struct IMAPGatewayTests {
         #expect(answer.last?.hasPrefix("L1 OK") == true, "\(answer)")
     }
 
-    @Test("pipelined commands keep their order and every answer reaches the client")
+    @Test("pipelined commands keep their order and every answer reaches the client, also past imap_commands_in_flight")
     func pipelined() async throws {
-        let harness = try IMAPGatewayHarness()
+        var limits = Limits.standard
+        limits.imapCommandsInFlight = 2
+        let harness = try IMAPGatewayHarness(limits: limits)
         defer { harness.stop() }
         let client = try await RawIMAPClient(harness.gateway.boundAddress)
         defer { client.close() }
-        _ = try await client.login()
+        let login = try await client.login()
+        #expect(login.last?.contains("SPECIAL-USE") == true, "the gateway adds SPECIAL-USE: \(login)")
         var batch = ""
         for index in 1...50 { batch += "P\(index) NOOP\r\n" }
         try await client.send(batch)
