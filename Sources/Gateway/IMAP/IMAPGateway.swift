@@ -111,7 +111,9 @@ public final class IMAPGateway: Sendable {
         let box = IMAPSessionTable()
         self.table = box
         self.logger = logger
-        self.listener = try Listener(address: listen, tls: implicitTLS ? tls : nil, limits: configuration.limits) {
+        self.listener = try Listener(
+            address: listen, tls: implicitTLS ? tls : nil, limits: IMAPSession.connectionLimits(configuration.limits)
+        ) {
             connection in
             let session = IMAPSession(client: connection, environment: environment)
             guard box.add(session) else {

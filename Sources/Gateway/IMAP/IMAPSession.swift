@@ -125,6 +125,17 @@ final class IMAPSession: @unchecked Sendable {
 
     static let inlineLiteralBound = 65_536
 
+    /// The relay's back-pressure mark: a FETCH body waits in the kernel, not in the gateway, once this much is
+    /// queued towards the slower side (keeps a 20 MiB FETCH within a few hundred KiB of gateway memory).
+    static let relayHighWater = 262_144
+
+    /// Connection limits of both sides of a pair: `[limits]` with the relay's lower write high-water mark.
+    static func connectionLimits(_ limits: Limits) -> Limits {
+        var adjusted = limits
+        adjusted.writeBufferHighWater = min(limits.writeBufferHighWater, relayHighWater)
+        return adjusted
+    }
+
     let id: String
     let client: Connection
     let queue: DispatchQueue
@@ -347,7 +358,9 @@ final class IMAPSession: @unchecked Sendable {
             if awaitingJournal { return true }
         }
         if awaitingUpstreamContinuation { return true }
-        if let link = currentLink, link.pendingWriteBytes > limits.writeBufferHighWater { return true }
+        if let link = currentLink, link.pendingWriteBytes > Self.connectionLimits(limits).writeBufferHighWater {
+            return true
+        }
         return false
     }
 
@@ -592,7 +605,7 @@ final class IMAPSession: @unchecked Sendable {
         let link = IMAPUpstreamLink(
             account: account,
             settings: IMAPUpstreamSettings(endpoint: settings.endpoint, allowInsecure: settings.allowInsecureUpstream),
-            queue: queue, limits: limits, tlsContexts: environment.tlsContexts)
+            queue: queue, limits: Self.connectionLimits(limits), tlsContexts: environment.tlsContexts)
         upstream = .opening(link, attempt: attempt)
         link.onEvent = { [weak self, weak link] event in
             guard let self, let link else { return }
@@ -1357,7 +1370,7 @@ final class IMAPSession: @unchecked Sendable {
         client.write(bytes)
         let pending = client.pendingWriteBytes
         peakClientPendingBytes = max(peakClientPendingBytes, pending)
-        if pending > limits.writeBufferHighWater, !upstreamPausedByUs {
+        if pending > client.limits.writeBufferHighWater, !upstreamPausedByUs {
             upstreamPausedByUs = true
             currentLink?.pauseReading()
         }
@@ -1415,6 +1428,8 @@ final class IMAPSession: @unchecked Sendable {
             selectedTail = nil
             selectedMailbox = nil
         case ("LOGOUT", _):
+            // The upstream session is over: its slot is free before the client hears the OK (and may log in again).
+            releaseCapSlot()
             queue.async { [self] in
                 client.closeAfterFlushing()
                 teardown(reason: "logout")

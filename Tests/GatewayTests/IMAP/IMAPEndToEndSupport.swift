@@ -332,6 +332,13 @@ enum IMAPEndToEnd {
             else:
                 out["append"] = lines[0].decode("latin-1").strip()
             c.command("LOGOUT")
+        elif scenario == "rmdir":
+            import imaplib, ssl
+            ca, token, folder = rest[0], rest[1], rest[2]
+            m = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ssl.create_default_context(cafile=ca))
+            m.authenticate("XOAUTH2", lambda _: ("user=%s\x01auth=Bearer %s\x01\x01" % (user, token)).encode())
+            out["delete"] = m.delete('"%s"' % folder)[0]
+            m.logout()
         elif scenario == "count":
             # Directly at the stand-in with XOAUTH2: how many messages with this Message-ID are in a folder.
             import imaplib, ssl

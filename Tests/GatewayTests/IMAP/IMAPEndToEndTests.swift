@@ -82,7 +82,13 @@ extension StandInTests {
             #expect((out["create"] as? String)?.contains("OK") == true, "\(out)")
             #expect((out["children"] as? [String])?.contains { $0.hasSuffix(" \"\(child)\"") } == true, "\(out)")
             #expect((out["statusChild"] as? [String])?.first?.hasPrefix("* STATUS \"\(child)\" (MESSAGES 0)") == true, "\(out)")
-            #expect((out["deleteChild"] as? String)?.contains("OK") == true, "\(out)")
+            #expect((out["deleteChild"] as? String)?.contains("NO [CANNOT]") == true, "lock_after_send protects it: \(out)")
+            let sentName = user.hasPrefix("hans") ? "Gesendete Elemente" : "Sent Items"
+            let removed = try IMAPEndToEnd.run(
+                "rmdir",
+                [standIn["IMAPS_PORT"], user, "", standIn.caFile, try standIn.accessToken(for: user),
+                    sentName + child.dropFirst(4)])
+            #expect(removed["delete"] as? String == "OK", "the child exists under the server's name: \(removed)")
             let other = try #require(out["other"] as? String)
             #expect((out["createOther"] as? String)?.contains("OK") == true, "\(out)")
             #expect((out["listOther"] as? [String])?.contains { $0.hasSuffix(" \"\(other)\"") } == true, "\(out)")
