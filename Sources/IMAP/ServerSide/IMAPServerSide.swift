@@ -99,6 +99,9 @@ public struct IMAPServerSide: Sendable {
         /// Upstream down or the token service failing: `NO [UNAVAILABLE]`; `reason` is shown to the user, cut
         /// to 160 printable characters.
         case unavailable(reason: String)
+        /// The mailbox has as many upstream sessions as the gateway allows (`imap_upstream_sessions`):
+        /// `NO [LIMIT]` with `reason`, cut to 160 printable characters (RFC 5530).
+        case limit(reason: String)
     }
 
     /// Where the conversation stands; case names print in logs.
@@ -458,6 +461,8 @@ public struct IMAPServerSide: Sendable {
                 "* OK [ALERT] The Microsoft 365 sign-in of \(address) must be renewed: "
                     + "run mailgate account connect \(address) on the MailGate host", &actions)
             error("\(tag) NO [AUTHENTICATIONFAILED] Microsoft 365 sign-in must be renewed", &actions)
+        case .limit(let reason):
+            send("\(tag) NO [LIMIT] \(Self.printable(reason, maximumLength: 160))", &actions)
         case .unavailable(let reason):
             let text = Self.printable(reason, maximumLength: 160)
             send(
