@@ -39,14 +39,10 @@ final class IMAPSession: @unchecked Sendable {
 
     /// Where the conversation with the client stands.
     private enum Phase {
-        /// Before login: the session answers every command itself.
-        case notAuthenticated
-        /// `AUTHENTICATE PLAIN` without initial response: the next client line is the SASL response.
-        case saslResponse(tag: String)
-        /// STARTTLS accepted; the handshake runs, client input waits.
-        case startingTLS
-        /// The local password is being checked or the upstream login runs; client input waits.
-        case loggingIn(tag: String, account: String?)
+        /// Before login: `IMAPServerSide` answers (CAPABILITY, NOOP, ID, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE).
+        case preLogin
+        /// The local password is being checked or the upstream login runs; `IMAPServerSide` holds client input.
+        case loggingIn(account: String?)
         /// Logged in: client commands are relayed.
         case relaying
         /// The client is in IDLE (RFC 2177).
@@ -141,7 +137,8 @@ final class IMAPSession: @unchecked Sendable {
     let queue: DispatchQueue
     private let environment: IMAPSessionEnvironment
     private var logger: Logger
-    private var phase = Phase.notAuthenticated
+    private var phase = Phase.preLogin
+    private var server: IMAPServerSide
     private var upstream = UpstreamState.none
     private var scanner: IMAPStreamScanner
     private var assembling: Assembly?
@@ -212,6 +209,16 @@ final class IMAPSession: @unchecked Sendable {
             return remoteIP.bytes == [UInt8](repeating: 0, count: 15) + [1]
         }()
         self.scanner = IMAPStreamScanner(maximumLine: environment.configuration.limits.imapLine)
+        let configuration = environment.configuration
+        var preLoginLimits = IMAPServerSide.preLoginLimits
+        preLoginLimits.commandLine = configuration.limits.imapLine
+        self.server = IMAPServerSide(
+            configuration: IMAPServerSide.Configuration(
+                greetingText: "MailGate IMAP ready", tlsAvailable: environment.serverTLS != nil && !environment.implicitTLS,
+                implicitTLS: environment.implicitTLS, clientIsLoopback: clientIsLoopback,
+                allowPlaintext: configuration.allowPlaintext, limits: preLoginLimits,
+                errorBudget: configuration.limits.errorBudget,
+                maximumBufferedInput: configuration.limits.writeBufferHighWater))
         logger = environment.logger
         logger[metadataKey: "session"] = "\(id)"
         logger[metadataKey: "remote"] = "\(remoteIP?.description ?? "?")"
@@ -230,7 +237,7 @@ final class IMAPSession: @unchecked Sendable {
         client.onEvent = { [self] event in clientEvent(event) }
         client.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
         client.start()
-        sendClient("* OK [CAPABILITY \(preLoginCapabilities)] MailGate IMAP ready\r\n")
+        feedServer(.connected)
     }
 
     /// Ends the session for a shutdown.
@@ -281,58 +288,35 @@ final class IMAPSession: @unchecked Sendable {
 
     // MARK: - Capabilities
 
-    private var tlsActive: Bool { environment.implicitTLS || client.isTLS }
+    /// Withheld besides what `IMAPCapabilityFilter` removes: mailbox names that would bypass the folder map
+    /// (IMAP URLs in CATENATE/URL-PARTIAL, NOTIFY's pushed names, LIST-EXTENDED/LIST-STATUS return options the map
+    /// does not rewrite).
+    private static let withheld: Set<String> = ["NOTIFY", "CATENATE", "URL-PARTIAL", "LIST-EXTENDED", "LIST-STATUS"]
 
-    /// Plaintext on a non-loopback address without `allow_plaintext`: passwords may not be sent (RFC 9051 §6.2.3).
-    private var loginDisabled: Bool {
-        !tlsActive && !clientIsLoopback && !environment.configuration.allowPlaintext
+    /// What the client sees after login: `IMAPCapabilityFilter` (adds SPECIAL-USE: the gateway marks the folders)
+    /// minus what would let names bypass the folder map.
+    private var postLoginCapabilityList: [Capability] {
+        var list = IMAPCapabilityFilter.clientCapabilities(
+            fromUpstream: upstreamCapabilities, alsoRemove: Self.withheld.map { Capability($0) })
+        // IMAP4rev1 first (m365-protocol.md §5.1; Exchange lists a bare IMAP4 before it).
+        list.removeAll { $0 == .imap4rev1 }
+        return [.imap4rev1] + list
     }
 
-    private var preLoginCapabilities: String {
-        var list = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
-        if environment.serverTLS != nil && !tlsActive { list.append("STARTTLS") }
-        if loginDisabled { list.append("LOGINDISABLED") } else { list.append("AUTH=PLAIN") }
-        return list.joined(separator: " ")
-    }
-
-    /// The login is the gateway's, and the stream is parsed, so these cannot pass (m365-protocol.md §5.1).
-    private static let withheldPrefixes = ["AUTH=", "COMPRESS="]
-    /// Also withheld: mailbox names that would bypass the folder map (IMAP URLs in CATENATE/URLAUTH, NOTIFY's
-    /// pushed names, LIST-EXTENDED/LIST-STATUS return options the map does not rewrite).
-    private static let withheld: Set<String> = [
-        "STARTTLS", "LOGINDISABLED", "SASL-IR", "LOGIN-REFERRALS", "NOTIFY", "CATENATE", "URL-PARTIAL", "URLAUTH",
-        "LIST-EXTENDED", "LIST-STATUS",
-    ]
-
-    /// The upstream's list minus what a relaying gateway cannot pass (it parses the stream and did the login).
-    static func filteredCapabilities(_ upstream: [Capability]) -> [String] {
-        var list: [String] = ["IMAP4rev1"]
-        for capability in upstream {
-            let name = capability.rawValue.uppercased()
-            if name == "IMAP4REV1" || Self.withheldPrefixes.contains(where: { name.hasPrefix($0) })
-                || Self.withheld.contains(name)
-            {
-                continue
-            }
-            list.append(capability.rawValue)
-        }
-        return list
-    }
-
-    private var postLoginCapabilities: String {
-        var list = Self.filteredCapabilities(upstreamCapabilities)
-        // The gateway puts \Sent \Trash \Junk on LIST lines itself (Exchange does not advertise SPECIAL-USE).
-        if folderMap != nil, !list.contains(where: { $0.uppercased() == "SPECIAL-USE" }) { list.append("SPECIAL-USE") }
-        return list.joined(separator: " ")
-    }
+    private var postLoginCapabilities: String { IMAPCapabilityFilter.wire(postLoginCapabilityList) }
 
     // MARK: - Client input
 
     private func clientEvent(_ event: ConnectionEvent) {
         switch event {
         case .raw(let bytes), .bytes(let bytes, _), .line(let bytes):
-            scanner.append(bytes)
-            processClient()
+            switch phase {
+            case .preLogin, .loggingIn:
+                feedServer(.received(bytes))
+            default:
+                scanner.append(bytes)
+                processClient()
+            }
         case .idleTimeout:
             logger.info("IMAP client idle timeout")
             bye("Autologout; idle for too long", reason: "idle timeout")
@@ -351,8 +335,8 @@ final class IMAPSession: @unchecked Sendable {
     /// Whether client input must wait (login running, upstream not ready for more, too many commands in flight).
     private var clientBlocked: Bool {
         switch phase {
-        case .startingTLS, .loggingIn, .reconnecting, .ended: return true
-        case .notAuthenticated, .saslResponse, .idling: break
+        case .preLogin, .loggingIn, .reconnecting, .ended: return true
+        case .idling: break
         case .relaying:
             if assembling == nil && inFlight.count >= limits.imapCommandsInFlight { return true }
             if awaitingJournal { return true }
@@ -385,13 +369,11 @@ final class IMAPSession: @unchecked Sendable {
                 return
             }
             switch phase {
-            case .notAuthenticated, .saslResponse:
-                preLoginEvent(event)
             case .relaying:
                 relayEvent(event)
             case .idling:
                 idleClientEvent(event)
-            case .startingTLS, .loggingIn, .reconnecting, .ended:
+            case .preLogin, .loggingIn, .reconnecting, .ended:
                 return
             }
         }
@@ -428,130 +410,47 @@ final class IMAPSession: @unchecked Sendable {
 
     // MARK: - Before login
 
-    private func preLoginEvent(_ event: IMAPStreamScanner.Event) {
-        switch event {
-        case .line(let line, let first, let literal):
-            if first, case .saslResponse(let tag) = phase {
-                phase = .notAuthenticated
-                return saslPlainResponse(tag: tag, line: line)
-            }
-            if first {
-                assembling = Assembly(tag: IMAPCommandLine.tag(of: line), name: "")
-            }
-            guard var command = assembling else { return }
-            command.raw += line
-            if let literal {
-                // LOGIN user names and passwords are short; anything else is not expected before login.
-                if literal.count > 4_096 {
-                    if literal.nonSynchronizing {
-                        command.refusal = "[TOOBIG] Literal too large before login"
-                    } else {
-                        assembling = nil
-                        scanner.refuseLiteral()
-                        return protocolError(tag: command.tag, "Literal too large before login")
-                    }
-                } else if !literal.nonSynchronizing {
-                    sendClient("+ Ready for literal data\r\n")
-                }
-                assembling = command
-                return
-            }
-            assembling = nil
-            if let refusal = command.refusal { return sendClient("\(command.tag) NO \(refusal)\r\n") }
-            preLoginCommand(command.raw)
-        case .literalBytes(let bytes):
-            guard var command = assembling else { return }
-            if command.refusal == nil { command.raw += bytes }
-            assembling = command
-        case .literalEnd:
-            break
-        }
-    }
-
-    private func preLoginCommand(_ raw: [UInt8]) {
-        guard let command = IMAPCommandLine.parse(raw) else {
-            return protocolError(tag: IMAPCommandLine.tag(of: raw), "Command syntax error")
-        }
-        let tag = command.tag
-        switch command.name {
-        case "CAPABILITY":
-            sendClient("* CAPABILITY \(preLoginCapabilities)\r\n\(tag) OK CAPABILITY completed\r\n")
-        case "NOOP":
-            sendClient("\(tag) OK NOOP completed\r\n")
-        case "ID":
-            sendClient("* ID (\"name\" \"MailGate\")\r\n\(tag) OK ID completed\r\n")
-        case "LOGOUT":
-            sendClient("* BYE MailGate logging out\r\n\(tag) OK LOGOUT completed\r\n")
-            client.closeAfterFlushing()
-            teardown(reason: "logout")
-        case "STARTTLS":
-            guard let tls = environment.serverTLS, !tlsActive else {
-                return protocolError(tag: tag, "STARTTLS is not available")
-            }
-            sendClient("\(tag) OK Begin TLS negotiation now\r\n")
-            // Anything the client pipelined after STARTTLS was sent in plaintext: discard it (RFC 9051 §6.2.1).
-            scanner = IMAPStreamScanner(maximumLine: limits.imapLine)
-            phase = .startingTLS
-            client.startServerTLS(context: tls) { [self] error in
-                guard !isEnded else { return }
-                if let error {
-                    logger.info("IMAP client TLS handshake failed", metadata: ["error": "\(error)"])
+    /// Feeds the pre-login machine and performs what it asks, in order.
+    private func feedServer(_ input: IMAPServerSide.Input) {
+        guard !isEnded else { return }
+        for action in server.handle(input) {
+            guard !isEnded else { return }
+            switch action {
+            case .send(let bytes):
+                count(bytesToClient: bytes.count)
+                client.write(bytes)
+            case .startTLS:
+                guard let tls = environment.serverTLS else {
                     client.close()
-                    teardown(reason: "TLS handshake failed")
-                    return
+                    return teardown(reason: "STARTTLS without a certificate")
                 }
-                phase = .notAuthenticated
-                unblockClient()
+                client.startServerTLS(context: tls) { [self] error in
+                    guard !isEnded else { return }
+                    if let error {
+                        logger.info("IMAP client TLS handshake failed", metadata: ["error": "\(error)"])
+                        client.close()
+                        return teardown(reason: "TLS handshake failed")
+                    }
+                    feedServer(.tlsStarted)
+                }
+            case .verify(let username, let password, _):
+                login(user: username, password: password)
+            case .authenticated(_, let leftover):
+                phase = .relaying
+                client.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
+                scanner.append(leftover)
+                queue.async { [self] in processClient() }
+            case .close:
+                client.closeAfterFlushing()
+                teardown(reason: "closed before login")
             }
-        case "LOGIN":
-            guard !loginDisabled else {
-                return sendClient("\(tag) NO [PRIVACYREQUIRED] Use STARTTLS or the imaps port before logging in\r\n")
-            }
-            guard command.arguments.count == 2, let user = IMAPCommandLine.text(command.arguments[0]),
-                let password = IMAPCommandLine.text(command.arguments[1])
-            else { return protocolError(tag: tag, "LOGIN needs a user name and a password") }
-            login(tag: tag, user: user, password: Redacted(password))
-        case "AUTHENTICATE":
-            guard let mechanism = IMAPCommandLine.text(command.arguments.first), mechanism.uppercased() == "PLAIN",
-                !loginDisabled
-            else { return sendClient("\(tag) NO [CANNOT] Only AUTHENTICATE PLAIN is offered\r\n") }
-            if command.arguments.count >= 2, let initial = IMAPCommandLine.text(command.arguments[1]) {
-                saslPlainResponse(tag: tag, line: Array((initial + "\r\n").utf8))
-            } else {
-                phase = .saslResponse(tag: tag)
-                sendClient("+ \r\n")
-            }
-        case "SELECT", "EXAMINE", "LIST", "LSUB", "STATUS", "APPEND", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
-            "UNSUBSCRIBE", "IDLE", "ENABLE", "NAMESPACE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE",
-            "COPY", "MOVE":
-            protocolError(tag: tag, "Log in first")
-        default:
-            protocolError(tag: tag, "Unknown command")
         }
-    }
-
-    private func saslPlainResponse(tag: String, line: [UInt8]) {
-        var bytes = line[...]
-        while let last = bytes.last, last == 0x0A || last == 0x0D { bytes = bytes.dropLast() }
-        let text = String(decoding: bytes, as: UTF8.self)
-        if text == "*" { return sendClient("\(tag) BAD AUTHENTICATE cancelled\r\n") }
-        guard let decoded = Base64Codec.standard.decode(text == "=" ? "" : text, padding: .optional) else {
-            return protocolError(tag: tag, "The AUTHENTICATE response is not base64")
-        }
-        let parts = decoded.split(separator: 0, omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return protocolError(tag: tag, "The PLAIN response needs three parts") }
-        let authzid = String(decoding: parts[0], as: UTF8.self)
-        let user = String(decoding: parts[1], as: UTF8.self)
-        guard authzid.isEmpty || authzid.lowercased() == user.lowercased() else {
-            return sendClient("\(tag) NO [AUTHORIZATIONFAILED] Logging in as another user is not supported\r\n")
-        }
-        login(tag: tag, user: user, password: Redacted(String(decoding: parts[2], as: UTF8.self)))
     }
 
     // MARK: - Login
 
-    private func login(tag: String, user: String, password: Redacted<String>) {
-        phase = .loggingIn(tag: tag, account: nil)
+    private func login(user: String, password: Redacted<String>) {
+        phase = .loggingIn(account: nil)
         environment.authenticator.verify(
             email: user, password: password, remoteAddress: remoteIP?.description, on: queue
         ) { [self] outcome in
@@ -560,36 +459,35 @@ final class IMAPSession: @unchecked Sendable {
             case .rejected:
                 logger.info("IMAP local login failed", metadata: ["user": "\(sanitizeForLog(user, maximumLength: 80))"])
                 count("imap.login.failed", account: user.lowercased())
-                loginFailed(tag: tag, "[AUTHENTICATIONFAILED] Invalid credentials")
+                loginFailed(.authenticationFailed)
             case .accepted(let account):
-                openUpstream(tag: tag, account: account)
+                openUpstream(account: account)
             }
         }
     }
 
-    private func loginFailed(tag: String, _ text: String, alert: String? = nil) {
-        phase = .notAuthenticated
-        if let alert { sendClient("* OK [ALERT] \(alert)\r\n") }
-        sendClient("\(tag) NO \(text)\r\n")
-        unblockClient()
+    private func loginFailed(_ failure: IMAPServerSide.LoginFailure) {
+        phase = .preLogin
+        feedServer(.loginFailed(failure))
     }
 
-    private func openUpstream(tag: String, account: String) {
+    private func openUpstream(account: String) {
         guard let settings = environment.resolver(account) else {
             count("imap.login.failed", account: account)
-            return loginFailed(tag: tag, "[UNAVAILABLE] No upstream IMAP server is configured for \(account)")
+            return loginFailed(.unavailable(reason: "no upstream IMAP server is configured for \(account)"))
         }
         guard environment.sessionCap.acquire(account) else {
             count("imap.login.failed", account: account)
             logger.warning("IMAP upstream session cap reached", metadata: ["account": "\(account)"])
             return loginFailed(
-                tag: tag,
-                "[LIMIT] Too many IMAP sessions for \(account) (at most \(environment.sessionCap.maximum)); close another mail program")
+                .limit(
+                    reason:
+                        "Too many IMAP sessions for \(account) (at most \(environment.sessionCap.maximum)); close another mail program"))
         }
         self.account = account
         holdsCapSlot = true
         logger[metadataKey: "account"] = "\(account)"
-        phase = .loggingIn(tag: tag, account: account)
+        phase = .loggingIn(account: account)
         startLink(account: account, settings: settings, attempt: 1)
     }
 
@@ -615,16 +513,16 @@ final class IMAPSession: @unchecked Sendable {
     }
 
     /// The upstream login did not work out: what the client is told depends on where we are.
-    private func upstreamLoginFailed(_ text: String, alert: String?, logText: String) {
+    private func upstreamLoginFailed(_ failure: IMAPServerSide.LoginFailure, logText: String) {
         upstream = .none
         count("imap.upstream_errors", account: account)
         switch phase {
-        case .loggingIn(let tag, _):
+        case .loggingIn:
             logger.warning("IMAP upstream login failed", metadata: ["reason": "\(sanitizeForLog(logText))"])
             count("imap.login.failed", account: account)
             releaseCapSlot()
             account = nil
-            loginFailed(tag: tag, text, alert: alert)
+            loginFailed(failure)
         case .reconnecting:
             logger.warning("IMAP upstream reconnect failed", metadata: ["reason": "\(sanitizeForLog(logText))"])
             bye("The Microsoft 365 session expired and MailGate could not open a new one (\(sanitizeForLog(logText, maximumLength: 200))); reconnect later", reason: "reconnect failed")
@@ -651,16 +549,13 @@ final class IMAPSession: @unchecked Sendable {
                 if attempt == 1, let account, let settings = environment.resolver(account) {
                     startLink(account: account, settings: settings, attempt: 2)
                 } else {
-                    let who = account ?? "this account"
                     upstreamLoginFailed(
-                        "[AUTHENTICATIONFAILED] Microsoft 365 refused the sign-in",
-                        alert: "Microsoft 365 refused the sign-in for \(who) (\(text)); run `mailgate account connect \(who)`",
-                        logText: "token refused twice: \(text)")
+                        .mustReconnect(email: account ?? link.account), logText: "token refused twice: \(text)")
                 }
             case .ended(let reason):
                 upstreamLoginFailed(
-                    "[UNAVAILABLE] The upstream IMAP server is unavailable (\(sanitizeForLog(reason ?? "closed", maximumLength: 200)))",
-                    alert: nil, logText: reason ?? "closed")
+                    .unavailable(reason: "the upstream IMAP server: \(sanitizeForLog(reason ?? "closed", maximumLength: 120))"),
+                    logText: reason ?? "closed")
             case .stream, .writable:
                 break
             }
@@ -711,16 +606,12 @@ final class IMAPSession: @unchecked Sendable {
         case .failure(let error):
             link.onEvent = nil
             link.close()
-            let who = account ?? "this account"
             if UpstreamOpenFailure.isTemporary(error) {
                 upstreamLoginFailed(
-                    "[UNAVAILABLE] Temporary failure getting a token: \(sanitizeForLog(String(describing: error), maximumLength: 200))",
-                    alert: nil, logText: String(describing: error))
-            } else {
-                upstreamLoginFailed(
-                    "[AUTHENTICATIONFAILED] MailGate has no valid sign-in for \(who)",
-                    alert: "\(sanitizeForLog(String(describing: error), maximumLength: 300)) Run `mailgate account connect \(who)`.",
+                    .unavailable(reason: "getting a token: \(sanitizeForLog(String(describing: error), maximumLength: 120))"),
                     logText: String(describing: error))
+            } else {
+                upstreamLoginFailed(.mustReconnect(email: account ?? link.account), logText: String(describing: error))
             }
         case .success(let credentials):
             lastAccessToken = credentials.token
@@ -729,7 +620,7 @@ final class IMAPSession: @unchecked Sendable {
             } catch {
                 link.onEvent = nil
                 link.close()
-                upstreamLoginFailed("[UNAVAILABLE] \(error)", alert: nil, logText: "\(error)")
+                upstreamLoginFailed(.unavailable(reason: "\(error)"), logText: "\(error)")
             }
         }
     }
@@ -743,13 +634,10 @@ final class IMAPSession: @unchecked Sendable {
             discoveryTag = tag
             discoveryDone = true
             writeUpstream([.bytes(Array("\(tag) LIST \"\" \"*\"\r\n".utf8))])
-        case .loggingIn(let tag, let account):
+        case .loggingIn(let account):
             logger.info("IMAP login")
             count("imap.login.ok", account: account)
-            phase = .relaying
-            client.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
-            sendClient("\(tag) OK [CAPABILITY \(postLoginCapabilities)] Logged in\r\n")
-            unblockClient()
+            feedServer(.loginSucceeded(capabilities: postLoginCapabilityList))
         case .reconnecting(let idle):
             logger.info("IMAP upstream reconnected after the token expired")
             count("imap.upstream_reconnects", account: account)
