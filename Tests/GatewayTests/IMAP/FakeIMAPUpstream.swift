@@ -304,7 +304,7 @@ final class RawIMAPClient: @unchecked Sendable {
     }
 
     /// One line without CRLF, or nil when the connection ended or nothing came within `seconds`.
-    func line(within seconds: Double = 10) async throws -> String? {
+    func line(within seconds: Double = 30) async throws -> String? {
         while true {
             if let lf = buffer.firstIndex(of: 0x0A) {
                 var line = Array(buffer[..<lf])
@@ -324,7 +324,7 @@ final class RawIMAPClient: @unchecked Sendable {
     }
 
     /// Lines up to and including the one starting with `tag ` (all returned).
-    func until(_ tag: String, within seconds: Double = 10) async throws -> [String] {
+    func until(_ tag: String, within seconds: Double = 30) async throws -> [String] {
         var lines: [String] = []
         while let line = try await line(within: seconds) {
             lines.append(line)

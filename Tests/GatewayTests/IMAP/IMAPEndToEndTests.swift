@@ -50,9 +50,10 @@ extension StandInTests {
         }
 
         @Test(
-            "LIST shows Sent/Trash/Junk with \\Sent \\Trash \\Junk (English alice, German hans); COPY/MOVE land in the server's folders; children and non-ASCII names round-trip",
+            "LIST shows Sent/Trash/Junk with \\Sent \\Trash \\Junk (English alice and bob, German hans); COPY/MOVE land in the server's folders; children and non-ASCII names round-trip",
             arguments: [
                 ("alice@contoso.test", "Deleted Items", "Junk Email", 27409, 27459),
+                ("bob@contoso.test", "Deleted Items", "Junk Email", 27413, 27463),
                 ("hans@contoso.test", "Gel&APY-schte Elemente", "Junk-E-Mail", 27410, 27460),
             ])
         func folders(user: String, trash: String, junk: String, imapPort: Int, smtpPort: Int) throws {
