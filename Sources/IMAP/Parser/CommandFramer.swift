@@ -28,8 +28,9 @@ import MailCore
 /// **Errors.** A line that breaks the grammar (`{` without digits, NUL, bare CR, bare LF, unbalanced parentheses, a
 /// bad tag) comes out as `.malformed` once the framer has skipped to the end of that command (non-synchronizing
 /// literals it carried included); answer `BAD` and go on. Only input past a bound is fatal and thrown: a line
-/// over `limits.commandLine`, a non-synchronizing literal over `limits.commandLiteral`, a command over
-/// `limits.inlineFrame`. After a throw every call throws the same error: close the connection.
+/// over `limits.commandLine`, a non-synchronizing literal over `limits.commandLiteral` (a part over
+/// `inlineFrame + commandLine` is a safety net: literals that would pass `inlineFrame` stream instead). After a
+/// throw every call throws the same error: close the connection.
 ///
 /// **Raw lines.** `expectRawLine()` makes the next line come out as `.rawLine` without lexing: `DONE` during IDLE
 /// (RFC 2177) and SASL responses during AUTHENTICATE (RFC 3501 §6.2.2).
@@ -206,6 +207,7 @@ public struct IMAPCommandFramer: Sendable {
                 let line = Array(buffer[position..<end])
                 position = lineFeed + 1
                 partStart = position
+                scanIndex = position
                 mode = .line
                 compact()
                 return .rawLine(line)
@@ -280,7 +282,7 @@ public struct IMAPCommandFramer: Sendable {
     // MARK: - Lines
 
     private func findLineFeed() -> Int? {
-        buffer[scanIndex...].firstIndex(of: UInt8(ascii: "\n"))
+        buffer[max(scanIndex, position)...].firstIndex(of: UInt8(ascii: "\n"))
     }
 
     /// The LF ending the line at `position`, checking `limits.commandLine` and `limits.inlineFrame` before
@@ -298,9 +300,11 @@ public struct IMAPCommandFramer: Sendable {
         if length > limits.commandLine {
             _ = try fail(.lineTooLong(actualCount: length, maximumCount: limits.commandLine))
         }
+        // Inline literals keep a part within `inlineFrame`; one more line may follow before the next literal
+        // streams or the command ends.
         let partLength = lineFeed + 1 - partStart
-        if partLength > limits.inlineFrame {
-            _ = try fail(.commandTooLarge(actualCount: partLength, maximumCount: limits.inlineFrame))
+        if partLength > limits.inlineFrame + limits.commandLine {
+            _ = try fail(.commandTooLarge(actualCount: partLength, maximumCount: limits.inlineFrame + limits.commandLine))
         }
         return lineFeed
     }
@@ -323,15 +327,17 @@ public struct IMAPCommandFramer: Sendable {
         let isTail = state.identity != nil
         position = lineFeed + 1
         scanIndex = position
-        let found = announcement(in: lineStart..<contentEnd)
+        if lineStart == partStart && contentEnd == lineStart && !isTail {
+            return try malformed(hasCR ? .emptyLine : .bareLineFeed, literal: nil)
+        }
+        let found = hasCR || isTail ? announcement(in: lineStart..<contentEnd) : nil
+        let lexError = lex(lineStart..<(found?.start ?? contentEnd), lenient: isTail)
         if !hasCR && !isTail {
+            // Lexed first so that the BAD carries the tag; a bare LF never announces a literal.
             return try malformed(.bareLineFeed, literal: nil)
         }
-        if lineStart == partStart && contentEnd == lineStart && !isTail {
-            return try malformed(.emptyLine, literal: nil)
-        }
-        if let reason = lex(lineStart..<(found?.start ?? contentEnd), lenient: isTail) {
-            return try malformed(reason, literal: found?.literal)
+        if let lexError {
+            return try malformed(lexError, literal: found?.literal)
         }
         guard let (literal, literalStart) = found else {
             if !isTail {
@@ -397,7 +403,7 @@ public struct IMAPCommandFramer: Sendable {
         partStart = end
         scanIndex = end
         state.tokens = []
-        mode = .streaming(remaining: literal.count)
+        mode = literal.count == 0 ? .streamDone : .streaming(remaining: literal.count)
         compact()
         return .streamBegin(head)
     }
