@@ -242,6 +242,15 @@ public enum ConfigParameters {
         .init(
             .server, "allow_insecure_upstream", .bool, .value(.bool(false)),
             "Permit *_security = \"none\" (for test stand-ins; never for Microsoft 365)."),
+        .init(
+            .server, "imap_sent_name", .string(maximumLength: 255), .value(.string("Sent")),
+            "The name IMAP clients see for the server's Sent folder."),
+        .init(
+            .server, "imap_trash_name", .string(maximumLength: 255), .value(.string("Trash")),
+            "The name IMAP clients see for the server's Trash folder."),
+        .init(
+            .server, "imap_spam_name", .string(maximumLength: 255), .value(.string("Junk")),
+            "The name IMAP clients see for the server's Junk folder."),
 
         // [download]
         .init(
