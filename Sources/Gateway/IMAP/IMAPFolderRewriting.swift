@@ -2,6 +2,7 @@
 // responses, LIST pattern matching on the client's names.
 import IMAP
 import MailCore
+import Policy
 
 /// What the relay needs of a folder map: names both ways and the client's view of a LIST line.
 ///
@@ -82,5 +83,17 @@ enum IMAPFolderRewriting {
         out += IMAPCommandLine.encodeAstring(info.name.bytes)
         out += [0x0D, 0x0A]
         return out
+    }
+}
+
+/// imap-policy's `FolderMap` as the relay uses it: the relay asks upstream for `"" "*"` whenever the client's
+/// pattern has wildcards and applies the client's pattern itself, so the per-line view is taken with `*`.
+extension FolderMap: IMAPFolderTranslation {
+    func clientView(of info: MailboxInfo) -> MailboxInfo? {
+        clientListItem(info, reference: MailboxName([]), pattern: MailboxName(Array("*".utf8)))
+    }
+
+    func isSentOrChild(serverName name: MailboxName) -> Bool {
+        role(ofServerName: name)?.role == .sent
     }
 }

@@ -23,6 +23,10 @@ public struct IMAPAccountSettings: Sendable {
     public var spamFolder: String?
     /// `show_sent_folder`.
     public var showSentFolder: Bool
+    /// The names clients see for Sent, Trash, Junk (`imap_sent_name`, `imap_trash_name`, `imap_spam_name`).
+    public var clientSentName = "Sent"
+    public var clientTrashName = "Trash"
+    public var clientJunkName = "Junk"
 
     public init(
         endpoint: UpstreamEndpoint, allowInsecureUpstream: Bool = false, lockAfterSend: Bool = true,

@@ -6,6 +6,7 @@ import Foundation
 import IMAP
 import Logging
 import MailCore
+import Policy
 import SASL
 import TLS
 import Transport
@@ -1233,19 +1234,15 @@ final class IMAPSession: @unchecked Sendable {
     private func finishDiscovery(ok: Bool) {
         guard case .loggingIn = phase else { return }
         let settings = account.flatMap { environment.resolver($0) }
-        let configured: [SpecialUse: String?] = [
-            .sent: settings?.sentFolder, .trash: settings?.trashFolder, .junk: settings?.spamFolder,
-        ]
-        for use in [SpecialUse.sent, .trash, .junk] {
-            if let name = SpecialFolderFinder.find(use, in: discovered, configured: configured[use] ?? nil) {
-                serverFolders[use] = name
-            }
-        }
-        hierarchyDelimiter = discovered.compactMap(\.path.pathSeparator).first
-        if !serverFolders.isEmpty {
-            folderMap = DiscoveredFolderMap(
-                serverFolders: serverFolders, delimiter: hierarchyDelimiter, showSent: settings?.showSentFolder ?? true)
-        }
+        let map = FolderMap(
+            configuration: FolderMapConfiguration(
+                sentFolder: settings?.sentFolder, trashFolder: settings?.trashFolder, spamFolder: settings?.spamFolder,
+                clientSentName: settings?.clientSentName ?? "Sent", clientTrashName: settings?.clientTrashName ?? "Trash",
+                clientJunkName: settings?.clientJunkName ?? "Junk", showSentFolder: settings?.showSentFolder ?? true),
+            upstreamList: discovered)
+        for mapping in map.mappings { serverFolders[mapping.role.specialUse] = mapping.serverName }
+        hierarchyDelimiter = map.delimiter
+        if !map.mappings.isEmpty { folderMap = map }
         if !ok { logger.warning("IMAP folder discovery failed; folders are not mapped for this session") }
         logger.debug(
             "IMAP folders", metadata: ["folders": "\(serverFolders.map { "\($0.key)=\($0.value)" }.sorted())"])

@@ -148,10 +148,14 @@ public final class GatewayServer: @unchecked Sendable {
             guard let account = try? directory.account(email), let server = try? directory.server(for: account),
                 let endpoint = AccountDirectory.imapEndpoint(server)
             else { return nil }
-            return IMAPAccountSettings(
+            var settings = IMAPAccountSettings(
                 endpoint: endpoint, allowInsecureUpstream: server.allowInsecureUpstream,
                 lockAfterSend: server.lockAfterSend, sentFolder: server.sentFolder, trashFolder: server.trashFolder,
                 spamFolder: server.spamFolder, showSentFolder: server.showSentFolder)
+            settings.clientSentName = server.imapSentName
+            settings.clientTrashName = server.imapTrashName
+            settings.clientJunkName = server.imapSpamName
+            return settings
         }
     }
 
