@@ -160,6 +160,8 @@ final class IMAPSession: @unchecked Sendable {
     private var folderMap: (any IMAPFolderTranslation)?
     /// The server-side mailbox selected now.
     private var selectedMailbox: MailboxName?
+    /// The selected mailbox was opened with EXAMINE (CLOSE expunges nothing then).
+    private var selectedReadOnly = false
     /// An APPEND to Sent waits for the journal's answer; client input waits with it (order is kept).
     private var awaitingJournal = false
     /// APPENDs to Sent up to this size are held whole so their Message-ID can be looked up before they go upstream.
@@ -843,7 +845,7 @@ final class IMAPSession: @unchecked Sendable {
             DispatchQueue.global(qos: .userInitiated).async { ask() }
             return
         }
-        if lockAfterSend, command.name == "CLOSE", let selected = selectedMailbox, isProtected(selected) {
+        if command.name == "CLOSE", closeBecomesUnselect() {
             // CLOSE expunges; in Sent it must not: UNSELECT leaves the mailbox the same way without expunging.
             command.raw = Array("\(command.tag) UNSELECT\r\n".utf8)
             command.upstream = [.bytes(command.raw)]
@@ -921,54 +923,62 @@ final class IMAPSession: @unchecked Sendable {
         folderMap?.isSentOrChild(serverName: name) ?? false
     }
 
-    /// The sentence of a refusal under `lock_after_send`, or nil when the command may go (issue 8 point 5): in
-    /// Sent nothing may be expunged, moved out, flagged `\Deleted`, deleted or renamed; `\Seen`, `\Flagged` and
-    /// keywords stay allowed.
+    /// The sentence of a refusal under `lock_after_send` (imap-policy's `SentLock`), or nil when the command may go.
     private func lockDecision(_ command: IMAPCommandLine) -> String? {
-        guard folderMap != nil, lockAfterSend else { return nil }
-        let refusal: String?
-        let inSent = selectedMailbox.map(isProtected) ?? false
+        guard let map = folderMap as? FolderMap, lockAfterSend else { return nil }
+        let lock = SentLock(folderMap: map, enabled: true)
+        guard case .refuse(let refusal) = lock.decide(summary(of: command), selected: selectedMailbox, readOnly: selectedReadOnly)
+        else { return nil }
+        logger.info(
+            "IMAP lock-after-send refusal",
+            metadata: [
+                "command": "\(command.uid ? "UID " : "")\(command.name)", "reason": "\(refusal.rawValue)",
+                "tag": "\(sanitizeForLog(command.tag, maximumLength: 40))",
+            ])
+        count("imap.lock_refusals", account: account)
+        return refusal.sentence
+    }
+
+    /// Whether the lock turns this CLOSE into UNSELECT (Sent selected read-write).
+    private func closeBecomesUnselect() -> Bool {
+        guard let map = folderMap as? FolderMap, lockAfterSend else { return false }
+        return SentLock(folderMap: map, enabled: true).decide(.close, selected: selectedMailbox, readOnly: selectedReadOnly)
+            == .rewriteCloseToUnselect
+    }
+
+    /// The command as the lock rules see it, mailbox names on the server's side.
+    private func summary(of command: IMAPCommandLine) -> LockedCommand {
+        let arguments = command.arguments
+        func server(_ index: Int) -> MailboxName? {
+            guard index < arguments.count, let bytes = Self.bytes(of: arguments[index]) else { return nil }
+            return serverSideName(MailboxName(bytes))
+        }
         switch command.name {
-        case "STORE" where inSent:
-            refusal = Self.storeAddsDeleted(command.arguments) ? "Messages in Sent cannot be marked \\Deleted (lock_after_send)" : nil
-        case "EXPUNGE" where inSent:
-            refusal = "Messages in Sent cannot be expunged (lock_after_send)"
-        case "MOVE" where inSent:
-            refusal = "Messages cannot be moved out of Sent (lock_after_send); copy them instead"
-        case "DELETE", "RENAME":
-            let target = Self.bytes(of: command.arguments.first).map { serverSideName(MailboxName($0)) }
-            refusal = target.map(isProtected) == true ? "Sent and its folders cannot be deleted or renamed (lock_after_send)" : nil
+        case "STORE":
+            guard let index = arguments.firstIndex(where: { token in
+                guard case .atom(let text) = token else { return false }
+                return ["FLAGS", "+FLAGS", "-FLAGS"].contains(text.uppercased().replacingOccurrences(of: ".SILENT", with: ""))
+            }), case .atom(let item) = arguments[index] else { return .other }
+            let mode: StoreMode = item.hasPrefix("+") ? .add : item.hasPrefix("-") ? .remove : .replace
+            return .store(uid: command.uid, mode: mode, flags: Self.flagList(arguments[(index + 1)...]).map(Flag.init))
+        case "EXPUNGE": return command.uid ? .uidExpunge : .expunge
+        case "MOVE": return server(1).map { .move(uid: command.uid, target: $0) } ?? .other
+        case "COPY": return server(1).map { .copy(uid: command.uid, target: $0) } ?? .other
+        case "DELETE": return server(0).map { .delete($0) } ?? .other
+        case "RENAME":
+            guard let from = server(0), let to = server(1) else { return .other }
+            return .rename(from: from, to: to)
         case "APPEND":
-            let target = Self.bytes(of: command.arguments.first).map { serverSideName(MailboxName($0)) }
-            refusal =
-                target.map(isProtected) == true && Self.flagList(command.arguments.dropFirst()).contains("\\DELETED")
-                ? "Messages cannot be filed in Sent as \\Deleted (lock_after_send)" : nil
-        default:
-            refusal = nil
+            guard let mailbox = server(0) else { return .other }
+            let flags = arguments.count > 1 && arguments[1] == .listOpen ? Self.flagList(arguments[1...]) : []
+            return .append(mailbox: mailbox, flags: flags.map(Flag.init))
+        case "CLOSE": return .close
+        default: return .other
         }
-        if refusal != nil {
-            logger.info(
-                "IMAP lock-after-send refusal",
-                metadata: ["command": "\(command.uid ? "UID " : "")\(command.name)", "tag": "\(sanitizeForLog(command.tag, maximumLength: 40))"])
-            count("imap.lock_refusals", account: account)
-        }
-        return refusal
     }
 
     private func serverSideName(_ client: MailboxName) -> MailboxName {
         folderMap?.serverName(forClient: client) ?? client
-    }
-
-    /// `STORE set [(modifiers)] item flags`: whether it adds `\Deleted` (`+FLAGS` or `FLAGS` replacing the set).
-    static func storeAddsDeleted(_ arguments: [IMAPCommandLine.Token]) -> Bool {
-        guard let index = arguments.firstIndex(where: { token in
-            guard case .atom(let text) = token else { return false }
-            let upper = text.uppercased()
-            return upper == "FLAGS" || upper == "+FLAGS" || upper == "FLAGS.SILENT" || upper == "+FLAGS.SILENT"
-                || upper == "-FLAGS" || upper == "-FLAGS.SILENT"
-        }), case .atom(let item) = arguments[index] else { return false }
-        if item.hasPrefix("-") { return false }
-        return flagList(arguments[(index + 1)...]).contains("\\DELETED")
     }
 
     /// The flags (upper-cased) of a parenthesised list or a single flag at the start of `tokens`.
@@ -1309,6 +1319,7 @@ final class IMAPSession: @unchecked Sendable {
         case ("SELECT", "OK"), ("EXAMINE", "OK"):
             selectedTail = done.selectTail
             selectedMailbox = done.mailbox
+            selectedReadOnly = done.name == "EXAMINE"
         case ("SELECT", _), ("EXAMINE", _), ("CLOSE", "OK"), ("UNSELECT", "OK"):
             selectedTail = nil
             selectedMailbox = nil
