@@ -552,6 +552,17 @@ struct ConfigurationBuilder {
                         + "pop3 = \"outlook.office365.com:995\".")
             }
         }
+        var clientNames: [String: String] = [:]
+        for key in ["imap_sent_name", "imap_trash_name", "imap_spam_name"] {
+            let value = values.string(key) ?? ""
+            if value.isEmpty || value.uppercased() == "INBOX" {
+                throw error(path + [key], "must name a folder other than INBOX, e.g. \"Sent\"; it is \"\(value)\".")
+            }
+            if let other = clientNames[value] {
+                throw error(path + [key], "is \"\(value)\", which \(other) already uses; give each folder its own name.")
+            }
+            clientNames[value] = key
+        }
         return ServerSettings(
             name: name, oauth: oauthName, smtp: smtp, smtpSecurity: security["smtp_security"] ?? .starttls,
             smtpAuth: values.bool("smtp_auth"), imap: imap, imapSecurity: security["imap_security"] ?? .tls,
@@ -562,7 +573,9 @@ struct ConfigurationBuilder {
             lockAfterSend: values.bool("lock_after_send"), showSentFolder: values.bool("show_sent_folder"),
             deleteAfterLoading: values.bool("delete_after_loading"),
             deleteAfterDays: values.integer("delete_after_days") ?? 0, caFile: values.string("ca_file"),
-            allowInsecureUpstream: insecureAllowed)
+            allowInsecureUpstream: insecureAllowed, imapSentName: values.string("imap_sent_name") ?? "Sent",
+            imapTrashName: values.string("imap_trash_name") ?? "Trash",
+            imapSpamName: values.string("imap_spam_name") ?? "Junk")
     }
 
     private func buildListen(_ values: SectionValues) throws(ConfigError) -> ListenSettings {
@@ -641,6 +654,11 @@ struct ConfigurationBuilder {
         {
             limits.smtpBareNewline = policy
         }
+        set("imap_append_literal") { $0.imapAppendLiteral = $1 }
+        set("imap_commands_in_flight") { $0.imapCommandsInFlight = $1 }
+        set("imap_upstream_sessions") { $0.imapUpstreamSessions = $1 }
+        set("imap_idle_timeout") { $0.imapIdleTimeoutSeconds = Double($1) }
+        set("imap_append_dedup_window") { $0.imapAppendDedupWindowSeconds = Double($1) }
         return limits
     }
 }

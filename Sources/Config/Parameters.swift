@@ -242,6 +242,15 @@ public enum ConfigParameters {
         .init(
             .server, "allow_insecure_upstream", .bool, .value(.bool(false)),
             "Permit *_security = \"none\" (for test stand-ins; never for Microsoft 365)."),
+        .init(
+            .server, "imap_sent_name", .string(maximumLength: 255), .value(.string("Sent")),
+            "The name IMAP clients see for the server's Sent folder."),
+        .init(
+            .server, "imap_trash_name", .string(maximumLength: 255), .value(.string("Trash")),
+            "The name IMAP clients see for the server's Trash folder."),
+        .init(
+            .server, "imap_spam_name", .string(maximumLength: 255), .value(.string("Junk")),
+            "The name IMAP clients see for the server's Junk folder."),
 
         // [download]
         .init(
@@ -301,6 +310,26 @@ public enum ConfigParameters {
             .limits, "smtp_bare_newline", .choice(BareNewlinePolicy.allCases.map(\.rawValue)),
             .value(.string(Limits.standard.smtpBareNewline.rawValue)),
             "A bare CR or LF inside DATA: \"reject\" (550 5.5.2) or \"normalize\" (sent as CRLF)."),
+        .init(
+            .limits, "imap_append_literal", .integer(1_024...1_073_741_824),
+            .value(.integer(Limits.standard.imapAppendLiteral)),
+            "Largest message an IMAP client may APPEND; larger ones are refused with NO [TOOBIG] before the upload."),
+        .init(
+            .limits, "imap_commands_in_flight", .integer(1...10_000),
+            .value(.integer(Limits.standard.imapCommandsInFlight)),
+            "IMAP commands a client may pipeline before MailGate stops reading from it until answers come."),
+        .init(
+            .limits, "imap_upstream_sessions", .integer(1...100),
+            .value(.integer(Limits.standard.imapUpstreamSessions)),
+            "Upstream IMAP sessions per mailbox; a login past this gets NO [LIMIT] (Exchange allows about 16)."),
+        .init(
+            .limits, "imap_idle_timeout", .duration(60...86_400),
+            .value(.string(DurationParser.format(Int(Limits.standard.imapIdleTimeoutSeconds)))),
+            "How long a logged-in IMAP connection may stay silent (RFC 9051: at least 30 minutes)."),
+        .init(
+            .limits, "imap_append_dedup_window", .duration(0...2_592_000),
+            .value(.string(DurationParser.format(Int(Limits.standard.imapAppendDedupWindowSeconds)))),
+            "How long after sending a client's APPEND of the same message to Sent is not filed twice."),
     ]
 
     /// The parameters of one section, in table order.

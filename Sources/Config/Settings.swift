@@ -232,6 +232,10 @@ public struct ServerSettings: Sendable {
     public var caFile: String?
     /// Permits `*_security = "none"`; verification of TLS certificates is never switched off by this.
     public var allowInsecureUpstream: Bool
+    /// The names IMAP clients see for the mapped Sent, Trash and Junk folders (`imap_sent_name`, …).
+    public var imapSentName: String
+    public var imapTrashName: String
+    public var imapSpamName: String
 
     public init(
         name: String, oauth: String, smtp: HostPortSpec, smtpSecurity: SecurityMode = .starttls, smtpAuth: Bool = true,
@@ -239,7 +243,8 @@ public struct ServerSettings: Sendable {
         pop3Security: SecurityMode = .tls, incoming: IncomingMode = .imap, sentFolder: String? = nil,
         trashFolder: String? = nil, spamFolder: String? = nil, sentCopy: SentCopyMode = .auto,
         lockAfterSend: Bool = true, showSentFolder: Bool = true, deleteAfterLoading: Bool = false,
-        deleteAfterDays: Int = 0, caFile: String? = nil, allowInsecureUpstream: Bool = false
+        deleteAfterDays: Int = 0, caFile: String? = nil, allowInsecureUpstream: Bool = false,
+        imapSentName: String = "Sent", imapTrashName: String = "Trash", imapSpamName: String = "Junk"
     ) {
         self.name = name
         self.oauth = oauth
@@ -261,6 +266,9 @@ public struct ServerSettings: Sendable {
         self.deleteAfterDays = deleteAfterDays
         self.caFile = caFile
         self.allowInsecureUpstream = allowInsecureUpstream
+        self.imapSentName = imapSentName
+        self.imapTrashName = imapTrashName
+        self.imapSpamName = imapSpamName
     }
 }
 

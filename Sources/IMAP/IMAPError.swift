@@ -21,6 +21,8 @@ public enum IMAPError: MailGateError, Equatable {
     case malformed(production: String, offset: Int, found: String)
     /// A mailbox name is not valid modified UTF-7 (RFC 3501 §5.1.3).
     case invalidModifiedUTF7(reason: String)
+    /// A command (its lines and inline literals) grew past `IMAPLimits.inlineFrame`.
+    case commandTooLarge(actualCount: Int, maximumCount: Int)
     /// The upstream client was asked to do something its state does not allow (a programming error in the caller).
     case invalidClientState(command: String, state: String)
 
@@ -44,6 +46,9 @@ public enum IMAPError: MailGateError, Equatable {
                 + "the connection was closed; check that the server speaks IMAP4rev1."
         case .invalidModifiedUTF7(let reason):
             return "A mailbox name is not valid modified UTF-7 (\(reason)); rename the folder or report the server's name."
+        case .commandTooLarge(let actual, let maximum):
+            return "An IMAP command reached \(actual) bytes outside streamed literals, more than the limit of \(maximum); "
+                + "the connection was closed."
         case .invalidClientState(let command, let state):
             return "The IMAP upstream cannot send \(command) in state \(state); this is a MailGate bug, please report it."
         }

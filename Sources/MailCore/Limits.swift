@@ -32,6 +32,18 @@ public struct Limits: Sendable, Equatable {
     /// What a bare CR or bare LF inside DATA gets (`[limits] smtp_bare_newline`); see `BareNewlinePolicy`.
     public var smtpBareNewline: BareNewlinePolicy = .reject
 
+    /// Largest APPEND message literal an IMAP client may send; larger ones get `NO [TOOBIG]` before the `+`.
+    public var imapAppendLiteral: Int = 52_428_800
+    /// IMAP commands a client may have in flight (pipelined) before the gateway stops reading from it.
+    public var imapCommandsInFlight: Int = 64
+    /// Upstream IMAP sessions per mailbox (Exchange allows about 16; past this a login gets `NO [LIMIT]`).
+    public var imapUpstreamSessions: Int = 10
+    /// Seconds an authenticated IMAP connection may stay silent (RFC 9051 §5.4: at least 30 minutes).
+    public var imapIdleTimeoutSeconds: Double = 1_800
+    /// Seconds a message sent through the gateway counts as "just sent": a client's APPEND of it to Sent is not
+    /// filed a second time.
+    public var imapAppendDedupWindowSeconds: Double = 86_400
+
     public init() {}
 
     /// The defaults.

@@ -217,7 +217,7 @@ struct CLITests {
         let serve = try sandbox.start(["serve"])
         defer { if serve.isRunning { serve.terminate() } }
         #expect(try waitForGreeting(port: 27587).hasPrefix("220 "))
-        #expect(try waitForGreeting(port: 27143).hasPrefix("* BYE [UNAVAILABLE]"))
+        #expect(try waitForGreeting(port: 27143).hasPrefix("* OK [CAPABILITY IMAP4rev1 "))
         #expect(try waitForGreeting(port: 27110).hasPrefix("-ERR "))
         serve.terminate()
         serve.waitUntilExit()

@@ -10,7 +10,7 @@ import TLS
 public import Transport
 import Policy
 
-/// The running gateway: SMTP listeners relaying to Microsoft 365, refusal listeners for IMAP/POP3 (not served
+/// The running gateway: SMTP and IMAP listeners relaying to Microsoft 365, refusal listeners for POP3 (not served
 /// yet), the sent-copy worker and the background token refresher.
 public final class GatewayServer: @unchecked Sendable {
     // @unchecked: the mutable parts (gateways, services, tasks) are set in start() and read in stop(), both
@@ -23,6 +23,7 @@ public final class GatewayServer: @unchecked Sendable {
     private let recorder: SentMailRecorder
     private let authenticator: LocalAuthenticator
     private var smtpGateways: [SMTPGateway] = []
+    private var imapGateways: [IMAPGateway] = []
     private var unavailable: [UnavailableService] = []
     private var refreshers: [Task<Void, Never>] = []
 
@@ -75,9 +76,22 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")
         }
+        let sessionCap = IMAPUpstreamSessionCap(maximum: configuration.limits.imapUpstreamSessions)
+        let imapResolver = makeIMAPResolver()
+        for (name, spec, implicitTLS) in [("imap", listen.imap, false), ("imaps", listen.imaps, true)] {
+            guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
+            let gateway = try IMAPGateway(
+                listen: address, implicitTLS: implicitTLS, tls: tls,
+                configuration: IMAPGatewayConfiguration(
+                    listenerName: name, allowPlaintext: listen.allowPlaintext, limits: configuration.limits),
+                authenticator: authenticator, credentials: directory, resolver: imapResolver, sessionCap: sessionCap,
+                counters: counters, journal: StoreSentJournal(database: database), logger: logger)
+            imapGateways.append(gateway)
+            boundAddresses[name] = gateway.boundAddress
+            logger.notice("\(name) listener on \(gateway.boundAddress)")
+        }
         for (name, spec, implicitTLS, kind) in [
-            ("imap", listen.imap, false, UnavailableService.Kind.imap), ("imaps", listen.imaps, true, .imap),
-            ("pop3", listen.pop3, false, .pop3), ("pop3s", listen.pop3s, true, .pop3),
+            ("pop3", listen.pop3, false, UnavailableService.Kind.pop3), ("pop3s", listen.pop3s, true, .pop3),
         ] {
             guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
             let service = try UnavailableService(
@@ -92,6 +106,7 @@ public final class GatewayServer: @unchecked Sendable {
     public func stop(drain: Bool, timeout: Double = 30) {
         for gateway in smtpGateways { gateway.stop(drain: drain) }
         for service in unavailable { service.close() }
+        for gateway in imapGateways { gateway.stop() }
         for task in refreshers { task.cancel() }
         let deadline = Date().addingTimeInterval(timeout)
         while drain, smtpGateways.contains(where: { $0.activeSessionCount > 0 }), Date() < deadline {
@@ -123,6 +138,24 @@ public final class GatewayServer: @unchecked Sendable {
                 server: endpoint.address, security: .init(endpoint.security), allowInsecure: server.allowInsecureUpstream,
                 caFile: endpoint.caFile,
                 ehloHostname: ehloHostname, authenticate: server.smtpAuth, sentMailPolicy: policy)
+        }
+    }
+
+    /// Account → upstream IMAP settings and folder policy, read from the store and configuration per login.
+    private func makeIMAPResolver() -> IMAPUpstreamResolver {
+        let directory = directory
+        return { email in
+            guard let account = try? directory.account(email), let server = try? directory.server(for: account),
+                let endpoint = AccountDirectory.imapEndpoint(server)
+            else { return nil }
+            var settings = IMAPAccountSettings(
+                endpoint: endpoint, allowInsecureUpstream: server.allowInsecureUpstream,
+                lockAfterSend: server.lockAfterSend, sentFolder: server.sentFolder, trashFolder: server.trashFolder,
+                spamFolder: server.spamFolder, showSentFolder: server.showSentFolder)
+            settings.clientSentName = server.imapSentName
+            settings.clientTrashName = server.imapTrashName
+            settings.clientJunkName = server.imapSpamName
+            return settings
         }
     }
 
