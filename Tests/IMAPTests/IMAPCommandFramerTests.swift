@@ -548,3 +548,27 @@ enum CommandCorpus {
         #expect(framer.bufferedByteCount == 0)
     }
 }
+
+extension IMAPCommandFramerTests {
+    @Test func continuationPartsAreMarked() throws {
+        let driver = try Self.run(CommandCorpus.lines[13], limits: CommandCorpus.streamingLimits)
+        let parts = driver.events.compactMap { event -> IMAPClientCommand? in
+            switch event {
+            case .streamBegin(let part), .streamTail(let part): part
+            default: nil
+            }
+        }
+        #expect(parts.map(\.isContinuation) == [false, true, true])
+        #expect(parts.map(\.part) == [.head, .head, .tail])
+    }
+
+    @Test func malformedAfterAStreamedPartSaysSo() throws {
+        var limits = CommandCorpus.streamingLimits
+        limits.commandLiteral = 100_000
+        let input = Self.bytes("a1 APPEND Sent {20+}\r\n") + [UInt8](repeating: 0x61, count: 20)
+            + Self.bytes(" {5000+}\r\n") + [UInt8](repeating: 0x62, count: 5000) + Self.bytes("\r\na2 NOOP\r\n")
+        let driver = try Self.run(input, limits: limits, literalPlus: false, chunkSize: 333)
+        #expect(driver.malformed == [IMAPMalformedCommand(tag: "a1", reason: .nonSynchronizingLiteralTooLarge, afterStreamedPart: true)])
+        #expect(driver.commands.map(\.tag) == ["a2"])
+    }
+}

@@ -42,7 +42,8 @@ public struct IMAPCommandFramer: Sendable {
         /// The client announced a synchronizing literal and waits for `+`; call `acceptLiteral()` or `refuseLiteral()`.
         case literalRequest(IMAPLiteralRequest)
         /// A synchronizing literal over `limits.commandLiteral`: answer `tag NO [TOOBIG] …`. The framer has dropped
-        /// the command already; the next bytes are a new command.
+        /// the command already; the next bytes are a new command. When `command.isContinuation` (MULTIAPPEND's next
+        /// message), the upstream holds the command's beginning: end it there first.
         case literalTooLarge(IMAPLiteralRequest)
         /// A literal too large to keep inline starts; `head` holds the command so far through the announcement.
         case streamBegin(IMAPClientCommand)
@@ -414,7 +415,7 @@ public struct IMAPCommandFramer: Sendable {
         -> Event?
     {
         let tag = state.identity?.tag ?? leadingTag()
-        let malformed = IMAPMalformedCommand(tag: tag, reason: reason)
+        let malformed = IMAPMalformedCommand(tag: tag, reason: reason, afterStreamedPart: state.identity != nil)
         state = CommandState()
         partStart = position
         if let literal, !literal.synchronizing {
@@ -660,7 +661,7 @@ public struct IMAPCommandFramer: Sendable {
             return .success(
                 IMAPClientCommand(
                     tag: identity.tag, name: identity.name, isUID: identity.isUID, arguments: arguments, raw: raw,
-                    part: part == .whole ? .tail : part, streamedLiteral: literal))
+                    part: part == .whole ? .tail : part, streamedLiteral: literal, isContinuation: true))
         }
         guard let tag = leadingTag() else { return .failure(IdentifyFailure(reason: .missingTag)) }
         func atom(_ index: Int) -> String? {

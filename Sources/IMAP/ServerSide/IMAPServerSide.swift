@@ -357,6 +357,10 @@ public struct IMAPServerSide: Sendable {
     }
 
     private mutating func literalRequest(_ request: IMAPLiteralRequest, _ actions: inout [Action]) {
+        if request.command.name == "ID" && !request.command.isUID {
+            framer.acceptLiteral()
+            return send("+ Ready for literal data", &actions)
+        }
         guard request.command.name == "LOGIN" && !request.command.isUID else {
             framer.refuseLiteral()
             let known = Self.laterStateCommands.contains(request.command.name)

@@ -357,3 +357,12 @@ struct ServerHarness {
         #expect(server.send("b NOOP\r\n") == [])
     }
 }
+
+extension IMAPServerSideTests {
+    @Test func idWithALiteral() {
+        var server = ServerHarness()
+        _ = server.connected()
+        #expect(server.send("a ID ({4}\r\n") == ["+ Ready for literal data\r\n"])
+        #expect(server.send("name \"x\")\r\n") == ["* ID (\"name\" \"MailGate\")\r\n", "a OK ID completed\r\n"])
+    }
+}
