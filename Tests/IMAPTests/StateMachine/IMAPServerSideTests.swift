@@ -412,3 +412,42 @@ extension IMAPServerSideTests {
         #expect(server.send("name \"x\")\r\n") == ["* ID (\"name\" \"MailGate\")\r\n", "a OK ID completed\r\n"])
     }
 }
+
+extension IMAPServerSideTests {
+    static let session =
+        "a1 CAPABILITY\r\na2 ID (\"name\" \"mutt\")\r\na3 NOOP\r\na4 SELECT INBOX\r\na5 LOGIN {3}\r\njoe {6+}\r\nsecret\r\n"
+        + "a6 SELECT INBOX\r\n"
+
+    /// A whole pre-login session gives the same output whether it arrives at once or one byte at a time.
+    @Test func dripFedSessionEqualsWholeSession() {
+        var whole = ServerHarness()
+        _ = whole.connected()
+        let wholeOut = whole.send(Self.session)
+        var dripped = ServerHarness()
+        _ = dripped.connected()
+        let drippedOut = dripped.drip(Self.session)
+        #expect(wholeOut == drippedOut)
+        #expect(wholeOut.last == "<verify joe secret LOGIN>")
+        #expect(whole.result(.loginSucceeded(capabilities: [.imap4rev1])).last == "<authenticated joe a6 SELECT INBOX\r\n>")
+    }
+
+    /// Random bytes never crash the machine; it ends in a known state and anything it sends is CRLF-terminated.
+    @Test func randomInputIsHandled() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            var server = ServerHarness()
+            _ = server.connected()
+            var out: [String] = []
+            for _ in 0..<40 {
+                let length = Int.random(in: 0..<80, using: &generator)
+                let junk = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) } + [13, 10]
+                out += server.sendBytes(junk)
+                if server.machine.state == .verifying {
+                    out += server.result(.loginFailed(.authenticationFailed))
+                }
+            }
+            #expect(out.allSatisfy { $0.hasPrefix("<") || $0.hasSuffix("\r\n") })
+            #expect([.notAuthenticated, .awaitingSASLResponse, .closed].contains(server.machine.state))
+        }
+    }
+}
