@@ -607,3 +607,18 @@ extension IMAPCommandFramerTests {
         #expect(driver.commands.map(\.tag) == ["a2"])
     }
 }
+
+extension IMAPCommandFramerTests {
+    /// IDLE refused upstream: the client sends no DONE, so the gateway cancels raw-line mode.
+    @Test func cancelledRawLineModeReadsCommandsAgain() throws {
+        var framer = IMAPCommandFramer()
+        framer.expectRawLine()
+        framer.cancelRawLine()
+        framer.append(Self.bytes("a1 NOOP\r\n"))
+        guard case .command(let noop)? = try framer.next() else {
+            Issue.record("expected a command")
+            return
+        }
+        #expect(noop.name == "NOOP")
+    }
+}
