@@ -1,4 +1,5 @@
 import Testing
+
 @testable import IMAP
 
 @Suite struct IMAPClientCommandEncodingTests {
@@ -27,46 +28,65 @@ import Testing
 
     @Test func mailboxReplacedByAtomQuotedOrLiteral() throws {
         let command = try Self.command("a1 SELECT Sent\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [0: .astring(Self.bytes("Sent"))], literalPlus: false))
-            == "a1 SELECT Sent\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [0: .astring(Self.bytes("Sent Items"))], literalPlus: false))
-            == "a1 SELECT \"Sent Items\"\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [0: .astring(Self.bytes("a\"b\\c"))], literalPlus: false))
-            == "a1 SELECT \"a\\\"b\\\\c\"\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(replacing: [0: .astring(Self.bytes("Sent"))], literalPlus: false))
+                == "a1 SELECT Sent\r\n")
+        #expect(
+            Self.flat(
+                command.encodedForUpstream(replacing: [0: .astring(Self.bytes("Sent Items"))], literalPlus: false))
+                == "a1 SELECT \"Sent Items\"\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(replacing: [0: .astring(Self.bytes("a\"b\\c"))], literalPlus: false))
+                == "a1 SELECT \"a\\\"b\\\\c\"\r\n")
         let utf8 = Self.bytes("Gelöscht")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [0: .astring(utf8)], literalPlus: true))
-            == "a1 SELECT {9+}\r\nGelöscht\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [0: .astring(utf8)], literalPlus: false))
-            == "a1 SELECT {9}\r\n<wait>Gelöscht\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [0: .astring(utf8)], literalPlus: false, literalMinus: true))
-            == "a1 SELECT {9+}\r\nGelöscht\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(replacing: [0: .astring(utf8)], literalPlus: true))
+                == "a1 SELECT {9+}\r\nGelöscht\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(replacing: [0: .astring(utf8)], literalPlus: false))
+                == "a1 SELECT {9}\r\n<wait>Gelöscht\r\n")
+        #expect(
+            Self.flat(
+                command.encodedForUpstream(replacing: [0: .astring(utf8)], literalPlus: false, literalMinus: true))
+                == "a1 SELECT {9+}\r\nGelöscht\r\n")
     }
 
     @Test func replacingOneArgumentKeepsTheOthers() throws {
         let command = try Self.command("a1 UID MOVE 1:5,7 \"Trash\"\r\n")
         let index = try #require(command.topLevelStringIndices.last)
-        #expect(Self.flat(command.encodedForUpstream(replacing: [index: .astring(Self.bytes("Deleted Items"))], literalPlus: true))
-            == "a1 UID MOVE 1:5,7 \"Deleted Items\"\r\n")
+        #expect(
+            Self.flat(
+                command.encodedForUpstream(replacing: [index: .astring(Self.bytes("Deleted Items"))], literalPlus: true)
+            )
+                == "a1 UID MOVE 1:5,7 \"Deleted Items\"\r\n")
         let rename = try Self.command("a2 RENAME {4+}\r\nSent \"Sent/2025\"\r\n")
-        #expect(Self.flat(rename.encodedForUpstream(
-            replacing: [0: .astring(Self.bytes("Sent Items")), 1: .astring(Self.bytes("Sent Items/2025"))], literalPlus: false))
-            == "a2 RENAME \"Sent Items\" \"Sent Items/2025\"\r\n")
+        #expect(
+            Self.flat(
+                rename.encodedForUpstream(
+                    replacing: [0: .astring(Self.bytes("Sent Items")), 1: .astring(Self.bytes("Sent Items/2025"))],
+                    literalPlus: false))
+                == "a2 RENAME \"Sent Items\" \"Sent Items/2025\"\r\n")
     }
 
     @Test func listPatternKeepsWildcards() throws {
         let command = try Self.command("a1 LIST \"\" \"Sent/*\"\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [1: .listMailbox(Self.bytes("Sent Items/*"))], literalPlus: true))
-            == "a1 LIST \"\" \"Sent Items/*\"\r\n")
-        #expect(Self.flat(command.encodedForUpstream(replacing: [1: .listMailbox(Self.bytes("Sent%"))], literalPlus: true))
-            == "a1 LIST \"\" Sent%\r\n")
+        #expect(
+            Self.flat(
+                command.encodedForUpstream(replacing: [1: .listMailbox(Self.bytes("Sent Items/*"))], literalPlus: true))
+                == "a1 LIST \"\" \"Sent Items/*\"\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(replacing: [1: .listMailbox(Self.bytes("Sent%"))], literalPlus: true))
+                == "a1 LIST \"\" Sent%\r\n")
     }
 
     @Test func clientLiteralsAreWrittenInTheUpstreamsForm() throws {
         let command = try Self.command("a1 APPEND Sent (\\Seen) {5}\r\nhello ~{2+}\r\nhi\r\n")
-        #expect(Self.flat(command.encodedForUpstream(literalPlus: true))
-            == "a1 APPEND Sent (\\Seen) {5+}\r\nhello ~{2+}\r\nhi\r\n")
-        #expect(Self.flat(command.encodedForUpstream(literalPlus: false))
-            == "a1 APPEND Sent (\\Seen) {5}\r\n<wait>hello ~{2}\r\n<wait>hi\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(literalPlus: true))
+                == "a1 APPEND Sent (\\Seen) {5+}\r\nhello ~{2+}\r\nhi\r\n")
+        #expect(
+            Self.flat(command.encodedForUpstream(literalPlus: false))
+                == "a1 APPEND Sent (\\Seen) {5}\r\n<wait>hello ~{2}\r\n<wait>hi\r\n")
         #expect(command.encodedForUpstream(literalPlus: false).filter { $0 == .waitForContinuation }.count == 2)
     }
 
@@ -79,8 +99,9 @@ import Testing
             Issue.record("expected a stream, got \(driver.events)")
             return
         }
-        #expect(Self.flat(head.encodedForUpstream(replacing: [0: .astring(Self.bytes("Sent Items"))], literalPlus: true))
-            == "a1 APPEND \"Sent Items\" {10+}\r\n")
+        #expect(
+            Self.flat(head.encodedForUpstream(replacing: [0: .astring(Self.bytes("Sent Items"))], literalPlus: true))
+                == "a1 APPEND \"Sent Items\" {10+}\r\n")
         #expect(Self.flat(head.encodedForUpstream(literalPlus: false)) == "a1 APPEND Sent {10}\r\n<wait>")
     }
 
@@ -88,8 +109,9 @@ import Testing
         let command = try Self.command("a1 CLOSE\r\n")
         #expect(command.arguments.isEmpty)
         let store = try Self.command("a2 STORE 1 +FLAGS (\\Deleted)\r\n")
-        #expect(Self.flat(store.encodedForUpstream(replacing: [1: .raw(Self.bytes("-FLAGS"))], literalPlus: true))
-            == "a2 STORE 1 -FLAGS (\\Deleted)\r\n")
+        #expect(
+            Self.flat(store.encodedForUpstream(replacing: [1: .raw(Self.bytes("-FLAGS"))], literalPlus: true))
+                == "a2 STORE 1 -FLAGS (\\Deleted)\r\n")
     }
 }
 
@@ -100,8 +122,9 @@ import Testing
         let upstream = Self.list(
             "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CLIENTACCESSRULES "
                 + "CLIENTNETWORKPRESENCELOCATION BACKENDAUTHENTICATE CHILDREN IDLE NAMESPACE LITERAL+")
-        #expect(IMAPCapabilityFilter.wire(IMAPCapabilityFilter.clientCapabilities(fromUpstream: upstream))
-            == "IMAP4 IMAP4rev1 UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+ SPECIAL-USE")
+        #expect(
+            IMAPCapabilityFilter.wire(IMAPCapabilityFilter.clientCapabilities(fromUpstream: upstream))
+                == "IMAP4 IMAP4rev1 UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+ SPECIAL-USE")
     }
 
     @Test func dovecotAfterLogin() {
@@ -112,9 +135,10 @@ import Testing
                 + "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE COMPRESS=DEFLATE STARTTLS LOGINDISABLED UTF8=ACCEPT "
                 + "URLAUTH URLAUTH=BINARY auth=xoauth2")
         let client = IMAPCapabilityFilter.clientCapabilities(fromUpstream: upstream)
-        for removed in ["SASL-IR", "LOGIN-REFERRALS", "COMPRESS=DEFLATE", "STARTTLS", "LOGINDISABLED", "UTF8=ACCEPT",
-            "URLAUTH", "URLAUTH=BINARY", "AUTH=XOAUTH2"]
-        {
+        for removed in [
+            "SASL-IR", "LOGIN-REFERRALS", "COMPRESS=DEFLATE", "STARTTLS", "LOGINDISABLED", "UTF8=ACCEPT",
+            "URLAUTH", "URLAUTH=BINARY", "AUTH=XOAUTH2",
+        ] {
             #expect(!client.contains(Capability(removed)), "\(removed)")
         }
         #expect(client.filter { $0 == .specialUse }.count == 1)
@@ -124,7 +148,8 @@ import Testing
 
     @Test func extraRemovalsAndAdditions() {
         let client = IMAPCapabilityFilter.clientCapabilities(
-            fromUpstream: Self.list("IMAP4rev1 IDLE LITERAL- ENABLE"), alsoRemove: [Capability("ENABLE")], alsoAdd: [.idle])
+            fromUpstream: Self.list("IMAP4rev1 IDLE LITERAL- ENABLE"), alsoRemove: [Capability("ENABLE")],
+            alsoAdd: [.idle])
         #expect(IMAPCapabilityFilter.wire(client) == "IMAP4rev1 IDLE LITERAL- SPECIAL-USE")
     }
 }

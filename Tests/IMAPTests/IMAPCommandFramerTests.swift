@@ -1,4 +1,5 @@
 import Testing
+
 @testable import IMAP
 
 /// Drives an `IMAPCommandFramer` like the gateway does: feeds bytes in chunks, answers every literal request
@@ -90,7 +91,8 @@ enum CommandCorpus {
     }
 
     static let message = Array("From: a@example.com\r\nSubject: test\r\n\r\nHello, world.\r\n".utf8)
-    static let binaryMessage: [UInt8] = Array("Content-Type: application/octet-stream\r\n\r\n".utf8) + [0, 1, 2, 0xFF, 0, 13, 10]
+    static let binaryMessage: [UInt8] =
+        Array("Content-Type: application/octet-stream\r\n\r\n".utf8) + [0, 1, 2, 0xFF, 0, 13, 10]
     static let umlauts: [UInt8] = [0xC3, 0xA4, 0xC3, 0xB6]
 
     static let lines: [[UInt8]] = [
@@ -118,7 +120,9 @@ enum CommandCorpus {
         Array("a021 SEARCH CHARSET UTF-8 SUBJECT ".utf8) + literal(umlauts, plus: true) + [13, 10],
         Array("a022 ID (\"name\" \"Thunderbird\" \"version\" \"115.0\")\r\n".utf8),
         Array("a023 APPEND Sent ".utf8) + literal([]) + [13, 10],
-        Array("a024 RENAME ".utf8) + literal(Array("Old".utf8), plus: true) + [32] + literal(Array("New".utf8)) + [13, 10],
+        Array("a024 RENAME ".utf8) + literal(Array("Old".utf8), plus: true) + [32] + literal(Array("New".utf8)) + [
+            13, 10,
+        ],
         Array("a025 LOGOUT\r\n".utf8),
     ]
 
@@ -148,7 +152,9 @@ enum CommandCorpus {
     @Test func corpusComesOutAsCommandsInOrder() throws {
         let driver = try Self.run(CommandCorpus.all)
         let tags = driver.commands.map(\.tag)
-        let expected: [String] = (1...25).map { (number: Int) -> String in "a" + String(String(number + 1000).dropFirst()) }
+        let expected: [String] = (1...25).map { (number: Int) -> String in
+            "a" + String(String(number + 1000).dropFirst())
+        }
         #expect(tags == expected)
         #expect(driver.malformed.isEmpty)
         #expect(driver.reassembled == CommandCorpus.all)
@@ -158,21 +164,25 @@ enum CommandCorpus {
 
     @Test func corpusTokensAndNames() throws {
         let commands = Dictionary(uniqueKeysWithValues: try Self.run(CommandCorpus.all).commands.map { ($0.tag, $0) })
-        #expect(commands["a002"]?.arguments.map(\.value) == [Self.bytes("user@example.com"), Self.bytes("pa\"ss\\word")])
+        #expect(
+            commands["a002"]?.arguments.map(\.value) == [Self.bytes("user@example.com"), Self.bytes("pa\"ss\\word")])
         #expect(commands["a004"]?.arguments.first?.kind == .quoted)
         #expect(commands["a005"]?.arguments.first?.value == Self.bytes("Sent/2025"))
         #expect(commands["a005"]?.arguments.first?.kind == .literal(.init(count: 9, synchronizing: true)))
         #expect(commands["a007"]?.fullName == "UID FETCH")
-        #expect(commands["a007"]?.arguments.map(\.text) == [
-            "100:*", "", "UID", "FLAGS", "BODY.PEEK[HEADER.FIELDS (DATE FROM SUBJECT \"X-Spam\")]", "",
-        ])
+        #expect(
+            commands["a007"]?.arguments.map(\.text) == [
+                "100:*", "", "UID", "FLAGS", "BODY.PEEK[HEADER.FIELDS (DATE FROM SUBJECT \"X-Spam\")]", "",
+            ])
         #expect(commands["a010"]?.arguments.map(\.text) == ["5", "FLAGS", "", "\\Deleted", "$Junk", ""])
         let append = try #require(commands["a011"])
-        #expect(append.topLevelStringIndices.map { append.arguments[$0].text } == [
-            "Sent", "02-Dec-2026 14:00:00 +0000", String(decoding: CommandCorpus.message, as: UTF8.self),
-        ])
+        #expect(
+            append.topLevelStringIndices.map { append.arguments[$0].text } == [
+                "Sent", "02-Dec-2026 14:00:00 +0000", String(decoding: CommandCorpus.message, as: UTF8.self),
+            ])
         let binary = try #require(commands["a013"]?.arguments.last)
-        #expect(binary.kind == .literal(.init(count: CommandCorpus.binaryMessage.count, synchronizing: true, binary: true)))
+        #expect(
+            binary.kind == .literal(.init(count: CommandCorpus.binaryMessage.count, synchronizing: true, binary: true)))
         #expect(binary.value == CommandCorpus.binaryMessage)
         let multi = try #require(commands["a014"])
         #expect(multi.arguments.filter { if case .literal = $0.kind { true } else { false } }.count == 2)
@@ -216,7 +226,9 @@ enum CommandCorpus {
                 for split in 0...line.count {
                     var driver = FramerDriver(limits: limits)
                     try driver.feed(line, splitAt: split)
-                    #expect(driver.mergedEvents == whole, "split at \(split) of \(String(decoding: line.prefix(20), as: UTF8.self))")
+                    #expect(
+                        driver.mergedEvents == whole,
+                        "split at \(split) of \(String(decoding: line.prefix(20), as: UTF8.self))")
                 }
             }
         }
@@ -227,12 +239,16 @@ enum CommandCorpus {
     @Test func largeLiteralStreamsThenTheCommandContinues() throws {
         let driver = try Self.run(CommandCorpus.all, limits: CommandCorpus.streamingLimits, chunkSize: 7)
         let events = driver.mergedEvents
-        let start = try #require(events.firstIndex { if case .streamBegin(let h) = $0 { h.tag == "a011" } else { false } })
+        let start = try #require(
+            events.firstIndex { if case .streamBegin(let h) = $0 { h.tag == "a011" } else { false } })
         guard case .streamBegin(let head) = events[start] else { return }
         #expect(head.part == .head)
         #expect(head.name == "APPEND")
         #expect(head.streamedLiteral == .init(count: CommandCorpus.message.count, synchronizing: true))
-        #expect(head.raw == Self.bytes("a011 APPEND Sent (\\Seen) \"02-Dec-2026 14:00:00 +0000\" {\(CommandCorpus.message.count)}\r\n"))
+        #expect(
+            head.raw
+                == Self.bytes(
+                    "a011 APPEND Sent (\\Seen) \"02-Dec-2026 14:00:00 +0000\" {\(CommandCorpus.message.count)}\r\n"))
         #expect(head.arguments.first?.text == "Sent")
         #expect(events[start + 1] == .streamBytes(CommandCorpus.message))
         #expect(events[start + 2] == .streamEnd)
@@ -351,7 +367,9 @@ enum CommandCorpus {
     }
 
     @Test func digitOverflowInANonSynchronizingLiteralIsFatal() {
-        #expect(throws: IMAPError.literalTooLarge(announcedCount: Int.max, maximumCount: IMAPLimits.defaultCommandLiteral)) {
+        #expect(
+            throws: IMAPError.literalTooLarge(announcedCount: Int.max, maximumCount: IMAPLimits.defaultCommandLiteral)
+        ) {
             _ = try Self.run(Self.bytes("a1 APPEND Sent {999999999999999999999999999+}\r\n"))
         }
     }
@@ -374,7 +392,8 @@ enum CommandCorpus {
             #expect(driver.malformed == [IMAPMalformedCommand(tag: "a1", reason: .nonSynchronizingLiteralTooLarge)])
             #expect(driver.commands.map(\.tag) == ["a2"])
         }
-        let small = try Self.run(Self.bytes("a1 LOGIN {4096+}\r\n") + content.prefix(4096) + Self.bytes(" x\r\n"), literalPlus: false)
+        let small = try Self.run(
+            Self.bytes("a1 LOGIN {4096+}\r\n") + content.prefix(4096) + Self.bytes(" x\r\n"), literalPlus: false)
         #expect(small.commands.map(\.tag) == ["a1"])
     }
 
@@ -437,7 +456,8 @@ enum CommandCorpus {
     @Test func literalThatWouldOverflowTheFrameStreams() throws {
         var limits = IMAPLimits()
         limits.inlineFrame = 100
-        let driver = try Self.run(Self.bytes("a1 APPEND Sent {90+}\r\n") + [UInt8](repeating: 0x61, count: 90) + [13, 10], limits: limits)
+        let driver = try Self.run(
+            Self.bytes("a1 APPEND Sent {90+}\r\n") + [UInt8](repeating: 0x61, count: 90) + [13, 10], limits: limits)
         #expect(driver.mergedEvents.count == 4)
         guard case .streamBegin? = driver.events.first else {
             Issue.record("expected a stream, got \(driver.events)")
@@ -471,8 +491,14 @@ enum CommandCorpus {
         ("tag only", Array("a1\r\n".utf8), .init(tag: "a1", reason: .missingCommand)),
         ("quoted command", Array("a1 \"NOOP\"\r\n".utf8), .init(tag: "a1", reason: .missingCommand)),
         ("literal as command", Array("a1 {4}\r\n".utf8), .init(tag: "a1", reason: .missingCommand)),
-        ("skips a literal", Array("a1 FETCH 1 (X {3+}\r\nabc\r\n".utf8), .init(tag: "a1", reason: .unbalancedParentheses)),
-        ("bad before literal", Array("a1 X \"a\\b\" {3+}\r\nabc\r\n".utf8), .init(tag: "a1", reason: .invalidQuotedEscape)),
+        (
+            "skips a literal", Array("a1 FETCH 1 (X {3+}\r\nabc\r\n".utf8),
+            .init(tag: "a1", reason: .unbalancedParentheses)
+        ),
+        (
+            "bad before literal", Array("a1 X \"a\\b\" {3+}\r\nabc\r\n".utf8),
+            .init(tag: "a1", reason: .invalidQuotedEscape)
+        ),
     ]
 
     @Test(arguments: 0..<malformedCases.count)
@@ -487,12 +513,17 @@ enum CommandCorpus {
     }
 
     @Test func badResponseText() {
-        #expect(IMAPMalformedCommand(tag: "a1", reason: .nulByte).badResponse == Self.bytes("a1 BAD NUL byte in command\r\n"))
-        #expect(IMAPMalformedCommand(tag: nil, reason: .emptyLine).badResponse == Self.bytes("* BAD Empty command line\r\n"))
+        #expect(
+            IMAPMalformedCommand(tag: "a1", reason: .nulByte).badResponse
+                == Self.bytes("a1 BAD NUL byte in command\r\n"))
+        #expect(
+            IMAPMalformedCommand(tag: nil, reason: .emptyLine).badResponse == Self.bytes("* BAD Empty command line\r\n")
+        )
     }
 
     @Test func deepNestingIsMalformed() throws {
-        let input = Self.bytes("a1 SEARCH " + String(repeating: "(", count: 150) + String(repeating: ")", count: 150) + "\r\n")
+        let input = Self.bytes(
+            "a1 SEARCH " + String(repeating: "(", count: 150) + String(repeating: ")", count: 150) + "\r\n")
         #expect(try Self.run(input).malformed == [IMAPMalformedCommand(tag: "a1", reason: .tooMuchNesting)])
     }
 
@@ -546,5 +577,48 @@ enum CommandCorpus {
         #expect(framer.isBetweenCommands)
         #expect(framer.takeBufferedInput() == Self.bytes("a2 SELECT INBOX\r\na3 FE"))
         #expect(framer.bufferedByteCount == 0)
+    }
+}
+
+extension IMAPCommandFramerTests {
+    @Test func continuationPartsAreMarked() throws {
+        let driver = try Self.run(CommandCorpus.lines[13], limits: CommandCorpus.streamingLimits)
+        let parts = driver.events.compactMap { event -> IMAPClientCommand? in
+            switch event {
+            case .streamBegin(let part), .streamTail(let part): part
+            default: nil
+            }
+        }
+        #expect(parts.map(\.isContinuation) == [false, true, true])
+        #expect(parts.map(\.part) == [.head, .head, .tail])
+    }
+
+    @Test func malformedAfterAStreamedPartSaysSo() throws {
+        var limits = CommandCorpus.streamingLimits
+        limits.commandLiteral = 100_000
+        let input =
+            Self.bytes("a1 APPEND Sent {20+}\r\n") + [UInt8](repeating: 0x61, count: 20)
+            + Self.bytes(" {5000+}\r\n") + [UInt8](repeating: 0x62, count: 5000) + Self.bytes("\r\na2 NOOP\r\n")
+        let driver = try Self.run(input, limits: limits, literalPlus: false, chunkSize: 333)
+        #expect(
+            driver.malformed == [
+                IMAPMalformedCommand(tag: "a1", reason: .nonSynchronizingLiteralTooLarge, afterStreamedPart: true)
+            ])
+        #expect(driver.commands.map(\.tag) == ["a2"])
+    }
+}
+
+extension IMAPCommandFramerTests {
+    /// IDLE refused upstream: the client sends no DONE, so the gateway cancels raw-line mode.
+    @Test func cancelledRawLineModeReadsCommandsAgain() throws {
+        var framer = IMAPCommandFramer()
+        framer.expectRawLine()
+        framer.cancelRawLine()
+        framer.append(Self.bytes("a1 NOOP\r\n"))
+        guard case .command(let noop)? = try framer.next() else {
+            Issue.record("expected a command")
+            return
+        }
+        #expect(noop.name == "NOOP")
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import IMAP
 
 /// Real server responses (Dovecot and Exchange shapes), literals of every kind included.
@@ -12,8 +13,12 @@ enum ResponseCorpus {
     static let text = Array("Body text\r\n".utf8)
 
     static let responses: [[UInt8]] = [
-        Array("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n".utf8),
-        Array("* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+\r\n".utf8),
+        Array(
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n"
+                .utf8),
+        Array(
+            "* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+\r\n"
+                .utf8),
         Array("A1 OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE IDLE] Logged in\r\n".utf8),
         Array("* LIST (\\HasNoChildren) \"/\" INBOX\r\n".utf8),
         Array("* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent Items\"\r\n".utf8),
@@ -108,19 +113,24 @@ enum ResponseCorpus {
         let events = try Self.events(ResponseCorpus.all, limits: ResponseCorpus.streamingLimits)
         #expect(Self.reassemble(events) == ResponseCorpus.all)
         let fetch = Self.bytes("* 1 FETCH")
-        let start = try #require(events.firstIndex {
-            if case .streamBegin(let head, _) = $0 { Array(head.prefix(9)) == fetch } else { false }
-        })
-        #expect(events[start] == .streamBegin(
-            prefix: Self.bytes("* 1 FETCH (UID 7 FLAGS (\\Seen) BODY[] {\(ResponseCorpus.message.count)}\r\n"),
-            count: ResponseCorpus.message.count))
+        let start = try #require(
+            events.firstIndex {
+                if case .streamBegin(let head, _) = $0 { Array(head.prefix(9)) == fetch } else { false }
+            })
+        #expect(
+            events[start]
+                == .streamBegin(
+                    prefix: Self.bytes("* 1 FETCH (UID 7 FLAGS (\\Seen) BODY[] {\(ResponseCorpus.message.count)}\r\n"),
+                    count: ResponseCorpus.message.count))
         #expect(events[start + 1] == .streamBytes(ResponseCorpus.message))
         #expect(events[start + 2] == .streamEnd)
         #expect(events[start + 3] == .streamTail(Self.bytes(")\r\n")))
         // The next response streams its header literal.
-        #expect(events[start + 4] == .streamBegin(
-            prefix: Self.bytes("* 2 FETCH (UID 8 BODY[HEADER] {\(ResponseCorpus.header.count)}\r\n"),
-            count: ResponseCorpus.header.count))
+        #expect(
+            events[start + 4]
+                == .streamBegin(
+                    prefix: Self.bytes("* 2 FETCH (UID 8 BODY[HEADER] {\(ResponseCorpus.header.count)}\r\n"),
+                    count: ResponseCorpus.header.count))
         // The second literal (11 octets) is small: it stays inside the tail.
         #expect(events[start + 7] == .streamTail(Self.bytes(" BODY[TEXT] {11}\r\nBody text\r\n)\r\n")))
         // Small ones stay whole even under these limits: the LIST literal name (17 octets) streams, BINARY (6) not.
@@ -220,7 +230,9 @@ enum ResponseCorpus {
         var limits = IMAPLimits()
         limits.inlineFrame = 1000
         var input = Self.bytes("* 1 FETCH (")
-        for index in 0..<50 { input += Self.bytes("BODY[\(index)] {30}\r\n") + [UInt8](repeating: 0x61, count: 30) + [32] }
+        for index in 0..<50 {
+            input += Self.bytes("BODY[\(index)] {30}\r\n") + [UInt8](repeating: 0x61, count: 30) + [32]
+        }
         input += Self.bytes(")\r\n")
         let events = try Self.events(input, limits: limits, chunkSize: 9)
         #expect(Self.reassemble(events) == input)
@@ -256,12 +268,16 @@ enum ResponseCorpus {
 extension IMAPResponseStreamFramerTests {
     @Test func twoLargeLiteralsInOneResponse() throws {
         let body = [UInt8](repeating: 0x62, count: 40)
-        let input = Self.bytes("* 2 FETCH (BODY[1] {40}\r\n") + body + Self.bytes(" BODY[2] {40}\r\n") + body + Self.bytes(")\r\n")
+        let input =
+            Self.bytes("* 2 FETCH (BODY[1] {40}\r\n") + body + Self.bytes(" BODY[2] {40}\r\n") + body
+            + Self.bytes(")\r\n")
         let events = try Self.events(input, limits: ResponseCorpus.streamingLimits, chunkSize: 5)
-        #expect(events == [
-            .streamBegin(prefix: Self.bytes("* 2 FETCH (BODY[1] {40}\r\n"), count: 40), .streamBytes(body), .streamEnd,
-            .streamBegin(prefix: Self.bytes(" BODY[2] {40}\r\n"), count: 40), .streamBytes(body), .streamEnd,
-            .streamTail(Self.bytes(")\r\n")),
-        ])
+        #expect(
+            events == [
+                .streamBegin(prefix: Self.bytes("* 2 FETCH (BODY[1] {40}\r\n"), count: 40), .streamBytes(body),
+                .streamEnd,
+                .streamBegin(prefix: Self.bytes(" BODY[2] {40}\r\n"), count: 40), .streamBytes(body), .streamEnd,
+                .streamTail(Self.bytes(")\r\n")),
+            ])
     }
 }

@@ -116,10 +116,13 @@ public struct IMAPClientCommand: Hashable, Sendable {
     public var part: Part
     /// For a `.head`: the literal that streams after `raw`.
     public var streamedLiteral: IMAPLiteralAnnouncement?
+    /// The part follows a streamed literal of the same command (a `.tail`, or the head of MULTIAPPEND's next
+    /// message): `raw` does not start with the tag, and the upstream already holds the command's beginning.
+    public var isContinuation: Bool
 
     public init(
         tag: String, name: String, isUID: Bool = false, arguments: [IMAPToken], raw: [UInt8], part: Part = .whole,
-        streamedLiteral: IMAPLiteralAnnouncement? = nil
+        streamedLiteral: IMAPLiteralAnnouncement? = nil, isContinuation: Bool = false
     ) {
         self.tag = tag
         self.name = name
@@ -128,6 +131,7 @@ public struct IMAPClientCommand: Hashable, Sendable {
         self.raw = raw
         self.part = part
         self.streamedLiteral = streamedLiteral
+        self.isContinuation = isContinuation
     }
 
     /// `UID FETCH`, `SELECT`: the name as a log or policy would print it.
@@ -193,10 +197,14 @@ public struct IMAPMalformedCommand: Hashable, Sendable {
     /// The command's tag when it was valid (reply `tag BAD`), else nil (reply `* BAD`).
     public var tag: String?
     public var reason: Reason
+    /// The error came after a streamed part of this command: the upstream holds an unfinished command, which the
+    /// gateway must end (or drop the upstream connection) before it answers.
+    public var afterStreamedPart: Bool
 
-    public init(tag: String?, reason: Reason) {
+    public init(tag: String?, reason: Reason, afterStreamedPart: Bool = false) {
         self.tag = tag
         self.reason = reason
+        self.afterStreamedPart = afterStreamedPart
     }
 
     /// The reply to send: `tag BAD reason` CRLF, or `* BAD reason` CRLF.

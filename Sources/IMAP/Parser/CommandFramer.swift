@@ -42,7 +42,8 @@ public struct IMAPCommandFramer: Sendable {
         /// The client announced a synchronizing literal and waits for `+`; call `acceptLiteral()` or `refuseLiteral()`.
         case literalRequest(IMAPLiteralRequest)
         /// A synchronizing literal over `limits.commandLiteral`: answer `tag NO [TOOBIG] …`. The framer has dropped
-        /// the command already; the next bytes are a new command.
+        /// the command already; the next bytes are a new command. When `command.isContinuation` (MULTIAPPEND's next
+        /// message), the upstream holds the command's beginning: end it there first.
         case literalTooLarge(IMAPLiteralRequest)
         /// A literal too large to keep inline starts; `head` holds the command so far through the announcement.
         case streamBegin(IMAPClientCommand)
@@ -263,7 +264,8 @@ public struct IMAPCommandFramer: Sendable {
                 scanIndex = position
                 if let literal, !literal.synchronizing {
                     guard literal.count <= limits.commandLiteral else {
-                        return try fail(.literalTooLarge(announcedCount: literal.count, maximumCount: limits.commandLiteral))
+                        return try fail(
+                            .literalTooLarge(announcedCount: literal.count, maximumCount: limits.commandLiteral))
                     }
                     mode = .discarding(malformed, literalRemaining: literal.count)
                     continue
@@ -304,7 +306,8 @@ public struct IMAPCommandFramer: Sendable {
         // streams or the command ends.
         let partLength = lineFeed + 1 - partStart
         if partLength > limits.inlineFrame + limits.commandLine {
-            _ = try fail(.commandTooLarge(actualCount: partLength, maximumCount: limits.inlineFrame + limits.commandLine))
+            _ = try fail(
+                .commandTooLarge(actualCount: partLength, maximumCount: limits.inlineFrame + limits.commandLine))
         }
         return lineFeed
     }
@@ -410,11 +413,12 @@ public struct IMAPCommandFramer: Sendable {
 
     /// Reports `reason` once the rest of the command is skipped: at once when the line ends the command or
     /// announces a synchronizing literal (the client waits), else after the non-synchronizing literal's octets.
-    private mutating func malformed(_ reason: IMAPMalformedCommand.Reason, literal: IMAPLiteralAnnouncement?) throws(IMAPError)
+    private mutating func malformed(_ reason: IMAPMalformedCommand.Reason, literal: IMAPLiteralAnnouncement?)
+        throws(IMAPError)
         -> Event?
     {
         let tag = state.identity?.tag ?? leadingTag()
-        let malformed = IMAPMalformedCommand(tag: tag, reason: reason)
+        let malformed = IMAPMalformedCommand(tag: tag, reason: reason, afterStreamedPart: state.identity != nil)
         state = CommandState()
         partStart = position
         if let literal, !literal.synchronizing {
@@ -606,7 +610,9 @@ public struct IMAPCommandFramer: Sendable {
             case UInt8(ascii: "\\"):
                 guard index + 1 < end else { return .unterminatedQuoted }
                 let escaped = buffer[index + 1]
-                guard escaped == UInt8(ascii: "\"") || escaped == UInt8(ascii: "\\") else { return .invalidQuotedEscape }
+                guard escaped == UInt8(ascii: "\"") || escaped == UInt8(ascii: "\\") else {
+                    return .invalidQuotedEscape
+                }
                 value.append(escaped)
                 index += 2
             default:
@@ -619,7 +625,9 @@ public struct IMAPCommandFramer: Sendable {
     }
 
     /// Appends a token, converting absolute buffer ranges to offsets in the current part.
-    private mutating func appendToken(_ kind: IMAPToken.Kind, _ range: Range<Int>, contentRange: Range<Int>, value: [UInt8]) {
+    private mutating func appendToken(
+        _ kind: IMAPToken.Kind, _ range: Range<Int>, contentRange: Range<Int>, value: [UInt8]
+    ) {
         let depth = state.depth
         state.tokens.append(
             IMAPToken(
@@ -660,7 +668,7 @@ public struct IMAPCommandFramer: Sendable {
             return .success(
                 IMAPClientCommand(
                     tag: identity.tag, name: identity.name, isUID: identity.isUID, arguments: arguments, raw: raw,
-                    part: part == .whole ? .tail : part, streamedLiteral: literal))
+                    part: part == .whole ? .tail : part, streamedLiteral: literal, isContinuation: true))
         }
         guard let tag = leadingTag() else { return .failure(IdentifyFailure(reason: .missingTag)) }
         func atom(_ index: Int) -> String? {

@@ -106,7 +106,8 @@ public struct IMAPResponseStreamFramer: Sendable {
                     return try fail(.lineTooLong(actualCount: pending, maximumCount: limits.inlineFrame))
                 }
                 if buffer.count - pieceStart > limits.inlineFrame {
-                    return try fail(.responseTooLarge(actualCount: buffer.count - pieceStart, maximumCount: limits.inlineFrame))
+                    return try fail(
+                        .responseTooLarge(actualCount: buffer.count - pieceStart, maximumCount: limits.inlineFrame))
                 }
                 return nil
             }
@@ -118,7 +119,8 @@ public struct IMAPResponseStreamFramer: Sendable {
             if contentEnd > lineStart && buffer[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
             let announced: Int?
             do throws(ParserError) {
-                announced = try ParseBuffer.literalAnnouncedBefore(contentEnd, in: buffer, from: lineStart, limits: limits)
+                announced = try ParseBuffer.literalAnnouncedBefore(
+                    contentEnd, in: buffer, from: lineStart, limits: limits)
             } catch .failed(let error) {
                 return try fail(error)
             } catch {

@@ -332,7 +332,8 @@ public struct IMAPServerSide: Sendable {
             // id = "ID" SP id-params-list ; id-params-list = "(" *(string SP nstring) ")" / nil
             let arguments = command.arguments
             let isNil = arguments.count == 1 && arguments[0].keyword == "NIL"
-            let isList = arguments.first?.kind == .listOpen && arguments.last?.kind == .listClose
+            let isList =
+                arguments.first?.kind == .listOpen && arguments.last?.kind == .listClose
                 && arguments.dropFirst().dropLast().allSatisfy { $0.isString && $0.depth == 1 }
             guard isNil || isList else { return error("\(tag) BAD Invalid ID parameters", &actions) }
             let fields = configuration.serverID.map { "\(Self.quoted($0.field)) \(Self.quoted($0.value))" }
@@ -360,6 +361,10 @@ public struct IMAPServerSide: Sendable {
     }
 
     private mutating func literalRequest(_ request: IMAPLiteralRequest, _ actions: inout [Action]) {
+        if request.command.name == "ID" && !request.command.isUID {
+            framer.acceptLiteral()
+            return send("+ Ready for literal data", &actions)
+        }
         guard request.command.name == "LOGIN" && !request.command.isUID else {
             framer.refuseLiteral()
             let known = Self.laterStateCommands.contains(request.command.name)
@@ -399,7 +404,8 @@ public struct IMAPServerSide: Sendable {
     private mutating func authenticate(_ command: IMAPClientCommand, _ actions: inout [Action]) {
         let tag = command.tag
         let arguments = command.arguments
-        guard (1...2).contains(arguments.count), arguments.allSatisfy({ $0.kind == .atom }), let mechanism = arguments[0].keyword
+        guard (1...2).contains(arguments.count), arguments.allSatisfy({ $0.kind == .atom }),
+            let mechanism = arguments[0].keyword
         else { return error("\(tag) BAD AUTHENTICATE takes a mechanism and an optional initial response", &actions) }
         guard mechanism == "PLAIN" else { return error("\(tag) NO Unsupported authentication mechanism", &actions) }
         guard loginPermitted else { return error("\(tag) NO [PRIVACYREQUIRED] \(Self.privacySentence)", &actions) }

@@ -1,5 +1,6 @@
 import MailCore
 import Testing
+
 @testable import IMAP
 
 /// Runs an `IMAPServerSide` and renders what it sends as text, the other actions as markers.
@@ -15,8 +16,10 @@ struct ServerHarness {
             switch action {
             case .send(let bytes): String(decoding: bytes, as: UTF8.self)
             case .startTLS: "<startTLS>"
-            case .verify(let username, let password, let mechanism): "<verify \(username) \(password.revealed) \(mechanism.rawValue)>"
-            case .authenticated(let username, let leftover): "<authenticated \(username) \(String(decoding: leftover, as: UTF8.self))>"
+            case .verify(let username, let password, let mechanism):
+                "<verify \(username) \(password.revealed) \(mechanism.rawValue)>"
+            case .authenticated(let username, let leftover):
+                "<authenticated \(username) \(String(decoding: leftover, as: UTF8.self))>"
             case .close: "<close>"
             }
         }
@@ -51,9 +54,10 @@ struct ServerHarness {
 
     @Test func greetingOnARemotePlaintextListenerDisablesLogin() {
         var server = ServerHarness(Self.remotePlain)
-        #expect(server.connected() == [
-            "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID STARTTLS LOGINDISABLED] MailGate ready\r\n"
-        ])
+        #expect(
+            server.connected() == [
+                "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID STARTTLS LOGINDISABLED] MailGate ready\r\n"
+            ])
     }
 
     @Test func allowPlaintextAndImplicitTLSOfferLogin() {
@@ -66,25 +70,31 @@ struct ServerHarness {
     @Test func capabilityNoopAndId() {
         var server = ServerHarness()
         _ = server.connected()
-        #expect(server.send("a CAPABILITY\r\nb NOOP\r\n") == [
-            "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN\r\n", "a OK CAPABILITY completed\r\n",
-            "b OK NOOP completed\r\n",
-        ])
-        #expect(server.send("c ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n") == [
-            "* ID (\"name\" \"MailGate\")\r\n", "c OK ID completed\r\n",
-        ])
+        #expect(
+            server.send("a CAPABILITY\r\nb NOOP\r\n") == [
+                "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN\r\n", "a OK CAPABILITY completed\r\n",
+                "b OK NOOP completed\r\n",
+            ])
+        #expect(
+            server.send("c ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n") == [
+                "* ID (\"name\" \"MailGate\")\r\n", "c OK ID completed\r\n",
+            ])
         #expect(server.send("d ID NIL\r\n") == ["* ID (\"name\" \"MailGate\")\r\n", "d OK ID completed\r\n"])
         #expect(server.send("e ID foo\r\n") == ["e BAD Invalid ID parameters\r\n"])
-        #expect(server.send("f CAPABILITY x\r\ng NOOP x\r\n") == [
-            "f BAD CAPABILITY takes no arguments\r\n", "g BAD NOOP takes no arguments\r\n",
-        ])
+        #expect(
+            server.send("f CAPABILITY x\r\ng NOOP x\r\n") == [
+                "f BAD CAPABILITY takes no arguments\r\n", "g BAD NOOP takes no arguments\r\n",
+            ])
         #expect(server.machine.errorCount == 3)
     }
 
     @Test func logout() {
         var server = ServerHarness()
         _ = server.connected()
-        #expect(server.send("z LOGOUT\r\na NOOP\r\n") == ["* BYE MailGate logging out\r\n", "z OK LOGOUT completed\r\n", "<close>"])
+        #expect(
+            server.send("z LOGOUT\r\na NOOP\r\n") == [
+                "* BYE MailGate logging out\r\n", "z OK LOGOUT completed\r\n", "<close>",
+            ])
         #expect(server.machine.state == .closed)
         #expect(server.send("b NOOP\r\n") == [])
     }
@@ -94,14 +104,16 @@ struct ServerHarness {
     @Test func startTLSDiscardsPipelinedPlaintextAndChangesCapabilities() {
         var server = ServerHarness(Self.remotePlain)
         _ = server.connected()
-        #expect(server.send("a STARTTLS\r\nb LOGIN evil pass\r\n") == ["a OK Begin TLS negotiation now\r\n", "<startTLS>"])
+        #expect(
+            server.send("a STARTTLS\r\nb LOGIN evil pass\r\n") == ["a OK Begin TLS negotiation now\r\n", "<startTLS>"])
         #expect(server.machine.state == .startingTLS)
         #expect(server.send("c LOGIN evil pass\r\n") == [])
         #expect(server.result(.tlsStarted) == [])
         #expect(server.machine.tlsActive)
-        #expect(server.send("d CAPABILITY\r\n") == [
-            "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN\r\n", "d OK CAPABILITY completed\r\n",
-        ])
+        #expect(
+            server.send("d CAPABILITY\r\n") == [
+                "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN\r\n", "d OK CAPABILITY completed\r\n",
+            ])
         #expect(server.send("e STARTTLS\r\n") == ["e BAD TLS is already active\r\n"])
     }
 
@@ -129,9 +141,10 @@ struct ServerHarness {
             #expect(out.last == "<verify \(user) \(password) LOGIN>", "\(input)")
             #expect(out.dropLast().allSatisfy { $0 == "+ Ready for literal data\r\n" })
             #expect(server.machine.state == .verifying)
-            #expect(server.result(.loginSucceeded(capabilities: [.imap4rev1])) == [
-                "a OK [CAPABILITY IMAP4rev1] LOGIN completed\r\n", "<authenticated \(user) >",
-            ])
+            #expect(
+                server.result(.loginSucceeded(capabilities: [.imap4rev1])) == [
+                    "a OK [CAPABILITY IMAP4rev1] LOGIN completed\r\n", "<authenticated \(user) >",
+                ])
         }
     }
 
@@ -159,16 +172,19 @@ struct ServerHarness {
     @Test func loginDisabledRefusesBeforeThePasswordIsSent() {
         var server = ServerHarness(Self.remotePlain)
         _ = server.connected()
-        #expect(server.send("a LOGIN joe secret\r\n") == [
-            "a NO [PRIVACYREQUIRED] Log in only over TLS: use STARTTLS or the imaps port\r\n"
-        ])
+        #expect(
+            server.send("a LOGIN joe secret\r\n") == [
+                "a NO [PRIVACYREQUIRED] Log in only over TLS: use STARTTLS or the imaps port\r\n"
+            ])
         // A literal user name is refused before the continuation: the password never crosses in plaintext.
-        #expect(server.send("b LOGIN {3}\r\n") == [
-            "b NO [PRIVACYREQUIRED] Log in only over TLS: use STARTTLS or the imaps port\r\n"
-        ])
-        #expect(server.send("c AUTHENTICATE PLAIN\r\n") == [
-            "c NO [PRIVACYREQUIRED] Log in only over TLS: use STARTTLS or the imaps port\r\n"
-        ])
+        #expect(
+            server.send("b LOGIN {3}\r\n") == [
+                "b NO [PRIVACYREQUIRED] Log in only over TLS: use STARTTLS or the imaps port\r\n"
+            ])
+        #expect(
+            server.send("c AUTHENTICATE PLAIN\r\n") == [
+                "c NO [PRIVACYREQUIRED] Log in only over TLS: use STARTTLS or the imaps port\r\n"
+            ])
         #expect(server.send("d NOOP\r\n") == ["d OK NOOP completed\r\n"])
     }
 
@@ -198,10 +214,14 @@ struct ServerHarness {
     @Test func authenticatePlainWithInitialResponse() {
         var server = ServerHarness()
         _ = server.connected()
-        #expect(server.send("a AUTHENTICATE PLAIN \(Self.plain("", "joe", "secret"))\r\n") == ["<verify joe secret AUTHENTICATE>"])
-        #expect(server.result(.loginSucceeded(capabilities: [.imap4rev1, .idle])) == [
-            "a OK [CAPABILITY IMAP4rev1 IDLE] AUTHENTICATE completed\r\n", "<authenticated joe >",
-        ])
+        #expect(
+            server.send("a AUTHENTICATE PLAIN \(Self.plain("", "joe", "secret"))\r\n") == [
+                "<verify joe secret AUTHENTICATE>"
+            ])
+        #expect(
+            server.result(.loginSucceeded(capabilities: [.imap4rev1, .idle])) == [
+                "a OK [CAPABILITY IMAP4rev1 IDLE] AUTHENTICATE completed\r\n", "<authenticated joe >",
+            ])
     }
 
     @Test func authenticatePlainWithContinuation() {
@@ -216,15 +236,18 @@ struct ServerHarness {
         var server = ServerHarness()
         _ = server.connected()
         #expect(server.send("a AUTHENTICATE PLAIN\r\n*\r\n") == ["+ \r\n", "a BAD Authentication cancelled\r\n"])
-        #expect(server.send("b AUTHENTICATE PLAIN\r\n!!!\r\n") == ["+ \r\n", "b BAD Invalid base64 in SASL response\r\n"])
+        #expect(
+            server.send("b AUTHENTICATE PLAIN\r\n!!!\r\n") == ["+ \r\n", "b BAD Invalid base64 in SASL response\r\n"])
         #expect(server.send("c AUTHENTICATE PLAIN =\r\n") == ["c BAD Malformed PLAIN response\r\n"])
-        #expect(server.send("d AUTHENTICATE PLAIN \(Self.plain("other", "joe", "secret"))\r\n") == [
-            "d NO [AUTHORIZATIONFAILED] Acting as another user is not allowed\r\n"
-        ])
+        #expect(
+            server.send("d AUTHENTICATE PLAIN \(Self.plain("other", "joe", "secret"))\r\n") == [
+                "d NO [AUTHORIZATIONFAILED] Acting as another user is not allowed\r\n"
+            ])
         #expect(server.send("e AUTHENTICATE XOAUTH2 abc\r\n") == ["e NO Unsupported authentication mechanism\r\n"])
-        #expect(server.send("f AUTHENTICATE\r\n") == [
-            "f BAD AUTHENTICATE takes a mechanism and an optional initial response\r\n"
-        ])
+        #expect(
+            server.send("f AUTHENTICATE\r\n") == [
+                "f BAD AUTHENTICATE takes a mechanism and an optional initial response\r\n"
+            ])
         #expect(server.send("g NOOP\r\n") == ["g OK NOOP completed\r\n"])
         #expect(server.machine.state == .notAuthenticated)
     }
@@ -242,14 +265,21 @@ struct ServerHarness {
         var server = ServerHarness(.init(errorBudget: 3))
         _ = server.connected()
         #expect(server.send("a LOGIN joe wrong\r\n") == ["<verify joe wrong LOGIN>"])
-        #expect(server.result(.loginFailed(.authenticationFailed)) == ["a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"])
+        #expect(
+            server.result(.loginFailed(.authenticationFailed)) == [
+                "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+            ])
         #expect(server.machine.username == nil)
         #expect(server.send("b LOGIN joe wrong\r\n") == ["<verify joe wrong LOGIN>"])
-        #expect(server.result(.loginFailed(.authenticationFailed)) == ["b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"])
+        #expect(
+            server.result(.loginFailed(.authenticationFailed)) == [
+                "b NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+            ])
         #expect(server.send("c LOGIN joe wrong\r\n") == ["<verify joe wrong LOGIN>"])
-        #expect(server.result(.loginFailed(.authenticationFailed)) == [
-            "c NO [AUTHENTICATIONFAILED] Authentication failed\r\n", "* BYE Too many errors\r\n", "<close>",
-        ])
+        #expect(
+            server.result(.loginFailed(.authenticationFailed)) == [
+                "c NO [AUTHENTICATIONFAILED] Authentication failed\r\n", "* BYE Too many errors\r\n", "<close>",
+            ])
         #expect(server.machine.state == .closed)
     }
 
@@ -257,20 +287,22 @@ struct ServerHarness {
         var server = ServerHarness()
         _ = server.connected()
         _ = server.send("a LOGIN joe@example.com secret\r\n")
-        #expect(server.result(.loginFailed(.mustReconnect(email: "joe@example.com"))) == [
-            "* OK [ALERT] The Microsoft 365 sign-in of joe@example.com must be renewed: run mailgate account connect "
-                + "joe@example.com on the MailGate host\r\n",
-            "a NO [AUTHENTICATIONFAILED] Microsoft 365 sign-in must be renewed\r\n",
-        ])
+        #expect(
+            server.result(.loginFailed(.mustReconnect(email: "joe@example.com"))) == [
+                "* OK [ALERT] The Microsoft 365 sign-in of joe@example.com must be renewed: run mailgate account connect "
+                    + "joe@example.com on the MailGate host\r\n",
+                "a NO [AUTHENTICATIONFAILED] Microsoft 365 sign-in must be renewed\r\n",
+            ])
     }
 
     @Test func unavailableIsNotCountedAndIsSanitized() {
         var server = ServerHarness()
         _ = server.connected()
         _ = server.send("a LOGIN joe secret\r\n")
-        #expect(server.result(.loginFailed(.unavailable(reason: "connect timed out\r\n* BYE"))) == [
-            "a NO [UNAVAILABLE] Microsoft 365 is not available right now (connect timed out??* BYE); try again later\r\n"
-        ])
+        #expect(
+            server.result(.loginFailed(.unavailable(reason: "connect timed out\r\n* BYE"))) == [
+                "a NO [UNAVAILABLE] Microsoft 365 is not available right now (connect timed out??* BYE); try again later\r\n"
+            ])
         #expect(server.machine.errorCount == 0)
         #expect(server.machine.state == .notAuthenticated)
     }
@@ -278,12 +310,16 @@ struct ServerHarness {
     @Test func pipelinedCommandsWaitForTheLoginAndAreHandedOver() {
         var server = ServerHarness()
         _ = server.connected()
-        #expect(server.send("a LOGIN joe secret\r\nb SELECT INBOX\r\nc FETCH 1 (BODY[] {3}\r\n") == ["<verify joe secret LOGIN>"])
+        #expect(
+            server.send("a LOGIN joe secret\r\nb SELECT INBOX\r\nc FETCH 1 (BODY[] {3}\r\n") == [
+                "<verify joe secret LOGIN>"
+            ])
         #expect(server.send("d NOOP\r\n") == [])
-        #expect(server.result(.loginSucceeded(capabilities: [.imap4rev1])) == [
-            "a OK [CAPABILITY IMAP4rev1] LOGIN completed\r\n",
-            "<authenticated joe b SELECT INBOX\r\nc FETCH 1 (BODY[] {3}\r\nd NOOP\r\n>",
-        ])
+        #expect(
+            server.result(.loginSucceeded(capabilities: [.imap4rev1])) == [
+                "a OK [CAPABILITY IMAP4rev1] LOGIN completed\r\n",
+                "<authenticated joe b SELECT INBOX\r\nc FETCH 1 (BODY[] {3}\r\nd NOOP\r\n>",
+            ])
         #expect(server.send("e NOOP\r\n") == [])
     }
 
@@ -291,16 +327,20 @@ struct ServerHarness {
         var server = ServerHarness()
         _ = server.connected()
         #expect(server.send("a LOGIN joe wrong\r\nb NOOP\r\n") == ["<verify joe wrong LOGIN>"])
-        #expect(server.result(.loginFailed(.authenticationFailed)) == [
-            "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n", "b OK NOOP completed\r\n",
-        ])
+        #expect(
+            server.result(.loginFailed(.authenticationFailed)) == [
+                "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n", "b OK NOOP completed\r\n",
+            ])
     }
 
     @Test func tooMuchPipelinedInputWhileVerifying() {
         var server = ServerHarness(.init(maximumBufferedInput: 100))
         _ = server.connected()
         #expect(server.send("a LOGIN joe secret\r\n") == ["<verify joe secret LOGIN>"])
-        #expect(server.send(String(repeating: "x NOOP\r\n", count: 20)) == ["* BYE Too much pipelined input\r\n", "<close>"])
+        #expect(
+            server.send(String(repeating: "x NOOP\r\n", count: 20)) == [
+                "* BYE Too much pipelined input\r\n", "<close>",
+            ])
     }
 
     @Test func resultsOutOfTurnAreIgnored() {
@@ -323,9 +363,11 @@ struct ServerHarness {
     @Test func laterStateAndUnknownCommands() {
         var server = ServerHarness()
         _ = server.connected()
-        #expect(server.send("a SELECT INBOX\r\nb UID FETCH 1 FLAGS\r\nc XYZZY\r\nd IDLE\r\n") == [
-            "a BAD Log in first\r\n", "b BAD Log in first\r\n", "c BAD Unknown command\r\n", "d BAD Log in first\r\n",
-        ])
+        #expect(
+            server.send("a SELECT INBOX\r\nb UID FETCH 1 FLAGS\r\nc XYZZY\r\nd IDLE\r\n") == [
+                "a BAD Log in first\r\n", "b BAD Log in first\r\n", "c BAD Unknown command\r\n",
+                "d BAD Log in first\r\n",
+            ])
         #expect(server.machine.errorCount == 4)
     }
 
@@ -336,7 +378,10 @@ struct ServerHarness {
         #expect(server.send("b NOOP\n") == ["b BAD Line must end with CRLF\r\n"])
         #expect(server.send("\r\n") == ["* BAD Empty command line\r\n"])
         #expect(server.send("c LOGIN (joe secret\r\n") == ["c BAD Unbalanced parentheses\r\n"])
-        #expect(server.send("d LOGIN {} x\r\n") == ["d BAD A literal must end its line ({n}, {n+} or ~{n} followed by CRLF)\r\n"])
+        #expect(
+            server.send("d LOGIN {} x\r\n") == [
+                "d BAD A literal must end its line ({n}, {n+} or ~{n} followed by CRLF)\r\n"
+            ])
         #expect(server.send("e NOOP\r\n") == ["e OK NOOP completed\r\n"])
     }
 
@@ -353,7 +398,56 @@ struct ServerHarness {
     @Test func lineOverTheBoundClosesTheConnection() {
         var server = ServerHarness()
         _ = server.connected()
-        #expect(server.send("a LOGIN " + String(repeating: "x", count: 9000)) == ["* BYE Line too long\r\n", "<close>"])
+        #expect(
+            server.send("a LOGIN " + String(repeating: "x", count: 9000)) == ["* BYE Line too long\r\n", "<close>"])
         #expect(server.send("b NOOP\r\n") == [])
+    }
+}
+
+extension IMAPServerSideTests {
+    @Test func idWithALiteral() {
+        var server = ServerHarness()
+        _ = server.connected()
+        #expect(server.send("a ID ({4}\r\n") == ["+ Ready for literal data\r\n"])
+        #expect(server.send("name \"x\")\r\n") == ["* ID (\"name\" \"MailGate\")\r\n", "a OK ID completed\r\n"])
+    }
+}
+
+extension IMAPServerSideTests {
+    static let session =
+        "a1 CAPABILITY\r\na2 ID (\"name\" \"mutt\")\r\na3 NOOP\r\na4 SELECT INBOX\r\na5 LOGIN {3}\r\njoe {6+}\r\nsecret\r\n"
+        + "a6 SELECT INBOX\r\n"
+
+    /// A whole pre-login session gives the same output whether it arrives at once or one byte at a time.
+    @Test func dripFedSessionEqualsWholeSession() {
+        var whole = ServerHarness()
+        _ = whole.connected()
+        let wholeOut = whole.send(Self.session)
+        var dripped = ServerHarness()
+        _ = dripped.connected()
+        let drippedOut = dripped.drip(Self.session)
+        #expect(wholeOut == drippedOut)
+        #expect(wholeOut.last == "<verify joe secret LOGIN>")
+        #expect(whole.result(.loginSucceeded(capabilities: [.imap4rev1])).last == "<authenticated joe a6 SELECT INBOX\r\n>")
+    }
+
+    /// Random bytes never crash the machine; it ends in a known state and anything it sends is CRLF-terminated.
+    @Test func randomInputIsHandled() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            var server = ServerHarness()
+            _ = server.connected()
+            var out: [String] = []
+            for _ in 0..<40 {
+                let length = Int.random(in: 0..<80, using: &generator)
+                let junk = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) } + [13, 10]
+                out += server.sendBytes(junk)
+                if server.machine.state == .verifying {
+                    out += server.result(.loginFailed(.authenticationFailed))
+                }
+            }
+            #expect(out.allSatisfy { $0.hasPrefix("<") || $0.hasSuffix("\r\n") })
+            #expect([.notAuthenticated, .awaitingSASLResponse, .closed].contains(server.machine.state))
+        }
     }
 }
