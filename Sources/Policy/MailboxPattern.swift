@@ -12,7 +12,8 @@ public import IMAP
 ///
 /// Names and pattern are compared as decoded Unicode when both are valid modified UTF-7, else as wire bytes;
 /// a leading `INBOX` (the whole first component) matches in any letter case, as INBOX is case-insensitive
-/// (RFC 3501 §5.1).
+/// (RFC 3501 §5.1). A pattern that starts with `inbox` followed by a wildcard is read as `INBOX…`, so
+/// `inbox*` also matches `INBOXES` (a name that is not INBOX and keeps its case): harmless over-matching.
 ///
 ///     C: A1 LIST "" "Sent/%"
 public struct MailboxPattern: Sendable, Hashable, CustomStringConvertible {
