@@ -246,6 +246,13 @@ public struct FolderMap: Sendable {
         return nil
     }
 
+    /// Whether `serverName` is the server's Sent folder itself (not a subfolder): where an APPEND is looked at by
+    /// `AppendDedup`.
+    public func isSentFolder(_ serverName: MailboxName) -> Bool {
+        guard let role = role(ofServerName: serverName) else { return false }
+        return role.role == .sent && !role.isChild
+    }
+
     // MARK: - LIST and LSUB
 
     /// What to send upstream for a client's `LIST reference pattern` (or LSUB).
@@ -309,10 +316,11 @@ public struct FolderMap: Sendable {
         if let (role, isChild) = role(ofServerName: info.name) {
             if role == .sent && !showSentFolder { return nil }
             result.path.name = clientName(forServer: info.name)
-            if !isChild && !result.attributes.contains(role.attribute) { result.attributes.append(role.attribute) }
+            // A mapped folder carries its own attribute and no other role's; its children carry none of them.
             result.attributes.removeAll { attribute in
-                mappings.contains { $0.role != role && $0.role.attribute == attribute }
+                mappings.contains { (isChild || $0.role != role) && $0.role.attribute == attribute }
             }
+            if !isChild && !result.attributes.contains(role.attribute) { result.attributes.append(role.attribute) }
         } else {
             if isShadowed(info.name) { return nil }
             result.attributes.removeAll { attribute in mappings.contains { $0.role.attribute == attribute } }

@@ -238,6 +238,21 @@ struct FolderMapListTests {
         #expect(view["Trash"] == [.hasNoChildren, .trash])
     }
 
+    @Test("a child never carries a role attribute; isSentFolder is the folder itself")
+    func childAttributes() throws {
+        let map = Fixture.englishSpecialUse.map
+        let child = try #require(
+            map.clientListItem(info("Sent Items/2025", [.hasNoChildren, .sent, .trash]), reference: wire(""), pattern: wire("*")))
+        #expect(child.attributes == [.hasNoChildren])
+        let sent = try #require(
+            map.clientListItem(info("Sent Items", [.hasChildren, .junk]), reference: wire(""), pattern: wire("*")))
+        #expect(sent.attributes == [.hasChildren, .sent])
+        #expect(map.isSentFolder(wire("Sent Items")))
+        #expect(!map.isSentFolder(wire("Sent Items/2025")))
+        #expect(!map.isSentFolder(wire("Deleted Items")))
+        #expect(!map.isSentFolder(wire("Sent")))
+    }
+
     @Test("\\Sent on a folder other than the mapped one is removed")
     func strayAttribute() {
         let configuration = FolderMapConfiguration(sentFolder: "Outbox")
