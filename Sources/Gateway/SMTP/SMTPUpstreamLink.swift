@@ -2,25 +2,16 @@
 import Dispatch
 import MailCore
 import SMTP
-import Synchronization
 import TLS
 import Transport
 
-/// Client TLS contexts per `ca_file`, made once (loading the system trust store is slow) and shared by sessions.
+/// The client TLS contexts of upstream connections: the process-wide one per `ca_file`
+/// (`TLSContext.sharedClient`), so the system trust store is parsed once, not per listener or per copy.
 final class UpstreamTLSContexts: Sendable {
-    private let contexts = Mutex<[String: TLSContext]>([:])
-
     init() {}
 
     func context(caFile: String?) throws(TLSError) -> TLSContext {
-        let key = caFile ?? ""
-        if let existing = contexts.withLock({ $0[key] }) { return existing }
-        let made = try TLSContext.client(caFile: caFile)
-        return contexts.withLock { stored in
-            if let existing = stored[key] { return existing }
-            stored[key] = made
-            return made
-        }
+        try TLSContext.sharedClient(caFile: caFile)
     }
 }
 

@@ -284,7 +284,12 @@ public struct SMTPServerSide: Sendable {
         case .received(let bytes):
             guard state != .closed else { return [] }
             if state == .startingTLS { return [] }
-            input += bytes
+            if bufferedByteCount == 0 {
+                input = bytes  // the usual case: no copy, the chunk itself becomes the buffer
+                inputStart = 0
+            } else {
+                input += bytes
+            }
         case .tlsStarted:
             guard state == .startingTLS else { return [] }
             tlsActive = true
@@ -385,7 +390,7 @@ public struct SMTPServerSide: Sendable {
                 return
             case .data:
                 guard bufferedByteCount > 0, var unstuffer else { return }
-                let chunk = Array(input[inputStart...])
+                let chunk = inputStart == 0 ? input : Array(input[inputStart...])
                 discardInput()
                 let output = unstuffer.feed(chunk)
                 self.unstuffer = unstuffer
@@ -401,8 +406,9 @@ public struct SMTPServerSide: Sendable {
                 }
                 guard bufferedByteCount > 0 else { return }
                 let count = min(remaining, bufferedByteCount)
-                let bytes = Array(input[inputStart..<(inputStart + count)])
-                inputStart += count
+                let whole = inputStart == 0 && count == input.count
+                let bytes = whole ? input : Array(input[inputStart..<(inputStart + count)])
+                if whole { discardInput() } else { inputStart += count }
                 if upstreamFailure == nil { actions.append(.messageBytes(bytes)) }
                 state = .bdat(remaining: remaining - count, last: last)
             case .discardingBDAT(let remaining, let reply):
