@@ -41,7 +41,7 @@ let package = Package(
             name: "Store",
             dependencies: ["MailCore", "Crypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict),
-        .target(name: "Policy", dependencies: ["MailCore", "IMAP", "SMTP", "POP3"], swiftSettings: strict),
+        .target(name: "Policy", dependencies: ["MailCore", "IMAP"], swiftSettings: strict),
         .target(name: "Config", dependencies: ["MailCore", "TOMLKit"], swiftSettings: strict),
         .target(
             name: "Gateway",
@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "mailgate",
             dependencies: [
-                "Gateway", "Config", "Store", "OAuth", "MailCore",
+                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

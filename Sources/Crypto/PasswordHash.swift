@@ -65,6 +65,14 @@ public enum PasswordHash {
         return EncodedHash(parameters: parameters, salt: salt, key: key).encoded
     }
 
+    /// A stand-in hash for accounts that do not exist, made without running scrypt: the standard parameters, a
+    /// random salt and a random key. Verifying a password against it costs exactly what a real verification
+    /// costs (so an unknown account answers as slowly as a known one) and never succeeds, since no password
+    /// derives a random 256-bit key; computing a real decoy at start-up would cost 32 MiB and ~100 ms for nothing.
+    public static func decoy() -> String {
+        EncodedHash(parameters: .standard, salt: SecureRandom.bytes(saltCount), key: SecureRandom.bytes(keyCount)).encoded
+    }
+
     /// Whether `password` matches `encoded` (compared in constant time).
     ///
     /// Returns `false`, without running scrypt, for a malformed string or parameters outside the bounds.

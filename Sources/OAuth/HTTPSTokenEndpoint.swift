@@ -16,13 +16,14 @@ public struct HTTPSTokenEndpoint: TokenEndpoint {
     /// Bounds on what the server may send back.
     public let limits: HTTPLimits
 
-    /// Loads the trust store once (system store plus `caFile`); fails if `caFile` cannot be read.
+    /// Uses the process's shared client context for `caFile` (system store plus `caFile`, parsed once); fails if
+    /// `caFile` cannot be read.
     public init(
         caFile: String?, timeout: Double = 30, limits: HTTPLimits = .tokenResponse,
         allowInsecureLoopbackForTesting: Bool = false
     ) throws(OAuthError) {
         do {
-            tls = try TLSContext.client(caFile: caFile)
+            tls = try TLSContext.sharedClient(caFile: caFile)
         } catch {
             throw .invalidSettings(reason: "the TLS trust store for the token endpoint cannot be set up: \(error)")
         }

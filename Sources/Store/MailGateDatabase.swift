@@ -122,6 +122,9 @@ public final class MailGateDatabase: Sendable {
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
         configuration.label = "MailGate"
+        // Reads are short indexed lookups (password hash, tokens, journal tail); two readers beside the writer
+        // suffice, and each SQLite connection costs its own page cache (GRDB's default is five).
+        configuration.maximumReaderCount = 2
         return configuration
     }
 

@@ -2,6 +2,7 @@
 
 internal import COpenSSL
 import Crypto
+import Synchronization
 
 /// One SSL_CTX: trust roots and verification for clients, certificate and key for servers; TLS 1.2 minimum.
 ///
@@ -45,6 +46,28 @@ public final class TLSContext: @unchecked Sendable {
         }
         return context
     }
+
+    /// The process's one client context for `caFile` (nil: the system trust store alone), made on first use.
+    ///
+    /// Loading the system trust store takes several MiB and milliseconds; every upstream connection, token
+    /// request and sent copy with the same trust configuration shares this context (an SSL_CTX may be shared
+    /// by any number of connections on any thread). A CA file changed on disk is read again only after a
+    /// restart; a context that failed to load is not remembered, so the next call tries again.
+    ///
+    /// - Throws: `TLSError.configuration`, as `client(caFile:)`.
+    public static func sharedClient(caFile: String? = nil) throws(TLSError) -> TLSContext {
+        let key = caFile ?? ""
+        if let existing = sharedClients.withLock({ $0[key] }) { return existing }
+        let made = try client(caFile: caFile)
+        return sharedClients.withLock { stored in
+            if let existing = stored[key] { return existing }
+            stored[key] = made
+            return made
+        }
+    }
+
+    /// `sharedClient`'s contexts by CA file path ("" for none).
+    private static let sharedClients = Mutex<[String: TLSContext]>([:])
 
     /// A server context for listeners, from PEM files: `certificateChainFile` holds the leaf certificate
     /// first, then any intermediates; `privateKeyFile` holds the leaf's unencrypted key. TLS 1.2 minimum.

@@ -16,6 +16,18 @@ import Testing
         #expect(PasswordHash.verify("correct horse battery staple", against: encoded))
     }
 
+    @Test("the decoy has a real hash's shape and cost parameters, differs each time and matches no password")
+    func decoyLooksRealAndMatchesNothing() {
+        let decoy = PasswordHash.decoy()
+        let parsed = EncodedHash(parsing: decoy)
+        #expect(parsed?.parameters == PasswordHash.Parameters.standard)
+        #expect(parsed?.salt.count == PasswordHash.saltCount)
+        #expect(parsed?.key.count == PasswordHash.keyCount)
+        #expect(decoy != PasswordHash.decoy())
+        #expect(!PasswordHash.verify("", against: decoy))
+        #expect(!PasswordHash.verify("Sommer2024!", against: decoy))
+    }
+
     @Test func wrongPasswordIsRefused() throws {
         let encoded = try PasswordHash.hash("Sommer2024!")
         #expect(!PasswordHash.verify("Sommer2024", against: encoded))

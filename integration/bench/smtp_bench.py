@@ -490,12 +490,17 @@ class MailGate(LocalProxy):
 
     process_name = "mailgate serve"
 
-    def __init__(self, env, args, lock_after_send):
+    def __init__(self, env, args, lock_after_send, sent_copy="never"):
         self.env = env
         self.binary = find_mailgate(args.mailgate_bin)
         self.lock = lock_after_send
-        self.name = "mailgate-lock" if lock_after_send else "mailgate"
-        self.label = "MailGate (lock_after_send)" if lock_after_send else "MailGate"
+        self.sent_copy = sent_copy
+        if sent_copy != "never":
+            # The shipped defaults: sent_copy = "auto", lock_after_send = true.
+            self.name, self.label = "mailgate-default", f"MailGate (defaults: sent_copy {sent_copy}, lock_after_send)"
+        else:
+            self.name = "mailgate-lock" if lock_after_send else "mailgate"
+            self.label = "MailGate (lock_after_send)" if lock_after_send else "MailGate"
         self.dir = tempfile.mkdtemp(prefix=f"smtp-bench-{self.name}-")
         self.state = os.path.join(self.dir, "state")
         self.config = os.path.join(self.dir, "mailgate.toml")
@@ -528,7 +533,7 @@ class MailGate(LocalProxy):
             f"imap = {q(HOST + ':' + e['MAILGATE_STANDIN_IMAPS_PORT'])}",
             'imap_security = "tls"',
             f"ca_file = {q(e['MAILGATE_STANDIN_CA_FILE'])}",
-            'sent_copy = "never"',
+            f"sent_copy = {q(self.sent_copy)}",
             f"lock_after_send = {'true' if self.lock else 'false'}",
             "",
         ])
@@ -583,7 +588,8 @@ class MailGate(LocalProxy):
         return None
 
     def describe(self):
-        return {"binary": self.binary, "lock_after_send": self.lock, "config": self.config}
+        return {"binary": self.binary, "lock_after_send": self.lock, "sent_copy": self.sent_copy,
+                "config": self.config}
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -730,6 +736,16 @@ def targets(results, skipped):
         lines.append(f"(for reference: emailproxy / direct, 10 KB, session reuse: {reuse['emailproxy_vs_direct']:.2f}x"
                      + (f"; new session per message: {per['emailproxy_vs_direct']:.2f}x"
                         if per["emailproxy_vs_direct"] is not None else "") + ")")
+    # Issue 9's targets, for the shipped defaults (sent_copy = "auto", lock_after_send = true).
+    issue9 = {("10KB", "reuse"): 0.95, ("10KB", "per-message"): 0.9, ("1MB", "reuse"): 0.95, ("1MB", "per-message"): 0.95}
+    for (size, mode), goal in issue9.items():
+        direct = find_row(results, "direct", size, mode)
+        gate = find_row(results, "mailgate-default", size, mode)
+        if direct and gate:
+            ratio = gate["messages_per_s"] / direct["messages_per_s"]
+            out[f"defaults_vs_direct_{size}_{mode}"] = ratio
+            lines.append(f"MailGate defaults / direct, {size}, {MODE_LABEL[mode]}: {ratio:.2f}x "
+                         f"(issue 9 target >= {goal}: {'met' if ratio >= goal else 'missed'})")
     out["mailgate_within_15pct_of_direct_10kb"] = (reuse["mailgate_vs_direct"] >= 0.85
                                                    if reuse["mailgate_vs_direct"] is not None else None)
     out["mailgate_2x_emailproxy_10kb"] = (reuse["mailgate_vs_emailproxy"] >= 2.0
@@ -758,7 +774,8 @@ def main():
     parser.add_argument("--n-small", type=int, help="messages of 10 KB per run (default 200, --quick 20)")
     parser.add_argument("--n-large", type=int, help="messages of 1 MB per run (default 20, --quick 3)")
     parser.add_argument("--paths", default="direct,emailproxy,mailgate,mailgate-lock",
-                        help="comma-separated subset of direct,emailproxy,mailgate,mailgate-lock")
+                        help="comma-separated subset of direct,emailproxy,mailgate,mailgate-lock,mailgate-default "
+                             "(mailgate-default: sent_copy = \"auto\", lock_after_send = true)")
     parser.add_argument("--budget", type=float, default=240, help="seconds per client run before it stops early")
     parser.add_argument("--venv", default=os.path.join(HERE, ".venv"), help="venv holding emailproxy")
     parser.add_argument("--mailgate-bin", help="the mailgate binary (default: $MAILGATE_BIN, .build/release, debug)")
@@ -779,7 +796,7 @@ def main():
         parser.error("N must be between 1 and 100000 (10 KB) / 10000 (1 MB)")
     plan = [("10KB", n_small), ("1MB", n_large)]
     wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
-    known = ["direct", "emailproxy", "mailgate", "mailgate-lock"]
+    known = ["direct", "emailproxy", "mailgate", "mailgate-lock", "mailgate-default"]
     if any(p not in known for p in wanted):
         parser.error("--paths takes " + ",".join(known))
 
@@ -800,7 +817,8 @@ def main():
             elif name == "emailproxy":
                 path = EmailProxy(stand_in.env, args)
             else:
-                path = MailGate(stand_in.env, args, lock_after_send=(name == "mailgate-lock"))
+                path = MailGate(stand_in.env, args, lock_after_send=(name != "mailgate"),
+                                sent_copy="auto" if name == "mailgate-default" else "never")
             paths.append(path)
             try:
                 bench_path(path, plan, stand_in, args.budget, results, skipped)

@@ -5,6 +5,8 @@ import SMTP
 import IMAP
 import POP3
 import Transport
+import Dispatch
+import Policy
 
 /// Logs in to every upstream service of one account the way the gateway will, one step at a time.
 ///
@@ -87,52 +89,62 @@ public struct AccountTester: Sendable {
 
     // MARK: - SMTP
 
-    /// EHLO, STARTTLS (per the endpoint), EHLO, AUTH XOAUTH2 in two steps, QUIT.
+    /// EHLO, STARTTLS (per the endpoint), EHLO, AUTH XOAUTH2 in two steps, QUIT, driven by `SMTPUpstreamLink`:
+    /// the same driver that relays mail, so the test exercises exactly what a client's login will.
     func testSMTP(_ endpoint: UpstreamEndpoint, user: String, token: Redacted<String>) async -> Step {
         let name = "smtp \(endpoint.address)"
-        do {
-            var machine = try SMTPUpstreamSide(
-                configuration: .init(
-                    ehloHostname: plan.ehloHostname, security: .init(endpoint.security),
-                    allowInsecure: endpoint.allowInsecure))
-            let connection = try await endpoint.connect(timeout: plan.timeout)
-            defer { connection.close() }
-            var parser = SMTPReplyParser()
-            var pending: [SMTPUpstreamSide.Action] = []
-            var quitSent = false
-            while true {
-                if pending.isEmpty {
-                    let line = try await connection.readLine(maximumLength: Limits.standard.upstreamLine)
-                    guard let reply = try parser.feed(line: line) else { continue }
-                    pending = machine.handle(.reply(reply))
+        let settings = SMTPUpstreamSettings(
+            server: endpoint.address, security: .init(endpoint.security), allowInsecure: endpoint.allowInsecure, caFile: endpoint.caFile,
+            ehloHostname: plan.ehloHostname,
+            sentMailPolicy: SentMailPolicy(lockAfterSend: false, sentCopy: .never, messageIDDomain: plan.ehloHostname, imap: nil))
+        let limits = {
+            var limits = Limits.standard
+            limits.connectTimeoutSeconds = plan.timeout
+            limits.idleTimeoutSeconds = plan.timeout
+            return limits
+        }()
+        let queue = DispatchQueue(label: "mailgate.account-test.smtp")
+        let outcome: SMTPLoginOutcome = await withCheckedContinuation { continuation in
+            queue.async {
+                let once = SMTPLoginOnce(continuation)
+                let link: SMTPUpstreamLink
+                do throws(SMTPUpstreamError) {
+                    link = try SMTPUpstreamLink(
+                        account: user, settings: settings, queue: queue, limits: limits, tlsContexts: UpstreamTLSContexts())
+                } catch {
+                    return once.resume(.failed("\(error)"))
                 }
-                let action = pending.removeFirst()
-                switch action {
-                case .send(let bytes):
-                    try await connection.write(bytes)
-                case .sendSecret(let secret):
-                    try await connection.write(secret.revealed)
-                case .startTLS:
-                    try await connection.startTLS(context: try endpoint.tlsContext(), serverName: endpoint.serverName)
-                    pending += machine.handle(.tlsEstablished)
-                case .needToken:
-                    pending += machine.handle(.token(try XOAuth2.initialResponse(user: user, accessToken: token)))
-                case .ready:
-                    if !quitSent {
-                        quitSent = true
-                        pending += machine.handle(.quit)
-                        return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted")
+                link.onEvent = { [link] event in
+                    switch event {
+                    case .needToken:
+                        do {
+                            link.supplyToken(try XOAuth2.initialResponse(user: user, accessToken: token))
+                        } catch {
+                            once.resume(.failed("\(error)"))
+                            link.close()
+                        }
+                    case .ready:
+                        once.resume(.accepted)
+                        link.quit()
+                    case .authenticationFailed(let reply):
+                        once.resume(.refused(reply))
+                        link.quit()
+                    case .ended(let reason):
+                        once.resume(.failed(reason ?? "the upstream server closed the connection"))
+                    case .replyForClient, .writable:
+                        break
                     }
-                case .authenticationFailed(let reply):
-                    return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: \(Self.text(of: reply))", refusedLogin: true)
-                case .failed(let error):
-                    return Step(name: name, passed: false, detail: "\(error)")
-                case .replyForClient, .close:
-                    return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted")
                 }
+                link.open()
             }
-        } catch {
-            return Step(name: name, passed: false, detail: "\(error)")
+        }
+        switch outcome {
+        case .accepted:
+            return Step(name: name, passed: true, detail: "AUTH XOAUTH2 accepted")
+        case .refused(let reply):
+            return Step(name: name, passed: false, detail: "AUTH XOAUTH2 refused: \(Self.text(of: reply))", refusedLogin: true)
+        case .failed(let reason):
+            return Step(name: name, passed: false, detail: reason)
         }
     }
 
@@ -237,5 +249,25 @@ public struct AccountTester: Sendable {
 
     static func text(of response: TaggedResponse) -> String {
         sanitizeForLog("\(response.status) \(response.text)", maximumLength: 300)
+    }
+}
+
+/// How an SMTP login test ended.
+private enum SMTPLoginOutcome: Sendable {
+    case accepted
+    case refused(SMTPReply)
+    case failed(String)
+}
+
+/// Resumes the test's continuation with the first outcome only (the link reports `.ended` after every other).
+private final class SMTPLoginOnce: @unchecked Sendable {
+    // @unchecked Sendable: used only on the test's serial queue.
+    private var continuation: CheckedContinuation<SMTPLoginOutcome, Never>?
+
+    init(_ continuation: CheckedContinuation<SMTPLoginOutcome, Never>) { self.continuation = continuation }
+
+    func resume(_ outcome: SMTPLoginOutcome) {
+        continuation?.resume(returning: outcome)
+        continuation = nil
     }
 }

@@ -75,7 +75,7 @@ public final class LocalAuthenticator: Sendable {
     private let clock: @Sendable () -> Double
     private let state = Mutex(State())
     private let workers = DispatchQueue(label: "mailgate.local-auth", qos: .userInitiated, attributes: .concurrent)
-    /// A hash of a random password, verified for unknown accounts so they cost the same as known ones.
+    /// A hash no password matches, verified for unknown accounts so they cost the same as known ones.
     private let decoyHash: String?
 
     /// - Parameters:
@@ -89,7 +89,9 @@ public final class LocalAuthenticator: Sendable {
         self.settings = settings
         self.clock = clock
         self.cacheKey = SecureRandom.bytes(32)
-        self.decoyHash = try? PasswordHash.hash(SHA256.hex(SecureRandom.bytes(16)))
+        // No scrypt at start-up (it took 32 MiB of RSS when nobody ever logs in): the decoy costs its scrypt
+        // only when an unknown account is tried, exactly like a real verification.
+        self.decoyHash = PasswordHash.decoy()
     }
 
     /// Checks `password` for `email` and calls `completion` on `queue` with the verdict (after the failure delay

@@ -129,6 +129,46 @@ final class SMTPSession: @unchecked Sendable {
         case open(SMTPUpstreamLink)
     }
 
+    /// Where the session stands with the message in flight; each case says what may happen next.
+    ///
+    /// The client hears `250` only in `.committing`'s completion; a lost upstream means "not sent" before
+    /// `.awaitingVerdict` and "fate unknown" in it; a drained shutdown closes as soon as the phase is `.idle`.
+    private enum Phase {
+        /// No message in flight: envelope commands, a new message, or a shutdown at once.
+        case idle
+        /// Message bytes flow to the recorder and the upstream; nothing final has gone upstream.
+        case receiving(any MessageRecordingProtocol)
+        /// The client's message is complete; the recorder makes it durable (`prepareCommit`) before the final
+        /// dot may go upstream.
+        case preparing(any MessageRecordingProtocol)
+        /// The final dot (or `BDAT 0 LAST`) went upstream: only the upstream's reply tells the message's fate.
+        case awaitingVerdict(any MessageRecordingProtocol)
+        /// The upstream accepted; the journal commit runs and the client's reply waits for it.
+        case committing
+        /// A shutdown asked to finish the message in flight first: `inner` goes on, and the session closes when
+        /// it reaches `.idle`.
+        indirect case draining(Phase)
+        /// Torn down: every late event is ignored.
+        case ended
+
+        /// The message part of the phase (inside `.draining`).
+        var message: Phase {
+            if case .draining(let inner) = self { return inner }
+            return self
+        }
+
+        var isEnded: Bool { if case .ended = self { true } else { false } }
+        var isDraining: Bool { if case .draining = self { true } else { false } }
+
+        /// The recording of the message in flight, if any.
+        var recording: (any MessageRecordingProtocol)? {
+            switch message {
+            case .receiving(let recording), .preparing(let recording), .awaitingVerdict(let recording): recording
+            case .idle, .committing, .draining, .ended: nil
+            }
+        }
+    }
+
     private struct QueuedInput {
         var input: SMTPServerSide.Input
         /// For `.authResult(ok: false)` caused upstream: the reply that replaces the machine's own 535.
@@ -144,16 +184,11 @@ final class SMTPSession: @unchecked Sendable {
     private var upstream = Upstream.none
     private var lastAccessToken: Redacted<String>?
     private var inputs: [QueuedInput] = []
-    private var processing = false
-    private var recording: (any MessageRecordingProtocol)?
+    /// Re-entrancy guard of `feed` (actions can feed the machine again): not a state of the conversation.
+    private var feeding = false
+    private var phase = Phase.idle
     private var mailFrom = ""
     private var transactionAccount: String?
-    private var finalDotSent = false
-    private var commitInFlight = false
-    private var clientPaused = false
-    private var upstreamCongested = false
-    private var ended = false
-    private var drainRequested = false
     private var messagesAccepted = 0
     private var messagesRefused = 0
     private var bytesForwarded = 0
@@ -214,15 +249,24 @@ final class SMTPSession: @unchecked Sendable {
     /// Ends the session for a shutdown: at once, or (`drain`) after the message in flight.
     func shutdown(drain: Bool) {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard !ended else { return }
-        drainRequested = true
-        if !drain || isIdle { closeForShutdown() }
+        guard !phase.isEnded else { return }
+        if !drain || isIdle { return closeForShutdown() }
+        if !phase.isDraining { phase = .draining(phase) }
+    }
+
+    private var ended: Bool { phase.isEnded }
+
+    /// Moves the message phase on, keeping a requested drain.
+    private func enter(_ next: Phase) {
+        guard !phase.isEnded else { return }
+        phase = phase.isDraining ? .draining(next) : next
     }
 
     private var isIdle: Bool {
+        guard case .idle = phase.message else { return false }
         switch server.state {
-        case .greeting, .ready, .awaitingConnection: recording == nil && !commitInFlight
-        default: false
+        case .greeting, .ready, .awaitingConnection: return true
+        default: return false
         }
     }
 
@@ -251,8 +295,21 @@ final class SMTPSession: @unchecked Sendable {
     private func feed(_ input: SMTPServerSide.Input, authReply: SMTPReply? = nil) {
         guard !ended else { return }
         inputs.append(QueuedInput(input: input, authReply: authReply))
-        guard !processing else { return }
-        processing = true
+        guard !feeding else { return }
+        feeding = true
+        // Everything these inputs make the upstream send goes out in one write (a pipelined envelope).
+        let link = currentLink
+        if let link {
+            link.batch { drainInputs() }
+        } else {
+            drainInputs()
+        }
+        feeding = false
+        if phase.isDraining, isIdle { closeForShutdown() }
+        updateReading()
+    }
+
+    private func drainInputs() {
         while !inputs.isEmpty, !ended {
             let next = inputs.removeFirst()
             var actions = server.handle(next.input)
@@ -267,17 +324,26 @@ final class SMTPSession: @unchecked Sendable {
                 if ended { break }
             }
         }
-        processing = false
-        if drainRequested, !ended, isIdle { closeForShutdown() }
-        updateReading()
+    }
+
+    /// Whether the upstream's write queue is over its high-water mark (reading from the client waits for
+    /// `.writable`).
+    private var upstreamCongested: Bool {
+        guard let link = readyLink else { return false }
+        return link.pendingWriteBytes > environment.configuration.limits.writeBufferHighWater
     }
 
     private func updateReading() {
         guard !ended else { return }
-        let pause = server.shouldPauseReading || upstreamCongested
-        guard pause != clientPaused else { return }
-        clientPaused = pause
-        if pause { client.pauseReading() } else { client.resumeReading() }
+        let congested = upstreamCongested
+        let pause = server.shouldPauseReading || congested
+        guard pause != client.isReadingPaused else { return }
+        if pause {
+            if congested { upstreamBackpressurePauses += 1 }
+            client.pauseReading()
+        } else {
+            client.resumeReading()
+        }
     }
 
     private func perform(_ action: SMTPServerSide.Action) {
@@ -301,6 +367,20 @@ final class SMTPSession: @unchecked Sendable {
         case .forwardMail(let account, let from, let parameters):
             forwardMail(account: account, from: from, parameters: parameters)
         case .forwardRcpt(let to, let parameters):
+            if case .opening(let link, let attempt, let rejected, let completions) = upstream {
+                // Pipelined behind a MAIL whose upstream is still being opened: it goes (or fails) right after.
+                upstream = .opening(
+                    link, attempt: attempt, rejected: rejected,
+                    completions: completions + [{ [self] failure in
+                        guard !ended else { return }
+                        if failure == nil, let link = readyLink {
+                            feedUpstream(link, .rcpt(to: to, parameters: parameters))
+                        } else {
+                            feed(.upstreamReply(SMTPGatewayReplies.upstreamLost))
+                        }
+                    }])
+                return
+            }
             guard let link = readyLink else { return feed(.upstreamReply(SMTPGatewayReplies.upstreamLost)) }
             feedUpstream(link, .rcpt(to: to, parameters: parameters))
         case .beginData:
@@ -361,6 +441,14 @@ final class SMTPSession: @unchecked Sendable {
     private var readyLink: SMTPUpstreamLink? {
         if case .open(let link) = upstream, link.isReady { return link }
         return nil
+    }
+
+    /// The link being opened or open, if any.
+    private var currentLink: SMTPUpstreamLink? {
+        switch upstream {
+        case .open(let link), .opening(let link, _, _, _): link
+        case .none: nil
+        }
     }
 
     /// Makes sure an authenticated upstream for `account` exists, then calls `completion` (nil on success).
@@ -450,7 +538,6 @@ final class SMTPSession: @unchecked Sendable {
             case .replyForClient(let reply):
                 replyForClient(reply)
             case .writable:
-                upstreamCongested = false
                 updateReading()
             case .ended(let reason):
                 upstream = .none
@@ -504,12 +591,7 @@ final class SMTPSession: @unchecked Sendable {
 
     private func feedUpstream(_ link: SMTPUpstreamLink, _ input: SMTPUpstreamSide.Input) {
         link.feed(input)
-        let pending = link.pendingWriteBytes
-        peakUpstreamPendingBytes = max(peakUpstreamPendingBytes, pending)
-        if pending > environment.configuration.limits.writeBufferHighWater, !upstreamCongested {
-            upstreamCongested = true
-            upstreamBackpressurePauses += 1
-        }
+        peakUpstreamPendingBytes = max(peakUpstreamPendingBytes, link.pendingWriteBytes)
     }
 
     // MARK: - Envelope and message
@@ -543,14 +625,15 @@ final class SMTPSession: @unchecked Sendable {
             case .mailbox(let mailbox): mailbox.description
             }
         }
-        recording = environment.recorder.beginRecording(
-            account: account, listener: environment.configuration.listenerName, mailFrom: mailFrom,
-            recipients: recipients, policy: settings.sentMailPolicy)
-        finalDotSent = false
+        enter(
+            .receiving(
+                environment.recorder.beginRecording(
+                    account: account, listener: environment.configuration.listenerName, mailFrom: mailFrom,
+                    recipients: recipients, policy: settings.sentMailPolicy)))
     }
 
     private func messageBytes(_ bytes: [UInt8]) {
-        guard let recording, let link = readyLink else { return }
+        guard case .receiving(let recording) = phase.message, let link = readyLink else { return }
         do {
             let forward = try recording.append(bytes)
             if !forward.isEmpty {
@@ -563,7 +646,7 @@ final class SMTPSession: @unchecked Sendable {
     }
 
     private func endOfMessage() {
-        guard let recording, let link = readyLink else {
+        guard case .receiving(let recording) = phase.message, let link = readyLink else {
             abandonRecording(reason: "upstream connection lost", fateUnknown: false)
             return feed(.upstreamReply(SMTPGatewayReplies.upstreamLost))
         }
@@ -576,16 +659,17 @@ final class SMTPSession: @unchecked Sendable {
         } catch {
             return recordingFailed(error)
         }
+        enter(.preparing(recording))
         recording.prepareCommit(on: queue) { [self] result in
-            guard !ended, self.recording === recording else { return }
+            guard case .preparing(let current) = phase.message, current === recording else { return }
             switch result {
             case .success:
                 guard let link = readyLink else {
                     abandonRecording(reason: "upstream connection lost", fateUnknown: false)
                     return feed(.upstreamReply(SMTPGatewayReplies.upstreamLost))
                 }
-                finalDotSent = true
-                feedUpstream(link, .endOfMessage)
+                enter(.awaitingVerdict(recording))
+                link.batch { feedUpstream(link, .endOfMessage) }
             case .failure(let error):
                 recordingFailed(error)
             }
@@ -601,9 +685,8 @@ final class SMTPSession: @unchecked Sendable {
     }
 
     private func abandonRecording(reason: String, fateUnknown: Bool) {
-        guard let recording else { return }
-        self.recording = nil
-        finalDotSent = false
+        guard let recording = phase.recording else { return }
+        enter(.idle)
         recording.abandon(reason: reason, fateUnknown: fateUnknown)
     }
 
@@ -622,7 +705,6 @@ final class SMTPSession: @unchecked Sendable {
         case .none:
             break
         }
-        upstreamCongested = false
     }
 
     private func replyForClient(_ reply: SMTPReply) {
@@ -631,13 +713,11 @@ final class SMTPSession: @unchecked Sendable {
             if reply.code == 354 { startRecording() }
             feed(.upstreamReply(reply))
         case .awaitingUpstream(.endOfMessage):
-            guard let recording else { return feed(.upstreamReply(reply)) }
-            self.recording = nil
-            finalDotSent = false
+            guard let recording = phase.recording else { return feed(.upstreamReply(reply)) }
             if reply.isPositiveCompletion {
-                commitInFlight = true
+                enter(.committing)
                 recording.commit(upstreamReply: reply.description, on: queue) { [self] result in
-                    commitInFlight = false
+                    if case .committing = phase.message { enter(.idle) }
                     if case .failure(let error) = result {
                         logger.error("SMTP sent message could not be journaled", metadata: ["error": "\(error)"])
                     }
@@ -648,6 +728,7 @@ final class SMTPSession: @unchecked Sendable {
                 messagesRefused += 1
                 logger.info("SMTP upstream refused the message", metadata: ["reply": "\(sanitizeForLog(reply.description))"])
                 // The reply itself is the reason: the recorder journals it and counts it by class (4xx/5xx).
+                enter(.idle)
                 recording.abandon(reason: sanitizeForLog(reply.description, maximumLength: 1_000), fateUnknown: false)
                 feed(.upstreamReply(reply))
             }
@@ -665,15 +746,20 @@ final class SMTPSession: @unchecked Sendable {
 
     /// The upstream connection ended while it was open.
     private func upstreamLost(reason: String?) {
-        upstreamCongested = false
         let inFlight: Bool
         switch server.state {
         case .awaitingUpstream, .data, .bdat, .discardingBDAT: inFlight = true
-        default: inFlight = recording != nil
+        default: inFlight = phase.recording != nil
         }
-        let fateUnknown = finalDotSent
+        var committing = false
+        var fateUnknown = false
+        switch phase.message {
+        case .committing: committing = true
+        case .awaitingVerdict: fateUnknown = true
+        default: break
+        }
         abandonRecording(reason: "upstream connection lost", fateUnknown: fateUnknown)
-        if inFlight && !commitInFlight {
+        if inFlight && !committing {
             logger.warning("SMTP upstream connection lost", metadata: ["reason": "\(reason ?? "closed")"])
             feed(.upstreamReply(fateUnknown ? SMTPGatewayReplies.upstreamLostAfterMessage : SMTPGatewayReplies.upstreamLost))
         } else {
@@ -686,8 +772,11 @@ final class SMTPSession: @unchecked Sendable {
 
     private func teardown(reason: String?) {
         guard !ended else { return }
-        ended = true
-        abandonRecording(reason: "client connection closed", fateUnknown: finalDotSent)
+        let recording = phase.recording
+        var fateUnknown = false
+        if case .awaitingVerdict = phase.message { fateUnknown = true }
+        phase = .ended
+        recording?.abandon(reason: "client connection closed", fateUnknown: fateUnknown)
         switch upstream {
         case .open(let link), .opening(let link, _, _, _):
             upstream = .none

@@ -2,25 +2,16 @@
 import Dispatch
 import MailCore
 import SMTP
-import Synchronization
 import TLS
 import Transport
 
-/// Client TLS contexts per `ca_file`, made once (loading the system trust store is slow) and shared by sessions.
+/// The client TLS contexts of upstream connections: the process-wide one per `ca_file`
+/// (`TLSContext.sharedClient`), so the system trust store is parsed once, not per listener or per copy.
 final class UpstreamTLSContexts: Sendable {
-    private let contexts = Mutex<[String: TLSContext]>([:])
-
     init() {}
 
     func context(caFile: String?) throws(TLSError) -> TLSContext {
-        let key = caFile ?? ""
-        if let existing = contexts.withLock({ $0[key] }) { return existing }
-        let made = try TLSContext.client(caFile: caFile)
-        return contexts.withLock { stored in
-            if let existing = stored[key] { return existing }
-            stored[key] = made
-            return made
-        }
+        try TLSContext.sharedClient(caFile: caFile)
     }
 }
 
@@ -56,6 +47,9 @@ final class SMTPUpstreamLink: @unchecked Sendable {
     private var finished = false
     private var performing = false
     private var pendingInputs: [SMTPUpstreamSide.Input] = []
+    /// Nesting depth of `batch`: while above zero, writes collect in `outgoing` and go out as one.
+    private var corkDepth = 0
+    private var outgoing: [UInt8] = []
     var onEvent: ((Event) -> Void)?
 
     init(
@@ -82,7 +76,7 @@ final class SMTPUpstreamLink: @unchecked Sendable {
     var isEnded: Bool { finished }
 
     /// Bytes waiting to be written upstream.
-    var pendingWriteBytes: Int { connection.map { $0.isClosed ? 0 : $0.pendingWriteBytes } ?? 0 }
+    var pendingWriteBytes: Int { outgoing.count + (connection.map { $0.isClosed ? 0 : $0.pendingWriteBytes } ?? 0) }
 
     private var serverName: String { settings.serverName ?? settings.server.host }
 
@@ -135,6 +129,34 @@ final class SMTPUpstreamLink: @unchecked Sendable {
         pendingInputs = []
     }
 
+    /// Runs `body` (which feeds the link) and writes everything it produced upstream in one write: a pipelined
+    /// envelope (RFC 2920) becomes one TLS record and one segment, not one per command.
+    func batch(_ body: () -> Void) {
+        corkDepth += 1
+        body()
+        corkDepth -= 1
+        if corkDepth == 0 { flushOutgoing() }
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        guard corkDepth > 0 else {
+            connection?.write(bytes)
+            return
+        }
+        if outgoing.isEmpty {
+            outgoing = bytes  // no copy: the array is shared until the next append
+        } else {
+            outgoing.append(contentsOf: bytes)
+        }
+    }
+
+    private func flushOutgoing() {
+        guard !outgoing.isEmpty else { return }
+        let bytes = outgoing
+        outgoing = []
+        if !finished { connection?.write(bytes) }
+    }
+
     /// The XOAUTH2 initial response (base64) answering `.needToken`.
     func supplyToken(_ response: Redacted<String>) { feed(.token(response)) }
 
@@ -142,6 +164,7 @@ final class SMTPUpstreamLink: @unchecked Sendable {
     func quit() {
         guard !finished else { return }
         if let connection, machine.state == .ready || machine.state == .authenticationFailed {
+            flushOutgoing()
             connection.write(SMTPCommand.quit.encode())
             connection.closeAfterFlushing()
         }
@@ -163,7 +186,7 @@ final class SMTPUpstreamLink: @unchecked Sendable {
                 finish(error.description)
                 return
             }
-            if let reply { feed(.reply(reply)) }
+            if let reply { batch { feed(.reply(reply)) } }
         case .lineTooLong(let limit):
             finish("the upstream sent a line longer than \(limit) bytes")
         case .writable:
@@ -180,10 +203,12 @@ final class SMTPUpstreamLink: @unchecked Sendable {
     private func perform(_ action: SMTPUpstreamSide.Action) {
         switch action {
         case .send(let bytes):
-            connection?.write(bytes)
+            write(bytes)
         case .sendSecret(let bytes):
+            flushOutgoing()
             connection?.write(bytes.revealed)
         case .startTLS:
+            flushOutgoing()
             guard let connection else { return finish("STARTTLS without a connection") }
             let context: TLSContext
             do throws(TLSError) {
@@ -216,8 +241,10 @@ final class SMTPUpstreamLink: @unchecked Sendable {
 
     private func finish(_ reason: String?, graceful: Bool = false) {
         guard !finished else { return }
+        if graceful { flushOutgoing() }
         finished = true
         pendingInputs = []
+        outgoing = []
         if let connection, !connection.isClosed {
             if graceful { connection.closeAfterFlushing() } else { connection.close() }
         }

@@ -34,9 +34,10 @@ public struct UpstreamEndpoint: Sendable {
     /// The name the certificate must carry: the configured host.
     public var serverName: String { address.host }
 
-    /// A client TLS context for this endpoint (system trust store plus `caFile`).
+    /// The client TLS context for this endpoint (system trust store plus `caFile`), shared by every
+    /// connection with the same `caFile` (the trust store is parsed once per process).
     public func tlsContext() throws(TLSError) -> TLSContext {
-        try TLSContext.client(caFile: caFile)
+        try TLSContext.sharedClient(caFile: caFile)
     }
 
     /// Connects, with TLS from the first byte when `security == .tls`.

@@ -6,10 +6,12 @@ public import MailCore
 /// **How the session drives it.** Feed `.connected` once, then every byte read from the client (after TLS
 /// decryption) as `.received(bytes)`, in whatever chunks the socket delivers: the machine frames lines
 /// itself, because only it knows where commands stop and DATA/BDAT bytes begin. Perform the returned actions
-/// in order. Pipelined commands are buffered (bounded by `Configuration.maximumBufferedInput`) and processed
-/// one at a time: while the machine waits for the upstream (`.forwardMail`, `.forwardRcpt`, `.beginData`,
-/// `.endOfMessage`) or for `.verifyCredentials`, it consumes nothing more; the session answers with
-/// `.upstreamReply` / `.authResult`, and the machine continues with the buffered input in the same call.
+/// in order. Pipelined commands are buffered (bounded by `Configuration.maximumBufferedInput`). While MAIL or
+/// RCPT replies are outstanding, the RCPTs that follow in the client's group are forwarded at once (RFC 2920:
+/// the upstream side sends them in one write); any other command waits. While the machine waits for the
+/// upstream otherwise (`.beginData`, `.endOfMessage`) or for `.verifyCredentials`, it consumes nothing more.
+/// The session answers each forwarded command with exactly one `.upstreamReply` / `.authResult`, in order, and
+/// the machine continues with the buffered input in the same call.
 /// `shouldPauseReading` tells the session when to stop reading from the client for back-pressure.
 ///
 /// Lines end only at CRLF: a command line ended by a bare LF gets `500 5.5.2`, and DATA follows
@@ -207,7 +209,21 @@ public struct SMTPServerSide: Sendable {
     public private(set) var errorCount = 0
 
     private var transaction: Transaction?
-    private var pendingRecipient: SMTPForwardPath?
+    /// Envelope commands forwarded and not yet answered, oldest first. While the upstream works on them, further
+    /// RCPTs of the client's pipelined group go on at once (RFC 2920); anything else waits for the replies.
+    private var envelopeInFlight: [EnvelopeStep] = []
+
+    private enum EnvelopeStep: Sendable {
+        case mail
+        case rcpt(SMTPForwardPath)
+
+        var upstreamStep: UpstreamStep {
+            switch self {
+            case .mail: .mail
+            case .rcpt: .rcpt
+            }
+        }
+    }
     private var authExchange: (any SMTPAuthExchange)?
     private var unstuffer: DotUnstuffer?
     private var upstreamFailure: SMTPReply?
@@ -271,7 +287,12 @@ public struct SMTPServerSide: Sendable {
         case .received(let bytes):
             guard state != .closed else { return [] }
             if state == .startingTLS { return [] }
-            input += bytes
+            if bufferedByteCount == 0 {
+                input = bytes  // the usual case: no copy, the chunk itself becomes the buffer
+                inputStart = 0
+            } else {
+                input += bytes
+            }
         case .tlsStarted:
             guard state == .startingTLS else { return [] }
             tlsActive = true
@@ -299,20 +320,27 @@ public struct SMTPServerSide: Sendable {
 
     private mutating func upstreamReply(_ reply: SMTPReply, _ actions: inout [Action]) {
         switch state {
-        case .awaitingUpstream(.mail):
+        case .awaitingUpstream(.mail), .awaitingUpstream(.rcpt):
             actions.append(.reply(reply))
-            if reply.isPositiveCompletion {
-                transaction?.acceptedUpstream = true
-                state = .transaction
-            } else {
-                transaction = nil
-                state = .ready
+            guard !envelopeInFlight.isEmpty else {
+                state = transaction == nil ? .ready : .transaction
+                return
             }
-        case .awaitingUpstream(.rcpt):
-            actions.append(.reply(reply))
-            if reply.isPositiveCompletion, let pendingRecipient { transaction?.recipients.append(pendingRecipient) }
-            pendingRecipient = nil
-            state = .transaction
+            switch envelopeInFlight.removeFirst() {
+            case .mail:
+                if reply.isPositiveCompletion {
+                    transaction?.acceptedUpstream = true
+                } else {
+                    transaction = nil  // RCPTs pipelined behind it get the upstream's own refusals
+                }
+            case .rcpt(let recipient):
+                if reply.isPositiveCompletion { transaction?.recipients.append(recipient) }
+            }
+            if let oldest = envelopeInFlight.first {
+                state = .awaitingUpstream(oldest.upstreamStep)
+            } else {
+                state = transaction == nil ? .ready : .transaction
+            }
         case .awaitingUpstream(.dataStart):
             actions.append(.reply(reply))
             if reply.code == 354 {
@@ -357,6 +385,11 @@ public struct SMTPServerSide: Sendable {
                 discardInput()
                 return
             case .awaitingConnection, .awaitingUpstream, .verifyingCredentials, .startingTLS:
+                if case .awaitingUpstream(let step) = state, step == .mail || step == .rcpt,
+                    pipelineRecipient(&actions)
+                {
+                    continue
+                }
                 if bufferedByteCount > configuration.maximumBufferedInput {
                     actions += [.reply(SMTPReply(421, (4, 7, 0), "Too much pipelined input")), .close]
                     close()
@@ -364,7 +397,7 @@ public struct SMTPServerSide: Sendable {
                 return
             case .data:
                 guard bufferedByteCount > 0, var unstuffer else { return }
-                let chunk = Array(input[inputStart...])
+                let chunk = inputStart == 0 ? input : Array(input[inputStart...])
                 discardInput()
                 let output = unstuffer.feed(chunk)
                 self.unstuffer = unstuffer
@@ -380,8 +413,9 @@ public struct SMTPServerSide: Sendable {
                 }
                 guard bufferedByteCount > 0 else { return }
                 let count = min(remaining, bufferedByteCount)
-                let bytes = Array(input[inputStart..<(inputStart + count)])
-                inputStart += count
+                let whole = inputStart == 0 && count == input.count
+                let bytes = whole ? input : Array(input[inputStart..<(inputStart + count)])
+                if whole { discardInput() } else { inputStart += count }
                 if upstreamFailure == nil { actions.append(.messageBytes(bytes)) }
                 state = .bdat(remaining: remaining - count, last: last)
             case .discardingBDAT(let remaining, let reply):
@@ -464,6 +498,7 @@ public struct SMTPServerSide: Sendable {
     private mutating func close() {
         state = .closed
         transaction = nil
+        envelopeInFlight = []
         authExchange = nil
         unstuffer = nil
         discardInput()
@@ -580,6 +615,7 @@ public struct SMTPServerSide: Sendable {
             return error(SMTPReply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"), &actions)
         }
         transaction = Transaction(from: from, parameters: forwarded, smtpUTF8: smtpUTF8, bodyType: bodyType)
+        envelopeInFlight = [.mail]
         state = .awaitingUpstream(.mail)
         actions.append(.forwardMail(account: account, from: from, parameters: forwarded))
     }
@@ -591,7 +627,7 @@ public struct SMTPServerSide: Sendable {
         guard !transaction.chunkedStarted else {
             return error(SMTPReply(503, (5, 5, 1), "RCPT is not allowed after BDAT"), &actions)
         }
-        guard transaction.recipients.count < configuration.maximumRecipients else {
+        guard transaction.recipients.count + envelopeInFlight.count < configuration.maximumRecipients else {
             actions.append(.reply(SMTPReply(452, (4, 5, 3), "Too many recipients")))
             return
         }
@@ -601,9 +637,28 @@ public struct SMTPServerSide: Sendable {
         guard transaction.smtpUTF8 || !to.requiresSMTPUTF8 else {
             return error(SMTPReply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"), &actions)
         }
-        pendingRecipient = to
-        state = .awaitingUpstream(.rcpt)
+        envelopeInFlight.append(.rcpt(to))
+        if case .awaitingUpstream = state {} else { state = .awaitingUpstream(.rcpt) }
         actions.append(.forwardRcpt(to: to, parameters: parameters))
+    }
+
+    /// While MAIL/RCPT replies are outstanding: forwards the next buffered command if it is a RCPT that will
+    /// certainly go upstream (so its reply keeps its place in the order), and says whether it did. Anything
+    /// else (another command, a RCPT that gets a local answer, an incomplete line) stays buffered untouched.
+    private mutating func pipelineRecipient(_ actions: inout [Action]) -> Bool {
+        guard let transaction, !transaction.chunkedStarted, heloName != nil,
+            transaction.recipients.count + envelopeInFlight.count < configuration.maximumRecipients,
+            let lf = input[inputStart...].firstIndex(of: 0x0A), lf > inputStart, input[lf - 1] == 0x0D,
+            lf + 1 - inputStart <= configuration.limits.smtpCommandLine
+        else { return false }
+        let line = Array(input[inputStart..<(lf - 1)])
+        guard let command = try? SMTPCommand.parse(line, maximumLength: configuration.limits.smtpCommandLine - 2),
+            case .rcpt(let to, let parameters) = command, parameters.isEmpty,
+            transaction.smtpUTF8 || !to.requiresSMTPUTF8
+        else { return false }
+        inputStart = lf + 1
+        rcpt(to: to, parameters: parameters, &actions)
+        return true
     }
 
     private mutating func data(_ actions: inout [Action]) {

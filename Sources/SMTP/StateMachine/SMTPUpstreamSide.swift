@@ -9,11 +9,15 @@ public import MailCore
 /// anything read before it) and is answered with `.tlsEstablished`, `.needToken` is answered with `.token`
 /// (the base64 XOAUTH2 initial response, `XOAuth2.initialResponse`). `.ready` means envelope commands may
 /// flow: feed `.mail`, `.rcpt`, `.data` or `.chunkedData`, `.messageChunk`…, `.endOfMessage`; each result
-/// for the client comes back as `.replyForClient` (MAIL, RCPT, DATA's 354, the final verdict). Commands fed
-/// while the machine is busy are queued (at most `maximumQueuedCommands`) and sent one at a time.
+/// for the client comes back as `.replyForClient` (MAIL, RCPT, DATA's 354, the final verdict), one per
+/// command and in the order they were fed. Commands fed while the machine is busy are queued (at most
+/// `maximumQueuedCommands`); when the upstream offers PIPELINING (RFC 2920) MAIL, RCPT and RSET go out at once,
+/// without waiting for the replies before them, and each reply is matched to its command by order.
 ///
 /// Only what the upstream advertised is used: SMTPUTF8, BODY=, SIZE=, AUTH= and DSN parameters are dropped
-/// when it lacks the extension, and BDAT is used only with CHUNKING (otherwise DATA, dot-stuffed).
+/// when it lacks the extension. With CHUNKING and PIPELINING every message goes as BDAT (RFC 3030), also when
+/// the client used DATA: its `354` is made here, no `CRLF.CRLF` is ever interpreted upstream, and the DATA
+/// round trip is saved. Otherwise DATA, dot-stuffed.
 ///
 /// Wire (Exchange Online):
 /// ```
@@ -65,8 +69,24 @@ public struct SMTPUpstreamSide: Sendable {
     /// Where the conversation stands; case names print in logs.
     public enum State: String, Sendable, Equatable, CustomStringConvertible {
         case connecting, ehlo, startingTLS, tlsHandshake, ehloAfterTLS, awaitingToken, authenticating, sentToken
-        case acknowledgingAuthError, ready, mail, rcpt, dataCommand, sendingData, awaitingDataReply, sendingChunks
-        case discardingMessage, resetting, quitting, authenticationFailed, closed
+        case acknowledgingAuthError
+        /// Authenticated, nothing outstanding: any command may be sent.
+        case ready
+        /// MAIL, RCPT or RSET sent and not all answered; with PIPELINING more of them may follow at once.
+        case envelope
+        /// DATA sent, waiting for `354` (message bytes are held meanwhile in the chunked-to-DATA fallback).
+        case dataCommand
+        /// After `354`: dot-stuffed message bytes flow.
+        case sendingData
+        /// The final `CRLF . CRLF` went out; the verdict is awaited.
+        case awaitingDataReply
+        /// BDAT chunks flow (each answered later, in order); after `BDAT 0 LAST` the verdict is awaited.
+        case sendingChunks
+        /// A refused DATA of the chunked fallback: bytes are dropped until the end, then the refusal is relayed.
+        case discardingMessage
+        /// RSET after an abandoned BDAT message: the chunks' replies and the RSET's are swallowed.
+        case resetting
+        case quitting, authenticationFailed, closed
 
         public var description: String { rawValue }
     }
@@ -80,7 +100,9 @@ public struct SMTPUpstreamSide: Sendable {
         case token(Redacted<String>)
         case mail(from: SMTPReversePath, parameters: [SMTPParameter])
         case rcpt(to: SMTPForwardPath, parameters: [SMTPParameter])
-        /// Begin the message with DATA; the 354 (or refusal) comes back as `.replyForClient`.
+        /// Begin the message (client used DATA). With CHUNKING and PIPELINING upstream the message goes as BDAT
+        /// and the client's `354` is made here at once (no round trip); otherwise DATA, and the upstream's `354`
+        /// (or refusal) comes back as `.replyForClient`.
         case data
         /// Begin a message whose bytes follow without waiting (client used BDAT); BDAT upstream if CHUNKING.
         case chunkedData
@@ -108,13 +130,35 @@ public struct SMTPUpstreamSide: Sendable {
         case ready(SMTPExtensions)
         /// XOAUTH2 was refused (e.g. `535 5.7.139`); the session decides what the client hears.
         case authenticationFailed(SMTPReply)
-        /// The upstream's answer to a client's MAIL, RCPT, DATA or message, relayed unchanged.
+        /// The upstream's answer to a client's MAIL, RCPT, DATA or message, relayed unchanged (in the order
+        /// the commands were fed, also when they were pipelined).
         case replyForClient(SMTPReply)
         /// The conversation cannot continue; close the upstream connection.
         case failed(SMTPUpstreamError)
         /// QUIT was answered (or the connection is done); close it.
         case close
     }
+
+    /// A command sent whose reply has not come back yet. Replies come in the order of the commands
+    /// (RFC 2920 §3.1, RFC 3030 §4.2), so the oldest entry says what the next reply answers.
+    private enum Awaiting: Sendable, Equatable {
+        /// MAIL or RCPT: the reply is the client's.
+        case envelope
+        /// RSET, or anything else whose reply nobody asked for.
+        case silent
+        /// A BDAT chunk that is not the last: swallowed, but its first failure becomes the verdict.
+        case chunk
+        /// `BDAT … LAST`: the verdict.
+        case lastChunk
+        /// DATA: `354` or a refusal.
+        case dataCommand
+        /// The final dot: the verdict.
+        case endOfData
+        case quit
+    }
+
+    /// The reply made up for a client's DATA when the message goes upstream as BDAT (RFC 5321 §4.2.2 text).
+    public static let localStartMailInput = SMTPReply(code: 354, "Start mail input; end with <CRLF>.<CRLF>")
 
     public let configuration: Configuration
     public private(set) var state: State = .connecting
@@ -125,14 +169,19 @@ public struct SMTPUpstreamSide: Sendable {
 
     private var token: Redacted<String>?
     private var queue: [Input] = []
+    private var awaiting: [Awaiting] = []
+    private var awaitingStart = 0
     private var stuffer = DotStuffer()
     private var heldMessage: [UInt8] = []
     private var endRequested = false
     private var messageFailure: SMTPReply?
-    private var outstandingChunks = 0
-    private var lastChunkSent = false
-    private var pendingResetReplies = 0
     private var usesChunkedFallback = false
+
+    /// Whether the upstream takes BDAT chunks without a wait for each reply (CHUNKING and PIPELINING offered).
+    private var streamsChunks: Bool { extensions.chunking && extensions.pipelining }
+
+    /// Commands sent and not yet answered (tests and logs).
+    public var outstandingReplies: Int { awaiting.count - awaitingStart }
 
     /// - Throws: `SMTPUpstreamError.insecureNotAllowed` for `.none` without `allowInsecure`.
     public init(configuration: Configuration) throws(SMTPUpstreamError) {
@@ -172,6 +221,8 @@ public struct SMTPUpstreamSide: Sendable {
         state = .closed
         token = nil
         queue = []
+        awaiting = []
+        awaitingStart = 0
         heldMessage = []
         return [.failed(error)]
     }
@@ -224,53 +275,68 @@ public struct SMTPUpstreamSide: Sendable {
         case .acknowledgingAuthError:
             state = .authenticationFailed
             actions.append(.authenticationFailed(reply))
-        case .mail, .rcpt:
-            state = .ready
-            actions.append(.replyForClient(reply))
-            drainQueue(&actions)
-        case .dataCommand:
-            if reply.code == 354 {
-                state = .sendingData
-                stuffer = DotStuffer()
-                if !usesChunkedFallback { actions.append(.replyForClient(reply)) }
-                if !heldMessage.isEmpty { actions.append(.send(stuffer.stuff(heldMessage))) }
-                heldMessage = []
-                if endRequested { endOfMessage(&actions) }
-            } else if usesChunkedFallback {
-                messageFailure = reply
-                heldMessage = []
-                state = .discardingMessage
-                if endRequested { endOfMessage(&actions) }
-            } else {
-                state = .ready
-                actions.append(.replyForClient(reply))
-                drainQueue(&actions)
-            }
-        case .awaitingDataReply:
-            state = .ready
-            actions.append(.replyForClient(reply))
-            drainQueue(&actions)
-        case .sendingChunks:
-            outstandingChunks -= 1
-            if !reply.isPositiveCompletion, messageFailure == nil { messageFailure = reply }
-            if outstandingChunks == 0 && lastChunkSent {
-                state = .ready
-                actions.append(.replyForClient(messageFailure ?? reply))
-                messageFailure = nil
-                drainQueue(&actions)
-            }
-        case .resetting:
-            pendingResetReplies -= 1
-            if pendingResetReplies <= 0 {
-                state = .ready
-                drainQueue(&actions)
-            }
-        case .quitting:
-            state = .closed
-            actions.append(.close)
-        case .tlsHandshake, .awaitingToken, .ready, .sendingData, .discardingMessage, .authenticationFailed, .closed:
+        case .ready, .envelope, .dataCommand, .sendingData, .awaitingDataReply, .sendingChunks, .discardingMessage,
+            .resetting, .quitting:
+            transactionReply(reply, &actions)
+        case .tlsHandshake, .awaitingToken, .authenticationFailed, .closed:
             if reply.code == 421 { return actions += fail(.serviceClosing(reply)) }
             actions += fail(.unexpectedReply(reply, state: state.rawValue))
+        }
+    }
+
+    /// A reply after authentication: it answers the oldest command still awaiting one.
+    private mutating func transactionReply(_ reply: SMTPReply, _ actions: inout [Action]) {
+        guard awaitingStart < awaiting.count else {
+            if reply.code == 421 { return actions += fail(.serviceClosing(reply)) }
+            return actions += fail(.unexpectedReply(reply, state: state.rawValue))
+        }
+        let answered = awaiting[awaitingStart]
+        awaitingStart += 1
+        if awaitingStart == awaiting.count {
+            awaiting = []
+            awaitingStart = 0
+        }
+        switch answered {
+        case .envelope:
+            actions.append(.replyForClient(reply))
+            if outstandingReplies == 0, state == .envelope { state = .ready }
+        case .silent:
+            if outstandingReplies == 0, state == .envelope || state == .resetting { state = .ready }
+        case .chunk:
+            if !reply.isPositiveCompletion, messageFailure == nil { messageFailure = reply }
+        case .lastChunk:
+            state = .ready
+            actions.append(.replyForClient(messageFailure ?? reply))
+            messageFailure = nil
+        case .dataCommand:
+            dataCommandReply(reply, &actions)
+        case .endOfData:
+            state = .ready
+            actions.append(.replyForClient(reply))
+        case .quit:
+            state = .closed
+            actions.append(.close)
+            return
+        }
+        drainQueue(&actions)
+    }
+
+    private mutating func dataCommandReply(_ reply: SMTPReply, _ actions: inout [Action]) {
+        if reply.code == 354 {
+            state = .sendingData
+            stuffer = DotStuffer()
+            if !usesChunkedFallback { actions.append(.replyForClient(reply)) }
+            if !heldMessage.isEmpty { actions.append(.send(stuffer.stuff(heldMessage))) }
+            heldMessage = []
+            if endRequested { endOfMessage(&actions) }
+        } else if usesChunkedFallback {
+            messageFailure = reply
+            heldMessage = []
+            state = .discardingMessage
+            if endRequested { endOfMessage(&actions) }
+        } else {
+            state = .ready
+            actions.append(.replyForClient(reply))
         }
     }
 
@@ -280,19 +346,39 @@ public struct SMTPUpstreamSide: Sendable {
         drainQueue(&actions)
     }
 
+    /// Sends queued commands while they may go (all of them at once under PIPELINING, RFC 2920).
     private mutating func drainQueue(_ actions: inout [Action]) {
-        while state == .ready, !queue.isEmpty {
+        while !queue.isEmpty, mayStart(queue[0]) {
             let next = queue.removeFirst()
-            envelope(next, &actions)
+            start(next, &actions)
+        }
+    }
+
+    /// Whether `input` may be sent now, or must wait for outstanding replies.
+    private func mayStart(_ input: Input) -> Bool {
+        switch state {
+        case .ready:
+            return true
+        case .envelope:
+            // RFC 2920 §3.1: RSET, MAIL and RCPT may appear anywhere in a group; DATA, BDAT and QUIT only once
+            // the replies before them are known (the client's DATA needs its RCPT verdicts anyway).
+            guard extensions.pipelining else { return false }
+            switch input {
+            case .mail, .rcpt, .reset: return true
+            default: return false
+            }
+        default:
+            return false
         }
     }
 
     // MARK: - Envelope and message
 
+    /// An envelope command from the session: sent now if it may go, else queued behind the others.
     private mutating func envelope(_ input: Input, _ actions: inout [Action]) {
-        guard state == .ready else {
+        guard mayStart(input), queue.isEmpty else {
             if case .quit = input, state == .authenticationFailed || state == .closed {
-                return send(.quit, then: .quitting, &actions)
+                return send(.quit, awaiting: .quit, then: .quitting, &actions)
             }
             guard queue.count < configuration.maximumQueuedCommands else {
                 return actions += fail(.tooManyQueuedCommands(maximumCount: configuration.maximumQueuedCommands))
@@ -300,44 +386,54 @@ public struct SMTPUpstreamSide: Sendable {
             queue.append(input)
             return
         }
+        start(input, &actions)
+    }
+
+    private mutating func start(_ input: Input, _ actions: inout [Action]) {
         switch input {
         case .mail(let from, let parameters):
-            send(.mail(from: from, parameters: parameters.filter(mailParameterAllowed)), then: .mail, &actions)
+            send(.mail(from: from, parameters: parameters.filter(mailParameterAllowed)), awaiting: .envelope, then: .envelope, &actions)
         case .rcpt(let to, let parameters):
-            send(.rcpt(to: to, parameters: extensions.dsn ? parameters : []), then: .rcpt, &actions)
+            send(.rcpt(to: to, parameters: extensions.dsn ? parameters : []), awaiting: .envelope, then: .envelope, &actions)
         case .data:
-            usesChunkedFallback = false
-            startMessage(&actions)
-            send(.data, then: .dataCommand, &actions)
+            startMessage()
+            if streamsChunks {
+                // RFC 3030: the message goes as BDAT, so no end-of-data line can be misread upstream and the
+                // client's 354 needs no round trip.
+                usesChunkedFallback = false
+                state = .sendingChunks
+                actions.append(.replyForClient(Self.localStartMailInput))
+            } else {
+                usesChunkedFallback = false
+                send(.data, awaiting: .dataCommand, then: .dataCommand, &actions)
+            }
         case .chunkedData:
-            startMessage(&actions)
-            if extensions.chunking {
+            startMessage()
+            if streamsChunks {
                 usesChunkedFallback = false
                 state = .sendingChunks
             } else {
                 usesChunkedFallback = true
-                send(.data, then: .dataCommand, &actions)
+                send(.data, awaiting: .dataCommand, then: .dataCommand, &actions)
             }
         case .reset:
-            pendingResetReplies = 1
-            send(.rset, then: .resetting, &actions)
+            send(.rset, awaiting: .silent, then: .envelope, &actions)
         case .quit:
-            send(.quit, then: .quitting, &actions)
+            send(.quit, awaiting: .quit, then: .quitting, &actions)
         default:
             break
         }
     }
 
-    private mutating func startMessage(_ actions: inout [Action]) {
+    private mutating func startMessage() {
         heldMessage = []
         endRequested = false
         messageFailure = nil
-        outstandingChunks = 0
-        lastChunkSent = false
     }
 
-    private mutating func send(_ command: SMTPCommand, then next: State, _ actions: inout [Action]) {
+    private mutating func send(_ command: SMTPCommand, awaiting reply: Awaiting, then next: State, _ actions: inout [Action]) {
         state = next
+        awaiting.append(reply)
         actions.append(.send(command.encode()))
     }
 
@@ -364,8 +460,11 @@ public struct SMTPUpstreamSide: Sendable {
             actions.append(.send(stuffer.stuff(bytes)))
         case .sendingChunks:
             guard !bytes.isEmpty else { return }
-            outstandingChunks += 1
-            actions.append(.send(SMTPCommand.bdat(size: bytes.count, last: false).encode() + bytes))
+            awaiting.append(.chunk)
+            var framed = SMTPCommand.bdat(size: bytes.count, last: false).encode()
+            framed.reserveCapacity(framed.count + bytes.count)
+            framed.append(contentsOf: bytes)
+            actions.append(.send(framed))
         case .dataCommand:
             guard heldMessage.count + bytes.count <= configuration.maximumBufferedMessage else {
                 return actions += fail(.messageBufferOverflow(maximumCount: configuration.maximumBufferedMessage))
@@ -382,10 +481,13 @@ public struct SMTPUpstreamSide: Sendable {
         switch state {
         case .sendingData:
             state = .awaitingDataReply
+            awaiting.append(.endOfData)
             actions.append(.send(stuffer.finish()))
         case .sendingChunks:
-            outstandingChunks += 1
-            lastChunkSent = true
+            guard !awaiting[awaitingStart...].contains(.lastChunk) else {
+                return actions += fail(.unexpectedInput("endOfMessage", state: state.rawValue))
+            }
+            awaiting.append(.lastChunk)
             actions.append(.send(SMTPCommand.bdat(size: 0, last: true).encode()))
         case .dataCommand:
             endRequested = true
@@ -402,9 +504,12 @@ public struct SMTPUpstreamSide: Sendable {
     private mutating func abortMessage(_ actions: inout [Action]) {
         switch state {
         case .sendingChunks:
-            pendingResetReplies = outstandingChunks + 1
-            outstandingChunks = 0
-            send(.rset, then: .resetting, &actions)
+            // The chunks' replies are no longer anybody's; then RSET, whose reply is swallowed too.
+            for index in awaitingStart..<awaiting.count where awaiting[index] == .chunk || awaiting[index] == .lastChunk {
+                awaiting[index] = .silent
+            }
+            messageFailure = nil
+            send(.rset, awaiting: .silent, then: .resetting, &actions)
         case .discardingMessage:
             state = .ready
             drainQueue(&actions)

@@ -88,6 +88,35 @@ struct SMTPGatewayTests {
         #expect(harness.upstream.snapshot.messages.first?.recipients == ["b@example.com", "c@example.com"])
     }
 
+    @Test("pipelined envelope through a CHUNKING upstream: one write upstream, each client command its own reply, BDAT")
+    func pipelinedEnvelopeWithRefusedRecipientOverBDAT() async throws {
+        var script = FakeSMTPUpstream.Script()
+        script.chunking = true
+        script.refusedRecipients = ["nobody@example.com"]
+        let harness = try Harness(script: script)
+        defer { harness.stop() }
+        let client = try await RawClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        #expect(try await client.login()?.hasPrefix("235") == true)
+        try await client.send(
+            "MAIL FROM:<alice@contoso.com>\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<nobody@example.com>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n")
+        var replies: [String] = []
+        for _ in 0..<5 { replies.append(try #require(try await client.reply())) }
+        #expect(replies.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["250 2.1.0", "250 2.1.5", "550 5.1.10", "250 2.1.5", "354 Start"])
+        let body = "Subject: p\r\n\r\n..leading dot\r\nx\r\n"
+        try await client.send(body + ".\r\nQUIT\r\n")
+        #expect(try await client.reply()?.hasPrefix("250 2.6.0") == true)
+        #expect(try await client.reply()?.hasPrefix("221") == true)
+        let record = harness.upstream.snapshot
+        // The envelope reached the upstream as one pipelined group, and the message as BDAT without DATA.
+        #expect(record.pipelinedCommands.prefix(3) == ["MAIL FROM:<alice@contoso.com>", "RCPT TO:<b@example.com>", "RCPT TO:<nobody@example.com>"])
+        #expect(!record.commands.contains("DATA"))
+        #expect(record.bdatCommands.last == "BDAT 0 LAST")
+        let message = try #require(record.messages.first)
+        #expect(message.recipients == ["b@example.com", "c@example.com"])
+        #expect(String(decoding: message.wireBytes, as: UTF8.self).hasSuffix("\r\n\r\n.leading dot\r\nx\r\n"))
+    }
+
     @Test("a wrong local password gets 535 5.7.8 and the upstream is never contacted")
     func wrongPassword() async throws {
         let harness = try Harness()

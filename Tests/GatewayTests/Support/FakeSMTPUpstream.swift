@@ -44,6 +44,10 @@ final class FakeSMTPUpstream: Sendable {
         /// Read a bare LF as a line end in DATA too (`LF . LF`, `LF . CRLF`, `CRLF . LF` end the message), like a
         /// Postfix with `smtpd_forbid_bare_newline = no`: the upstream an SMTP smuggling attack needs.
         var lenientLineEnds = false
+        /// Offer CHUNKING (RFC 3030), as Exchange Online does: the gateway then sends every message as BDAT.
+        var chunking = false
+        /// Recipients refused with `550 5.1.10` (Exchange's RecipientNotFound).
+        var refusedRecipients: Set<String> = []
     }
 
     struct Record: Sendable {
@@ -52,6 +56,10 @@ final class FakeSMTPUpstream: Sendable {
         var messages: [FakeReceivedMessage] = []
         var wireSHA256: [String] = []
         var commands: [String] = []
+        /// Commands that arrived with more commands already behind them in the same read (pipelined, RFC 2920).
+        var pipelinedCommands: [String] = []
+        /// BDAT commands as received (`BDAT 10`, `BDAT 0 LAST`).
+        var bdatCommands: [String] = []
     }
 
     let listener: AsyncListener
@@ -122,6 +130,17 @@ final class FakeSMTPUpstream: Sendable {
             }
         }
 
+        /// Exactly `count` bytes (a BDAT chunk).
+        func bytes(_ count: Int) async throws -> [UInt8] {
+            while buffer.count < count {
+                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
+                buffer += more
+            }
+            let chunk = Array(buffer[..<count])
+            buffer.removeFirst(count)
+            return chunk
+        }
+
         /// DATA content up to `CRLF.CRLF` (returned without it), through `onChunk` for counting.
         func data(readDelay: Double, onChunk: (Int) throws -> Void) async throws -> [UInt8] {
             var collected: [UInt8] = []
@@ -170,17 +189,23 @@ final class FakeSMTPUpstream: Sendable {
         var tlsActive = false
         var from = ""
         var recipients: [String] = []
+        var chunked: [UInt8] = []
         do {
             try await send(connection, "220 fake.outlook.test Microsoft ESMTP MAIL Service ready")
             while true {
                 let line = try await reader.line()
                 let upper = line.uppercased()
-                record.withLock { $0.commands.append(upper.hasPrefix("AUTH") ? "AUTH" : line) }
+                let behind = !reader.buffer.isEmpty
+                record.withLock {
+                    $0.commands.append(upper.hasPrefix("AUTH") ? "AUTH" : line)
+                    if behind, !upper.hasPrefix("BDAT") { $0.pipelinedCommands.append(line) }
+                }
                 if upper.hasPrefix("EHLO") {
                     var lines = ["fake.outlook.test Hello [127.0.0.1]", "SIZE 157286400", "PIPELINING", "DSN",
                         "ENHANCEDSTATUSCODES"]
                     lines.append(tlsActive ? "AUTH LOGIN XOAUTH2" : "STARTTLS")
                     lines += ["8BITMIME", "SMTPUTF8"]
+                    if script.withLock({ $0.chunking }) { lines.insert("CHUNKING", at: lines.count - 1) }
                     for (index, text) in lines.enumerated() {
                         try await send(connection, "250\(index == lines.count - 1 ? " " : "-")\(text)")
                     }
@@ -213,8 +238,38 @@ final class FakeSMTPUpstream: Sendable {
                         try await send(connection, "250 2.1.0 Sender OK")
                     }
                 } else if upper.hasPrefix("RCPT TO:") {
-                    recipients.append(String(line.dropFirst(8).prefix { $0 != " " }).trimmingCharacters(in: ["<", ">"]))
-                    try await send(connection, "250 2.1.5 Recipient OK")
+                    let recipient = String(line.dropFirst(8).prefix { $0 != " " }).trimmingCharacters(in: ["<", ">"])
+                    if script.withLock({ $0.refusedRecipients.contains(recipient) }) {
+                        try await send(connection, "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup")
+                    } else {
+                        recipients.append(recipient)
+                        try await send(connection, "250 2.1.5 Recipient OK")
+                    }
+                } else if upper.hasPrefix("BDAT ") {
+                    let words = upper.split(separator: " ")
+                    let size = words.count > 1 ? Int(words[1]) ?? -1 : -1
+                    let last = words.count > 2 && words[2] == "LAST"
+                    record.withLock { $0.bdatCommands.append(line) }
+                    guard size >= 0 else {
+                        try await send(connection, "501 5.5.4 Invalid BDAT size")
+                        continue
+                    }
+                    chunked += try await reader.bytes(size)
+                    guard last else {
+                        try await send(connection, "250 2.0.0 \(size) octets received")
+                        continue
+                    }
+                    let at = DispatchTime.now().uptimeNanoseconds
+                    let keep = script.withLock { $0.keepWireBytes }
+                    let message = FakeReceivedMessage(
+                        from: from, recipients: recipients, wireBytes: keep ? chunked : [], finalReplyAt: at)
+                    let hash = SHA256.hex(chunked)
+                    chunked = []
+                    record.withLock {
+                        $0.messages.append(message)
+                        $0.wireSHA256.append(hash)
+                    }
+                    try await send(connection, "250 2.6.0 <fake-\(at)@fake.outlook.test> [InternalId=1] Queued mail for delivery")
                 } else if upper == "DATA" {
                     try await send(connection, "354 Start mail input; end with <CRLF>.<CRLF>")
                     let script = self.script.withLock { $0 }
@@ -238,6 +293,7 @@ final class FakeSMTPUpstream: Sendable {
                     }
                     try await send(connection, "250 2.6.0 <fake-\(at)@fake.outlook.test> [InternalId=1] Queued mail for delivery")
                 } else if upper == "RSET" {
+                    chunked = []
                     try await send(connection, "250 2.0.0 Resetting")
                 } else if upper == "NOOP" {
                     try await send(connection, "250 2.0.0 OK")

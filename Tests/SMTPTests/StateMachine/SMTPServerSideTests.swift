@@ -154,13 +154,18 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
         var server = makeServer()
         server.authenticate()
         var actions = server.feed("MAIL FROM:<alice@contoso.com> SIZE=10 AUTH=<>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example>\r\nDATA\r\n")
-        #expect(actions == [.forwardMail(account: "alice@contoso.com", from: .mailbox(SMTPMailbox(localPart: "alice", domain: "contoso.com")), parameters: [SMTPParameter("SIZE", "10")])])
+        // RFC 2920: MAIL and the RCPTs behind it go upstream at once; DATA waits for their verdicts.
+        #expect(actions == [
+            .forwardMail(account: "alice@contoso.com", from: .mailbox(SMTPMailbox(localPart: "alice", domain: "contoso.com")), parameters: [SMTPParameter("SIZE", "10")]),
+            .forwardRcpt(to: .mailbox(SMTPMailbox(localPart: "b", domain: "x.example")), parameters: []),
+            .forwardRcpt(to: .mailbox(SMTPMailbox(localPart: "c", domain: "x.example")), parameters: []),
+        ])
         #expect(server.state == .awaitingUpstream(.mail))
         actions = server.handle(.upstreamReply(SMTPReply(code: 250, enhanced: EnhancedStatus("2.1.0"), "Sender OK")))
-        #expect(actions == [.reply(SMTPReply(code: 250, enhanced: EnhancedStatus("2.1.0"), "Sender OK")), .forwardRcpt(to: .mailbox(SMTPMailbox(localPart: "b", domain: "x.example")), parameters: [])])
+        #expect(actions == [.reply(SMTPReply(code: 250, enhanced: EnhancedStatus("2.1.0"), "Sender OK"))])
+        #expect(server.state == .awaitingUpstream(.rcpt))
         actions = server.handle(.upstreamReply(SMTPReply(code: 550, enhanced: EnhancedStatus("5.1.10"), "Recipient not found")))
-        #expect(actions.replyLines == ["550 5.1.10 Recipient not found"])
-        #expect(actions.nonReplies == [.forwardRcpt(to: .mailbox(SMTPMailbox(localPart: "c", domain: "x.example")), parameters: [])])
+        #expect(actions == [.reply(SMTPReply(code: 550, enhanced: EnhancedStatus("5.1.10"), "Recipient not found"))])
         actions = server.handle(.upstreamReply(ok250))
         #expect(actions.replyLines == ["250 2.0.0 OK"])
         #expect(actions.nonReplies == [.beginData])
@@ -175,6 +180,36 @@ private func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString
         actions = server.handle(.upstreamReply(queued))
         #expect(actions == [.reply(queued), .reply(SMTPReply(code: 221, enhanced: EnhancedStatus("2.0.0"), "mailgate.test closing connection")), .close])
         #expect(server.state == .closed)
+    }
+
+    @Test("a RCPT that gets a local answer waits behind the pipelined ones, so every reply keeps its place")
+    func localAnswerWaitsBehindPipelinedReplies() {
+        var server = makeServer()
+        server.authenticate()
+        var actions = server.feed("MAIL FROM:<a@contoso.com>\r\nRCPT TO:<b@x.example>\r\nRCPT TO:<c@x.example> NOTIFY=NEVER\r\nRCPT TO:<d@x.example>\r\n")
+        #expect(actions.nonReplies.count == 2)
+        #expect(actions.replyLines.isEmpty)
+        actions = server.handle(.upstreamReply(SMTPReply(code: 250, enhanced: EnhancedStatus("2.1.0"), "Sender OK")))
+        #expect(actions.replyLines == ["250 2.1.0 Sender OK"])
+        actions = server.handle(.upstreamReply(SMTPReply(code: 250, enhanced: EnhancedStatus("2.1.5"), "Recipient OK")))
+        // Now the refused parameter is answered locally, and the RCPT after it is forwarded.
+        #expect(actions.replyLines == ["250 2.1.5 Recipient OK", "555 5.5.4 Unsupported parameter NOTIFY"])
+        #expect(actions.nonReplies == [.forwardRcpt(to: .mailbox(SMTPMailbox(localPart: "d", domain: "x.example")), parameters: [])])
+        actions = server.handle(.upstreamReply(SMTPReply(code: 250, enhanced: EnhancedStatus("2.1.5"), "Recipient OK")))
+        #expect(server.acceptedRecipients.count == 2)
+        #expect(server.state == .transaction)
+    }
+
+    @Test("MAIL refused upstream: the RCPTs pipelined behind it get their own replies and no transaction remains")
+    func refusedMailWithPipelinedRecipients() {
+        var server = makeServer()
+        server.authenticate()
+        _ = server.feed("MAIL FROM:<boss@contoso.com>\r\nRCPT TO:<b@x.example>\r\n")
+        var actions = server.handle(.upstreamReply(SMTPReply(code: 554, enhanced: EnhancedStatus("5.2.252"), "SendAsDenied")))
+        actions += server.handle(.upstreamReply(SMTPReply(code: 503, enhanced: EnhancedStatus("5.5.1"), "Need MAIL command")))
+        #expect(actions.replyLines == ["554 5.2.252 SendAsDenied", "503 5.5.1 Need MAIL command"])
+        #expect(server.state == .ready)
+        #expect(server.acceptedRecipients.isEmpty)
     }
 
     @Test func dataArrivesInOneByteChunks() {

@@ -34,6 +34,14 @@ private func openToToken(_ side: inout SMTPUpstreamSide) {
     _ = side.handle(.reply(ehloAfterTLS))
 }
 
+/// An upstream with PIPELINING but without CHUNKING (an older server): messages go as DATA.
+private func dataOnlyUpstream() -> SMTPUpstreamSide {
+    var side = try! SMTPUpstreamSide(configuration: .init(ehloHostname: "mailgate.test", security: .tls, authenticate: false))
+    _ = side.handle(.reply(greeting))
+    _ = side.handle(.reply(reply("250-old.example\r\n250-SIZE 157286400\r\n250-PIPELINING\r\n250-DSN\r\n250 8BITMIME")))
+    return side
+}
+
 private func openToReady(_ side: inout SMTPUpstreamSide) {
     openToToken(&side)
     _ = side.handle(.token(token))
@@ -152,8 +160,7 @@ private func openToReady(_ side: inout SMTPUpstreamSide) {
 
 @Suite struct SMTPUpstreamTransactionTests {
     @Test func envelopeAndDataStreamWithStuffing() {
-        var side = upstream()
-        openToReady(&side)
+        var side = dataOnlyUpstream()
         let from = SMTPReversePath.mailbox(SMTPMailbox(localPart: "alice", domain: "contoso.com"))
         #expect(side.handle(.mail(from: from, parameters: [SMTPParameter("SIZE", "42"), SMTPParameter("BODY", "8BITMIME")])) == [sent("MAIL FROM:<alice@contoso.com> SIZE=42 BODY=8BITMIME\r\n")])
         let senderOK = reply("250 2.1.0 Sender OK")
@@ -180,9 +187,9 @@ private func openToReady(_ side: inout SMTPUpstreamSide) {
         _ = side.handle(.rcpt(to: .postmaster, parameters: []))
         _ = side.handle(.reply(reply("250 2.1.5 Recipient OK")))
         _ = side.handle(.data)
-        _ = side.handle(.reply(reply("354 go")))
         _ = side.handle(.messageChunk(Array("x\r\n".utf8)))
         _ = side.handle(.endOfMessage)
+        #expect(side.handle(.reply(reply("250 2.0.0 3 octets received"))).isEmpty)
         let text = "554 5.2.252 SendAsDenied; alice@contoso.com not allowed to send as boss@contoso.com; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied"
         let denied = reply(text)
         let actions = side.handle(.reply(denied))
@@ -259,13 +266,99 @@ private func openToReady(_ side: inout SMTPUpstreamSide) {
     }
 
     @Test func abortUnderDATAFailsTheConnection() {
-        var side = upstream()
-        openToReady(&side)
+        var side = dataOnlyUpstream()
         _ = side.handle(.mail(from: .null, parameters: []))
         _ = side.handle(.reply(reply("250 ok")))
         _ = side.handle(.data)
         _ = side.handle(.reply(reply("354 go")))
         #expect(side.handle(.abortMessage) == [.failed(.messageAbandoned)])
+    }
+
+    @Test("a client's DATA goes upstream as BDAT under CHUNKING: local 354, exact sizes, no dot-stuffing, LAST")
+    func dataGoesAsBDATWhenChunkingIsOffered() {
+        var side = upstream()
+        openToReady(&side)
+        _ = side.handle(.mail(from: .null, parameters: []))
+        _ = side.handle(.reply(reply("250 2.1.0 Sender OK")))
+        _ = side.handle(.rcpt(to: .postmaster, parameters: []))
+        _ = side.handle(.reply(reply("250 2.1.5 Recipient OK")))
+        // No DATA upstream, no round trip: the client's 354 is made at once.
+        #expect(side.handle(.data) == [.replyForClient(SMTPUpstreamSide.localStartMailInput)])
+        #expect(side.state == .sendingChunks)
+        // What would end a DATA message (and start a smuggled one) is just content inside a sized chunk.
+        let first = Array("Subject: x\r\n\r\n.hidden\r\n.\r\nMAIL FROM:<evil@x>\r\n".utf8)
+        #expect(side.handle(.messageChunk(first)) == [.send(Array("BDAT \(first.count)\r\n".utf8) + first)])
+        let second = Array("\n.\n\r.\r\nend\r\n".utf8)
+        #expect(side.handle(.messageChunk(second)) == [.send(Array("BDAT \(second.count)\r\n".utf8) + second)])
+        #expect(side.handle(.messageChunk([])).isEmpty)
+        #expect(side.handle(.endOfMessage) == [sent("BDAT 0 LAST\r\n")])
+        #expect(side.outstandingReplies == 3)
+        #expect(side.handle(.reply(reply("250 2.0.0 \(first.count) octets received"))).isEmpty)
+        #expect(side.handle(.reply(reply("250 2.0.0 \(second.count) octets received"))).isEmpty)
+        let queued = reply("250 2.6.0 <id@x.prod.outlook.com> [InternalId=1] Queued mail for delivery")
+        #expect(side.handle(.reply(queued)) == [.replyForClient(queued)])
+        #expect(side.state == .ready)
+        #expect(side.outstandingReplies == 0)
+    }
+
+    @Test("a refused chunk of a client's DATA becomes the verdict; the next message starts clean")
+    func refusedChunkOfDataMessageIsTheVerdict() {
+        var side = upstream()
+        openToReady(&side)
+        _ = side.handle(.mail(from: .null, parameters: []))
+        _ = side.handle(.reply(reply("250 ok")))
+        _ = side.handle(.data)
+        _ = side.handle(.messageChunk([65, 13, 10]))
+        _ = side.handle(.endOfMessage)
+        let tooBig = reply("552 5.3.4 Message size exceeds fixed maximum message size")
+        #expect(side.handle(.reply(tooBig)).isEmpty)
+        #expect(side.handle(.reply(reply("503 5.5.1 Bad sequence"))) == [.replyForClient(tooBig)])
+        _ = side.handle(.mail(from: .null, parameters: []))
+        _ = side.handle(.reply(reply("250 ok")))
+        _ = side.handle(.data)
+        _ = side.handle(.endOfMessage)
+        let ok = reply("250 2.6.0 queued")
+        #expect(side.handle(.reply(ok)) == [.replyForClient(ok)])
+    }
+
+    @Test("pipelined envelope: MAIL and every RCPT go at once; mixed verdicts come back one per command, in order")
+    func pipelinedEnvelopeWithMixedVerdicts() {
+        var side = upstream()
+        openToReady(&side)
+        let rcpts = ["b@fabrikam.com", "nobody@fabrikam.com", "c@fabrikam.com"].map {
+            SMTPForwardPath.mailbox(SMTPMailbox(localPart: String($0.prefix { $0 != "@" }), domain: "fabrikam.com"))
+        }
+        var actions = side.handle(.mail(from: .null, parameters: []))
+        for rcpt in rcpts { actions += side.handle(.rcpt(to: rcpt, parameters: [])) }
+        #expect(actions == [
+            sent("MAIL FROM:<>\r\n"), sent("RCPT TO:<b@fabrikam.com>\r\n"), sent("RCPT TO:<nobody@fabrikam.com>\r\n"),
+            sent("RCPT TO:<c@fabrikam.com>\r\n"),
+        ])
+        #expect(side.outstandingReplies == 4)
+        // DATA waits for the verdicts (the client's DATA needs them anyway): queued, not sent.
+        #expect(side.handle(.data).isEmpty)
+        let verdicts = [
+            reply("250 2.1.0 Sender OK"), reply("250 2.1.5 Recipient OK"),
+            reply("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"),
+            reply("250 2.1.5 Recipient OK"),
+        ]
+        var relayed: [SMTPUpstreamSide.Action] = []
+        for verdict in verdicts { relayed += side.handle(.reply(verdict)) }
+        #expect(relayed == verdicts.map { .replyForClient($0) } + [.replyForClient(SMTPUpstreamSide.localStartMailInput)])
+        #expect(side.state == .sendingChunks)
+    }
+
+    @Test("without PIPELINING upstream every envelope command waits for the reply before it")
+    func withoutPipeliningCommandsWait() {
+        var side = try! SMTPUpstreamSide(configuration: .init(ehloHostname: "h", security: .tls, authenticate: false))
+        _ = side.handle(.reply(greeting))
+        _ = side.handle(.reply(reply("250-old.example\r\n250-CHUNKING\r\n250 8BITMIME")))
+        #expect(side.handle(.mail(from: .null, parameters: [])) == [sent("MAIL FROM:<>\r\n")])
+        #expect(side.handle(.rcpt(to: .postmaster, parameters: [])).isEmpty)
+        #expect(side.handle(.reply(reply("250 ok"))) == [.replyForClient(reply("250 ok")), sent("RCPT TO:<Postmaster>\r\n")])
+        _ = side.handle(.reply(reply("250 ok")))
+        // CHUNKING without PIPELINING: chunks could not stream, so the message goes as DATA.
+        #expect(side.handle(.data) == [sent("DATA\r\n")])
     }
 
     @Test func commandsBeforeReadyAreQueued() {
