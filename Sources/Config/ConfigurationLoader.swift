@@ -636,6 +636,9 @@ struct ConfigurationBuilder {
         set("idle_timeout") { $0.idleTimeoutSeconds = Double($1) }
         set("connect_timeout") { $0.connectTimeoutSeconds = Double($1) }
         set("handshake_timeout") { $0.handshakeTimeoutSeconds = Double($1) }
+        set("smtp_sessions") { $0.smtpSessions = $1 }
+        set("smtp_sessions_per_address") { $0.smtpSessionsPerAddress = $1 }
+        set("password_hash_queue") { $0.passwordHashQueue = $1 }
         return limits
     }
 }
