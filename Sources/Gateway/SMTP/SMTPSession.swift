@@ -33,6 +33,8 @@ enum SMTPGatewayReplies {
         "Connection to the upstream server lost before it confirmed the message; it may have been sent")
     static let recordingFailed = SMTPReply(
         code: 451, enhanced: EnhancedStatus("4.3.0"), "The message could not be recorded; it was not sent")
+    static let authenticationBusy = SMTPReply(
+        code: 454, enhanced: EnhancedStatus("4.7.0"), "Too many logins are being checked; try again in a moment")
     static let idleTimeout = SMTPReply(code: 421, enhanced: EnhancedStatus("4.4.2"), "Idle timeout")
     static let shuttingDown = SMTPReply(code: 421, enhanced: EnhancedStatus("4.3.2"), "Service shutting down")
 
@@ -330,6 +332,10 @@ final class SMTPSession: @unchecked Sendable {
                 logger.info("SMTP local login failed", metadata: ["user": "\(sanitizeForLog(username, maximumLength: 80))"])
                 count("smtp.login.failed", account: username.lowercased())
                 feed(.authResult(ok: false, account: username))
+            case .busy:
+                logger.warning("SMTP local login refused: the password hash queue is full (password_hash_queue)")
+                count("smtp.login.busy", account: username.lowercased())
+                feed(.authResult(ok: false, account: username), authReply: SMTPGatewayReplies.authenticationBusy)
             case .accepted(let account):
                 logger[metadataKey: "account"] = "\(account)"
                 withUpstream(for: account) { [self] failure in

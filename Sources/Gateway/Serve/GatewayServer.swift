@@ -38,7 +38,9 @@ public final class GatewayServer: @unchecked Sendable {
         recorder = SentMailRecorder(
             database: database, stateDirectory: stateDirectory, limits: configuration.limits, credentials: directory,
             logger: logger)
-        authenticator = LocalAuthenticator(lookup: StorePasswordLookup(database: database))
+        var authSettings = LocalAuthenticator.Settings()
+        authSettings.maximumWaitingVerifications = configuration.limits.passwordHashQueue
+        authenticator = LocalAuthenticator(lookup: StorePasswordLookup(database: database), settings: authSettings)
     }
 
     /// The addresses actually bound, by listener name (port 0 in the configuration becomes the real port).
