@@ -604,6 +604,31 @@ final class SMTPSession: @unchecked Sendable {
         recording.abandon(reason: reason, fateUnknown: fateUnknown)
     }
 
+    /// The client left after the final dot went upstream: the link outlives the session until the upstream's
+    /// verdict, which the recording then gets as if the client were there (2xx → commit, else abandon), so a
+    /// message the upstream accepted is journaled `sent`, not `unknown`. A link that ends first leaves `unknown`.
+    private static func recordVerdictAfterClientLeft(
+        _ link: SMTPUpstreamLink, _ recording: any MessageRecordingProtocol, queue: DispatchQueue
+    ) {
+        link.onEvent = { [link] event in
+            switch event {
+            case .replyForClient(let reply):
+                link.onEvent = nil
+                if reply.isPositiveCompletion {
+                    recording.commit(upstreamReply: reply.description, on: queue) { _ in }
+                } else {
+                    recording.abandon(reason: sanitizeForLog(reply.description, maximumLength: 1_000), fateUnknown: false)
+                }
+                link.quit()
+            case .ended:
+                link.onEvent = nil
+                recording.abandon(reason: "upstream connection lost after the client left", fateUnknown: true)
+            case .needToken, .ready, .authenticationFailed, .writable:
+                break
+            }
+        }
+    }
+
     /// Ends a link whose events no longer matter (QUIT if it can still be sent politely).
     private func discard(_ link: SMTPUpstreamLink) {
         link.onEvent = nil
@@ -684,6 +709,13 @@ final class SMTPSession: @unchecked Sendable {
     private func teardown(reason: String?) {
         guard !ended else { return }
         ended = true
+        if finalDotSent, let recording, case .open(let link) = upstream {
+            // The final dot is upstream and its verdict on the way: keep the link until it arrives (issue 9 point 2).
+            self.recording = nil
+            finalDotSent = false
+            upstream = .none
+            Self.recordVerdictAfterClientLeft(link, recording, queue: queue)
+        }
         abandonRecording(reason: "client connection closed", fateUnknown: finalDotSent)
         switch upstream {
         case .open(let link), .opening(let link, _, _, _):

@@ -66,10 +66,11 @@ struct SMTPVerdictPinningTests {
 
     @Test("reset right after the final dot, before the upstream's reply (small and 3 MiB)")
     func resetBeforeReply() async throws {
-        // Known issue (found by this test, not fixed yet): after a reset right behind the final dot the session
-        // records neither commit nor abandon within 5 s (the recording stays at "begin") and nothing reaches the
-        // upstream; see the report of branch smtp-durable2.
-        await withKnownIssue("client reset right after the final dot: no verdict recorded", isIntermittent: true) {
+        // Known issue (found by this test, not fixed yet): a message whose tail, final dot and RST arrive
+        // together is (always at 100 bytes, sometimes at 3 MiB) neither relayed nor abandoned within 5 s (the
+        // recording stays at "begin"): the session seems to get neither the last bytes nor the close. Nothing is
+        // sent, so no verdict is lost, but the recording (and its spool) is left open.
+        await withKnownIssue("message tail + final dot + RST in one burst: session sees neither", isIntermittent: true) {
             try await run(size: 100, when: "dot", upstreamDelay: 0.5)
             try await run(size: 3 << 20, when: "dot", upstreamDelay: 0.5)
         }
@@ -77,14 +78,10 @@ struct SMTPVerdictPinningTests {
 
     @Test("reset while the upstream's reply is on its way")
     func resetDuringReply() async throws {
-        // Known issue (found by this test, not fixed yet): SMTPSession.teardown abandons the recording as
-        // `unknown` and discards the link (onEvent = nil) while the upstream's verdict is still on its way, so a
-        // message the upstream accepts is journaled unknown. The fix: after the final dot, teardown must keep the
-        // link until its verdict and commit/abandon with it.
-        await withKnownIssue("teardown after the final dot drops the upstream's verdict", isIntermittent: true) {
-            for pause in ["sleep:0.28", "sleep:0.3", "sleep:0.32"] {
-                try await run(size: 2_000, when: pause, upstreamDelay: 0.3)
-            }
+        // Before the fix SMTPSession.teardown abandoned the recording as `unknown` and dropped the link while
+        // the upstream's verdict was on its way: an accepted message was journaled unknown.
+        for pause in ["sleep:0.1", "sleep:0.28", "sleep:0.3", "sleep:0.32"] {
+            try await run(size: 2_000, when: pause, upstreamDelay: 0.3)
         }
     }
 
