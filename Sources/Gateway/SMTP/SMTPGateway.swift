@@ -82,6 +82,11 @@ public final class SMTPGateway: Sendable {
                     "SMTP connection refused: \(refusal.logText)",
                     metadata: ["listener": "\(listenerName)", "client": "\(address?.description ?? "?")"])
                 counters.increment("smtp.connection.refused_limit", account: nil, listener: listenerName)
+                // The handler holds the connection until `.closed` (then cleared): nothing else owns it, and a
+                // connection freed with live sources crashes.
+                connection.onEvent = { event in
+                    if case .closed = event { withExtendedLifetime(connection) {} }
+                }
                 connection.start()
                 connection.write(Array(refusal.reply.utf8))
                 connection.closeAfterFlushing()
