@@ -659,6 +659,9 @@ struct ConfigurationBuilder {
         set("imap_upstream_sessions") { $0.imapUpstreamSessions = $1 }
         set("imap_idle_timeout") { $0.imapIdleTimeoutSeconds = Double($1) }
         set("imap_append_dedup_window") { $0.imapAppendDedupWindowSeconds = Double($1) }
+        set("smtp_sessions") { $0.smtpSessions = $1 }
+        set("smtp_sessions_per_address") { $0.smtpSessionsPerAddress = $1 }
+        set("password_hash_queue") { $0.passwordHashQueue = $1 }
         return limits
     }
 }

@@ -330,6 +330,16 @@ public enum ConfigParameters {
             .limits, "imap_append_dedup_window", .duration(0...2_592_000),
             .value(.string(DurationParser.format(Int(Limits.standard.imapAppendDedupWindowSeconds)))),
             "How long after sending a client's APPEND of the same message to Sent is not filed twice."),
+        .init(
+            .limits, "smtp_sessions", .integer(1...100_000), .value(.integer(Limits.standard.smtpSessions)),
+            "SMTP client sessions open at once over all SMTP listeners; one more gets 421 4.7.0."),
+        .init(
+            .limits, "smtp_sessions_per_address", .integer(1...100_000),
+            .value(.integer(Limits.standard.smtpSessionsPerAddress)),
+            "SMTP client sessions open at once from one client address; one more gets 421 4.7.0."),
+        .init(
+            .limits, "password_hash_queue", .integer(1...100_000), .value(.integer(Limits.standard.passwordHashQueue)),
+            "Logins waiting for the slow password hash at most; one more gets 454 4.7.0 (IMAP/POP3: a temporary failure)."),
     ]
 
     /// The parameters of one section, in table order.

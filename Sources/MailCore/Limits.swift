@@ -43,6 +43,15 @@ public struct Limits: Sendable, Equatable {
     /// Seconds a message sent through the gateway counts as "just sent": a client's APPEND of it to Sent is not
     /// filed a second time.
     public var imapAppendDedupWindowSeconds: Double = 86_400
+    /// SMTP client sessions open at once over all SMTP listeners; one more is told `421 4.7.0` and closed, so a
+    /// flood costs neither descriptors nor upstream connections (each session holds one to Microsoft 365).
+    public var smtpSessions: Int = 500
+    /// SMTP client sessions open at once from one client address (a whole site behind NAT counts as one; keep it
+    /// well above the number of devices that submit at the same time).
+    public var smtpSessionsPerAddress: Int = 100
+    /// Logins waiting for the slow password hash at most (beyond those being hashed); one more is told
+    /// `454 4.7.0` at once instead of queueing without bound (each scrypt costs 32 MiB and ~100 ms of a core).
+    public var passwordHashQueue: Int = 256
 
     public init() {}
 

@@ -45,6 +45,39 @@ public enum JournalVerifier {
     /// Bytes read from an archived file at a time.
     public static let readChunk = 1 << 16
 
+    /// Seconds a row may stay pending while its message is simply on its way (the upstream's verdict on a large
+    /// message can take minutes); older pending rows are reported as stuck.
+    public static let pendingInProgressSeconds: Double = 600
+
+    /// Why the pending rows among `entries` are pending, one sentence per sequence (for `journal verify`).
+    ///
+    /// A pending row is either a send still waiting for the server's verdict or one whose completion failed:
+    /// `serve` retries a failed completion with a back-off, and a restart marks what is left `unknown`. The first
+    /// pending row also holds back the chaining of every later row, which is said with the count.
+    /// - Parameter now: seconds since 1970 (nil: the current time).
+    public static func pendingReasons(entries: [JournalEntry], now: Double? = nil) -> [Int64: String] {
+        let now = Date(timeIntervalSince1970: now ?? Date().timeIntervalSince1970)
+        let ordered = entries.sorted { $0.sequence < $1.sequence }
+        var reasons: [Int64: String] = [:]
+        var first = true
+        for (index, entry) in ordered.enumerated() where entry.status == .pending {
+            let age = max(0, now.timeIntervalSince(entry.createdAt))
+            let since = "since \(UTCTimestamp.format(entry.createdAt)) (\(Int(age)) s)"
+            var reason =
+                age < pendingInProgressSeconds
+                ? "pending \(since): a send in progress, waiting for the server's verdict"
+                : "pending \(since): its completion failed (serve retries it; its log names the error) or serve "
+                    + "stopped before the verdict (the next start marks it unknown)"
+            if first {
+                let held = ordered[(index + 1)...].filter { $0.status != .pending }.count
+                if held > 0 { reason += "; it holds back the chaining of \(held) later entries" }
+                first = false
+            }
+            reasons[entry.sequence] = reason
+        }
+        return reasons
+    }
+
     public static func verify(entries: [JournalEntry], archiveDirectory: String?) -> JournalVerification {
         let ordered = entries.sorted { $0.sequence < $1.sequence }
         let unknown = ordered.filter { $0.status == .unknown }.map(\.sequence)

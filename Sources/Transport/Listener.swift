@@ -85,13 +85,39 @@ public final class Listener: @unchecked Sendable {
     }
 
     /// Stops accepting and closes the listening socket; connections already accepted are not affected.
+    ///
+    /// Also while backing off: the suspended source is cancelled and resumed once (a suspended source never
+    /// runs its cancel handler, so the socket would stay open), and the back-off timer then finds `.closed`.
     public func close() {
         acceptQueue.async { [self] in
-            guard state == .listening else { return }
-            let wasBackingOff = state == .backingOff
+            let wasBackingOff: Bool
+            switch state {
+            case .closed: return
+            case .listening: wasBackingOff = false
+            case .backingOff: wasBackingOff = true
+            }
             state = .closed
             source.cancel()
             if wasBackingOff { source.resume() }
+        }
+    }
+
+    /// Whether the listening socket is still accepting (false once closed); read on the accept queue.
+    var isAccepting: Bool { acceptQueue.sync { state != .closed } }
+
+    /// For tests: enters the back-off that running out of descriptors causes, as `acceptPending` does.
+    func backOffForTesting(seconds: Double = 0.1) {
+        acceptQueue.sync { if state == .listening { backOff(seconds: seconds) } }
+    }
+
+    /// Suspends accepting for a moment; the pending connections stay in the kernel's backlog.
+    private func backOff(seconds: Double) {
+        state = .backingOff
+        source.suspend()
+        acceptQueue.asyncAfter(deadline: .now() + seconds) { [self] in
+            guard state == .backingOff else { return }
+            state = .listening
+            source.resume()
         }
     }
 
@@ -108,13 +134,7 @@ public final class Listener: @unchecked Sendable {
                 let code = errno
                 if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM {
                     // The pending connection stays in the backlog; retry once descriptors may be free again.
-                    state = .backingOff
-                    source.suspend()
-                    acceptQueue.asyncAfter(deadline: .now() + 0.1) { [self] in
-                        guard state == .backingOff else { return }
-                        state = .listening
-                        source.resume()
-                    }
+                    backOff(seconds: 0.1)
                 }
                 // EAGAIN: drained. ECONNABORTED and friends: that connection is gone; the next wakeup goes on.
                 return

@@ -229,4 +229,26 @@ struct VerifierTests {
         }
         #expect(brokenSequence(JournalVerifier.verify(entries: try db.journalEntries(), archiveDirectory: nil)) == 2)
     }
+
+    @Test("journal verify says why each row is pending: in progress, or stuck, and how many rows it holds back")
+    func pendingReasons() throws {
+        let db = try MailGateDatabase.inMemory()
+        let stuck = try journal(db, message: "stuck")
+        let later = try journal(db, message: "later")
+        try db.completeJournalEntry(sequence: later, status: .sent, upstreamReply: "250 OK")
+        let fresh = try journal(db, message: "fresh")
+        let entries = try db.journalEntries()
+        let created = try #require(entries.first { $0.sequence == stuck }?.createdAt)
+        // An hour later the first row is stuck; the third was journaled "now".
+        var reasons = JournalVerifier.pendingReasons(entries: entries, now: created.timeIntervalSince1970 + 3_600)
+        #expect(Set(reasons.keys) == [stuck, fresh])
+        let stuckReason = try #require(reasons[stuck])
+        #expect(stuckReason.contains("its completion failed"))
+        #expect(stuckReason.contains("holds back the chaining of 1 later entries"))
+        #expect(reasons[fresh]?.contains("its completion failed") == true)
+        reasons = JournalVerifier.pendingReasons(entries: entries, now: created.timeIntervalSince1970 + 5)
+        #expect(reasons[stuck]?.contains("a send in progress") == true)
+        #expect(reasons[fresh]?.contains("a send in progress") == true)
+        #expect(reasons[fresh]?.contains("holds back") == false)
+    }
 }

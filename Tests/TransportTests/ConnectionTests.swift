@@ -94,6 +94,32 @@ import Testing
         #expect(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds < 20_000_000_000)
     }
 
+    @Test func closeDuringAcceptBackOffStopsAccepting() async throws {
+        let accepted = Mutex(0)
+        let listener = try Listener(address: loopback(), tls: nil) { connection in
+            accepted.withLock { $0 += 1 }
+            connection.close()
+        }
+        let address = listener.boundAddress
+        listener.backOffForTesting(seconds: 0.2)
+        listener.close()
+        #expect(!listener.isAccepting)
+        // Past the back-off timer: before the fix it resumed the source and accepting went on after close().
+        try await Task.sleep(nanoseconds: 400_000_000)
+        #expect(!listener.isAccepting)
+        do {
+            let client = try await AsyncConnection.connect(to: address, tls: nil, serverName: nil, timeout: 5)
+            client.close()
+            Issue.record("a closed listener still accepted a connection")
+        } catch {
+            guard case .connectFailed = error else {
+                Issue.record("expected connectFailed, got \(error)")
+                return
+            }
+        }
+        #expect(accepted.withLock { $0 } == 0)
+    }
+
     @Test func connectTimesOutWhenNobodyAnswers() async throws {
         // A listening socket that never accepts, with its backlog full: Linux drops further SYNs, so the
         // next connect hangs until our deadline.

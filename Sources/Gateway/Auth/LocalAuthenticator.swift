@@ -36,6 +36,9 @@ public final class LocalAuthenticator: Sendable {
         public var maximumTrackedAddresses: Int = 10_000
         /// Slow hashes computed at the same time at most (each scrypt takes 32 MiB).
         public var maximumConcurrentVerifications: Int = 4
+        /// Verifications waiting for a worker at most (`[limits]` `password_hash_queue`); one more is answered
+        /// `.busy` at once, so a login flood costs a bounded queue instead of unbounded memory and latency.
+        public var maximumWaitingVerifications: Int = Limits.standard.passwordHashQueue
 
         public init() {}
     }
@@ -46,6 +49,9 @@ public final class LocalAuthenticator: Sendable {
         case accepted(account: String)
         /// Unknown account or wrong password (deliberately not told apart).
         case rejected
+        /// Not checked: too many logins are waiting for the slow hash; the client should retry later (SMTP
+        /// `454 4.7.0`). Counts as no failure of the address.
+        case busy
     }
 
     private struct CacheEntry {
@@ -67,6 +73,8 @@ public final class LocalAuthenticator: Sendable {
         var waiting: [@Sendable () -> Void] = []
         /// Slow hash computations so far (tests check that the cache spares them).
         var slowVerifications = 0
+        /// Logins answered `.busy` because the queue was full.
+        var refusedBusy = 0
     }
 
     private let lookup: any PasswordHashLookup
@@ -119,7 +127,7 @@ public final class LocalAuthenticator: Sendable {
                 queue.async { completion(.accepted(account: account)) }
                 return
             }
-            runLimited { [self] in
+            let admitted = runLimited { [self] in
                 var accepted = false
                 state.withLock { $0.slowVerifications += 1 }
                 if let stored {
@@ -135,6 +143,10 @@ public final class LocalAuthenticator: Sendable {
                     let delay = recordFailure(remoteAddress)
                     queue.asyncAfter(deadline: .now() + delay) { completion(.rejected) }
                 }
+            }
+            if !admitted {
+                state.withLock { $0.refusedBusy += 1 }
+                queue.async { completion(.busy) }
             }
         }
     }
@@ -167,6 +179,9 @@ public final class LocalAuthenticator: Sendable {
 
     /// Slow hash computations so far (for tests and diagnostics).
     var slowVerificationCount: Int { state.withLock { $0.slowVerifications } }
+
+    /// Logins answered `.busy` so far (for tests and diagnostics).
+    public var busyRefusalCount: Int { state.withLock { $0.refusedBusy } }
 
     // MARK: - Internals
 
@@ -220,17 +235,25 @@ public final class LocalAuthenticator: Sendable {
         }
     }
 
-    /// Runs `work` on the worker queue with at most `maximumConcurrentVerifications` at a time.
-    private func runLimited(_ work: @escaping @Sendable () -> Void) {
-        let startNow = state.withLock { state -> Bool in
+    /// Runs `work` on the worker queue with at most `maximumConcurrentVerifications` at a time and at most
+    /// `maximumWaitingVerifications` waiting; returns false (dropping `work`) when the queue is full.
+    private func runLimited(_ work: @escaping @Sendable () -> Void) -> Bool {
+        enum Admission { case run, queued, full }
+        let admission = state.withLock { state -> Admission in
             if state.running < settings.maximumConcurrentVerifications {
                 state.running += 1
-                return true
+                return .run
             }
+            guard state.waiting.count < settings.maximumWaitingVerifications else { return .full }
             state.waiting.append(work)
-            return false
+            return .queued
         }
-        if startNow { workers.async { [self] in runAndContinue(work) } }
+        switch admission {
+        case .run: workers.async { [self] in runAndContinue(work) }
+        case .queued: break
+        case .full: return false
+        }
+        return true
     }
 
     private func runAndContinue(_ work: @escaping @Sendable () -> Void) {

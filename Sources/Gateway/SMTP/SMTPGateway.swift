@@ -59,7 +59,8 @@ public final class SMTPGateway: Sendable {
         listen: HostPort, implicitTLS: Bool, tls: TLSContext?, configuration: SMTPGatewayConfiguration,
         authenticator: LocalAuthenticator, credentials: any UpstreamCredentials, recorder: any MessageRecorder,
         resolver: @escaping SMTPUpstreamResolver, counters: any GatewayCounters = NoCounters(),
-        extensionsCache: SMTPExtensionsCache = SMTPExtensionsCache(), logger: Logger
+        extensionsCache: SMTPExtensionsCache = SMTPExtensionsCache(), sessionLimiter: SMTPSessionLimiter? = nil,
+        logger: Logger
     ) throws {
         if implicitTLS && tls == nil { throw SMTPGatewaySetupError.implicitTLSWithoutCertificate(listen) }
         let environment = SMTPSessionEnvironment(
@@ -67,17 +68,40 @@ public final class SMTPGateway: Sendable {
             credentials: credentials, recorder: recorder, resolver: resolver, counters: counters,
             extensionsCache: extensionsCache, tlsContexts: UpstreamTLSContexts(), logger: logger)
         let box = SessionTable()
+        let limiter = sessionLimiter ?? SMTPSessionLimiter(limits: configuration.limits)
         self.table = box
         self.logger = logger
+        let listenerName = configuration.listenerName
         self.listener = try Listener(
             address: listen, tls: implicitTLS ? tls : nil, limits: configuration.limits
         ) { connection in
+            let address = connection.remoteIPAddress
+            if let refusal = limiter.admit(address) {
+                // Refused before a session exists: no upstream connection, no state machine, one line and close.
+                logger.warning(
+                    "SMTP connection refused: \(refusal.logText)",
+                    metadata: ["listener": "\(listenerName)", "client": "\(address?.description ?? "?")"])
+                counters.increment("smtp.connection.refused_limit", account: nil, listener: listenerName)
+                // The handler holds the connection until `.closed` (then cleared): nothing else owns it, and a
+                // connection freed with live sources crashes.
+                connection.onEvent = { event in
+                    if case .closed = event { withExtendedLifetime(connection) {} }
+                }
+                connection.start()
+                connection.write(Array(refusal.reply.utf8))
+                connection.closeAfterFlushing()
+                return
+            }
             let session = SMTPSession(client: connection, environment: environment)
             guard box.add(session) else {
+                limiter.release(address)
                 connection.close()
                 return
             }
-            session.onEnd = { box.remove(session) }
+            session.onEnd = {
+                box.remove(session)
+                limiter.release(address)
+            }
             session.start()
         }
         logger.info("SMTP listener started", metadata: ["address": "\(listener.boundAddress)", "tls": "\(implicitTLS)"])
@@ -106,6 +130,70 @@ public final class SMTPGateway: Sendable {
         let current = table.sessions.withLock { Array($0.values) }
         return current.map { session in session.queue.sync { body(session) } }
     }
+}
+
+/// Counts open SMTP client sessions, in total and per client address, against `[limits]` `smtp_sessions` and
+/// `smtp_sessions_per_address`; one limiter is shared by all SMTP listeners so the total is over all of them.
+public final class SMTPSessionLimiter: Sendable {
+    /// Why a connection was refused.
+    public enum Refusal: Sendable, Equatable {
+        case total(Int)
+        case perAddress(Int)
+
+        /// The line sent to the client before closing (RFC 5321 §3.8: 421 may be sent in place of the greeting).
+        var reply: String {
+            switch self {
+            case .total(let limit):
+                "421 4.7.0 Too many connections (\(limit) open); try again later\r\n"
+            case .perAddress(let limit):
+                "421 4.7.0 Too many connections from your address (\(limit) open); try again later\r\n"
+            }
+        }
+
+        var logText: String {
+            switch self {
+            case .total(let limit): "smtp_sessions (\(limit)) reached"
+            case .perAddress(let limit): "smtp_sessions_per_address (\(limit)) reached"
+            }
+        }
+    }
+
+    private struct Counts {
+        var total = 0
+        var byAddress: [IPAddress: Int] = [:]
+    }
+
+    private let total: Int
+    private let perAddress: Int
+    private let counts = Mutex(Counts())
+
+    public init(limits: Limits) {
+        total = limits.smtpSessions
+        perAddress = limits.smtpSessionsPerAddress
+    }
+
+    /// Takes a slot for a new session from `address`, or says which limit refuses it (taking nothing).
+    func admit(_ address: IPAddress?) -> Refusal? {
+        counts.withLock { counts in
+            if counts.total >= total { return .total(total) }
+            if let address, counts.byAddress[address, default: 0] >= perAddress { return .perAddress(perAddress) }
+            counts.total += 1
+            if let address { counts.byAddress[address, default: 0] += 1 }
+            return nil
+        }
+    }
+
+    /// Gives back the slot of a session from `address` that has ended.
+    func release(_ address: IPAddress?) {
+        counts.withLock { counts in
+            counts.total -= 1
+            guard let address, let current = counts.byAddress[address] else { return }
+            counts.byAddress[address] = current > 1 ? current - 1 : nil
+        }
+    }
+
+    /// Sessions holding a slot now (for tests and diagnostics).
+    public var openSessions: Int { counts.withLock { $0.total } }
 }
 
 /// The sessions of one gateway, shared with the accept callback.

@@ -33,6 +33,8 @@ enum SMTPGatewayReplies {
         "Connection to the upstream server lost before it confirmed the message; it may have been sent")
     static let recordingFailed = SMTPReply(
         code: 451, enhanced: EnhancedStatus("4.3.0"), "The message could not be recorded; it was not sent")
+    static let authenticationBusy = SMTPReply(
+        code: 454, enhanced: EnhancedStatus("4.7.0"), "Too many logins are being checked; try again in a moment")
     static let idleTimeout = SMTPReply(code: 421, enhanced: EnhancedStatus("4.4.2"), "Idle timeout")
     static let shuttingDown = SMTPReply(code: 421, enhanced: EnhancedStatus("4.3.2"), "Service shutting down")
 
@@ -419,6 +421,10 @@ final class SMTPSession: @unchecked Sendable {
                 logger.info("SMTP local login failed", metadata: ["user": "\(sanitizeForLog(username, maximumLength: 80))"])
                 count("smtp.login.failed", account: username.lowercased())
                 feed(.authResult(ok: false, account: username))
+            case .busy:
+                logger.warning("SMTP local login refused: the password hash queue is full (password_hash_queue)")
+                count("smtp.login.busy", account: username.lowercased())
+                feed(.authResult(ok: false, account: username), authReply: SMTPGatewayReplies.authenticationBusy)
             case .accepted(let account):
                 logger[metadataKey: "account"] = "\(account)"
                 withUpstream(for: account) { [self] failure in
@@ -690,6 +696,31 @@ final class SMTPSession: @unchecked Sendable {
         recording.abandon(reason: reason, fateUnknown: fateUnknown)
     }
 
+    /// The client left after the final dot went upstream: the link outlives the session until the upstream's
+    /// verdict, which the recording then gets as if the client were there (2xx → commit, else abandon), so a
+    /// message the upstream accepted is journaled `sent`, not `unknown`. A link that ends first leaves `unknown`.
+    private static func recordVerdictAfterClientLeft(
+        _ link: SMTPUpstreamLink, _ recording: any MessageRecordingProtocol, queue: DispatchQueue
+    ) {
+        link.onEvent = { [link] event in
+            switch event {
+            case .replyForClient(let reply):
+                link.onEvent = nil
+                if reply.isPositiveCompletion {
+                    recording.commit(upstreamReply: reply.description, on: queue) { _ in }
+                } else {
+                    recording.abandon(reason: sanitizeForLog(reply.description, maximumLength: 1_000), fateUnknown: false)
+                }
+                link.quit()
+            case .ended:
+                link.onEvent = nil
+                recording.abandon(reason: "upstream connection lost after the client left", fateUnknown: true)
+            case .needToken, .ready, .authenticationFailed, .writable:
+                break
+            }
+        }
+    }
+
     /// Ends a link whose events no longer matter (QUIT if it can still be sent politely).
     private func discard(_ link: SMTPUpstreamLink) {
         link.onEvent = nil
@@ -776,7 +807,13 @@ final class SMTPSession: @unchecked Sendable {
         var fateUnknown = false
         if case .awaitingVerdict = phase.message { fateUnknown = true }
         phase = .ended
-        recording?.abandon(reason: "client connection closed", fateUnknown: fateUnknown)
+        if fateUnknown, let recording, case .open(let link) = upstream {
+            // The final dot is upstream and its verdict on the way: keep the link until it arrives (issue 9 point 2).
+            upstream = .none
+            Self.recordVerdictAfterClientLeft(link, recording, queue: queue)
+        } else {
+            recording?.abandon(reason: "client connection closed", fateUnknown: fateUnknown)
+        }
         switch upstream {
         case .open(let link), .opening(let link, _, _, _):
             upstream = .none

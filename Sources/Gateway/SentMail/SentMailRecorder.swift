@@ -124,6 +124,8 @@ public final class MessageRecording: @unchecked Sendable {
     private var phase = Phase.receiving
     private var sealed: SpooledMessage?
     private let work = DispatchQueue(label: "mailgate.sent-mail.recording")
+    /// How a failed journal completion is retried (tests shorten it).
+    var completionRetry = JournalCompletionRetry()
     /// On `work` only.
     private var verdict = Verdict.open
     /// On `work` only.
@@ -255,8 +257,17 @@ public final class MessageRecording: @unchecked Sendable {
                 }
             } catch {
                 recorder.logger.error(
-                    "The journal could not record an abandoned message",
+                    "The journal could not record an abandoned message; retrying",
                     metadata: ["account": "\(account)", "error": "\(error)"])
+                if let sequence = journalSequence {
+                    let status: JournalStatus = fateUnknown ? .unknown : .failed
+                    let reply = sanitizeForLog(reason, maximumLength: 1_000)
+                    retryCompletion(sequence: sequence) { () throws(StoreError) in
+                        try database.completeJournalEntry(
+                            sequence: sequence, status: status, upstreamReply: reply, sentCopyState: .disabled,
+                            counters: counters)
+                    }
+                }
             }
             if case .file(let path)? = spooled { DurableFile.remove(path) }
         }
@@ -327,14 +338,41 @@ public final class MessageRecording: @unchecked Sendable {
             }
         } catch {
             logger.error(
-                "The journal could not record a sent message", metadata: ["account": "\(account)", "error": "\(error)"])
-            if journalSequence != nil { result = .failure(.journalFailed(reason: "\(error)")) }
+                "The journal could not record a sent message; retrying",
+                metadata: ["account": "\(account)", "error": "\(error)"])
+            if let sequence = journalSequence {
+                result = .failure(.journalFailed(reason: "\(error)"))
+                let database = recorder.database
+                let reply = sanitizeForLog(upstreamReply, maximumLength: 1_000)
+                retryCompletion(sequence: sequence) { () throws(StoreError) in
+                    try database.completeJournalEntry(
+                        sequence: sequence, status: .sent, upstreamReply: reply, sentCopyState: copyState,
+                        counters: counters)
+                }
+            }
         }
         if let job {
             let service = recorder.service
             Task { await service.enqueue(job) }
         }
         return result
+    }
+
+    /// Retries a failed completion of the pending row `sequence` in the background (the client already has its
+    /// answer), so one failed update does not leave the chain stalled until the next restart.
+    private func retryCompletion(sequence: Int64, _ complete: @escaping () throws(StoreError) -> Void) {
+        let logger = recorder.logger
+        let account = account
+        completionRetry.run(on: work, complete) { attempts, lastError in
+            if let lastError {
+                logger.error(
+                    "The journal row stays pending: its completion failed \(attempts) times; the next start marks it unknown",
+                    metadata: ["account": "\(account)", "sequence": "\(sequence)", "error": "\(lastError)"])
+            } else {
+                logger.notice(
+                    "The journal row was completed on retry", metadata: ["sequence": "\(sequence)", "attempts": "\(attempts)"])
+            }
+        }
     }
 
     /// Moves the spooled bytes to `<spool>/<id>.eml` (fsynced) and saves the job next to it.

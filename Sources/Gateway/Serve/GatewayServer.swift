@@ -39,7 +39,9 @@ public final class GatewayServer: @unchecked Sendable {
         recorder = SentMailRecorder(
             database: database, stateDirectory: stateDirectory, limits: configuration.limits, credentials: directory,
             logger: logger)
-        authenticator = LocalAuthenticator(lookup: StorePasswordLookup(database: database))
+        var authSettings = LocalAuthenticator.Settings()
+        authSettings.maximumWaitingVerifications = configuration.limits.passwordHashQueue
+        authenticator = LocalAuthenticator(lookup: StorePasswordLookup(database: database), settings: authSettings)
     }
 
     /// The addresses actually bound, by listener name (port 0 in the configuration becomes the real port).
@@ -61,6 +63,7 @@ public final class GatewayServer: @unchecked Sendable {
         let relayNetworks = listen.relayNetworks
         let counters = StoreCounters(database: database)
         let extensions = SMTPExtensionsCache(defaultMaximumSize: configuration.limits.messageSize)
+        let sessionLimiter = SMTPSessionLimiter(limits: configuration.limits)
         for (name, spec, implicitTLS) in [("smtp", listen.smtp, false), ("smtps", listen.smtps, true)] {
             guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
             let gateway = try SMTPGateway(
@@ -71,7 +74,7 @@ public final class GatewayServer: @unchecked Sendable {
                     isRelayClient: { ip in relayNetworks.contains { $0.contains(ipAddress: ip.description) } },
                     limits: configuration.limits),
                 authenticator: authenticator, credentials: directory, recorder: recorder, resolver: resolver,
-                counters: counters, extensionsCache: extensions, logger: logger)
+                counters: counters, extensionsCache: extensions, sessionLimiter: sessionLimiter, logger: logger)
             smtpGateways.append(gateway)
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")

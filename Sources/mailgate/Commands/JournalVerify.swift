@@ -52,7 +52,10 @@ struct JournalVerify: ParsableCommand {
                     "entry \(sequence): fate unknown (MailGate stopped before the server answered); check the Sent "
                         + "folder and the recipients.")
             }
-            for sequence in pending { print("entry \(sequence): still pending (a send in progress).") }
+            let reasons = JournalVerifier.pendingReasons(entries: entries)
+            for sequence in pending {
+                print("entry \(sequence): \(reasons[sequence] ?? "still pending (a send in progress)").")
+            }
         }
         if againstServer {
             throw CommandFailure.failed(

@@ -119,4 +119,30 @@ struct LocalAuthenticatorTests {
         clock.advance(1_000)
         #expect(authenticator.failureDelay(for: "192.0.2.1") == 0.01)
     }
+
+    @Test("past maximumWaitingVerifications a login is answered .busy at once, not queued; the others are checked")
+    func boundedHashQueue() async {
+        let passwords = InMemoryPasswords(["alice@contoso.com": InMemoryPasswords.secretHash])
+        let authenticator = make(passwords) {
+            $0.maximumConcurrentVerifications = 1
+            $0.maximumWaitingVerifications = 1
+        }
+        // Eight logins at once with different passwords (none cached): one hashes, one waits, the rest are refused.
+        let outcomes = await withTaskGroup(of: LocalAuthenticator.Outcome.self) { group in
+            for index in 0..<8 {
+                group.addTask { await verify(authenticator, "alice@contoso.com", index == 0 ? "secret" : "wrong\(index)") }
+            }
+            var all: [LocalAuthenticator.Outcome] = []
+            for await outcome in group { all.append(outcome) }
+            return all
+        }
+        let busy = outcomes.filter { $0 == .busy }.count
+        #expect(outcomes.count == 8)
+        #expect(busy >= 1, "an unbounded queue would have checked all eight")
+        #expect(busy <= 6, "the one running and the one waiting are checked")
+        #expect(authenticator.busyRefusalCount == busy)
+        #expect(authenticator.slowVerificationCount == 8 - busy)
+        // Once the queue has drained, logins are checked again.
+        #expect(await verify(authenticator, "alice@contoso.com", "secret") == .accepted(account: "alice@contoso.com"))
+    }
 }
