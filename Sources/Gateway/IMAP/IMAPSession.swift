@@ -463,6 +463,10 @@ final class IMAPSession: @unchecked Sendable {
                 logger.info("IMAP local login failed", metadata: ["user": "\(sanitizeForLog(user, maximumLength: 80))"])
                 count("imap.login.failed", account: user.lowercased())
                 loginFailed(.authenticationFailed)
+            case .busy:
+                logger.warning("IMAP login refused: too many logins waiting for the password check")
+                count("imap.login.busy", account: user.lowercased())
+                loginFailed(.unavailable(reason: "Too many logins are being checked; try again in a moment"))
             case .accepted(let account):
                 openUpstream(account: account)
             }
