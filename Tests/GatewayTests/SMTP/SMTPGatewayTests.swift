@@ -29,7 +29,7 @@ struct SMTPGatewayTests {
     func relaysEndToEnd() async throws {
         let harness = try Harness()
         defer { harness.stop() }
-        let result = try runPython(Self.pythonSend, [String(harness.gateway.boundAddress.port), "alice@contoso.com", "secret"])
+        let result = try await runPythonOffPool(Self.pythonSend, [String(harness.gateway.boundAddress.port), "alice@contoso.com", "secret"])
         #expect(result.status == 0, "python: \(result.error)")
         #expect(result.output.contains("refused 0"))
         let record = harness.upstream.snapshot
@@ -411,7 +411,7 @@ struct SMTPGatewayTests {
                 s.sendmail("alice@contoso.com", ["bob@example.com"], "Subject: tls\\r\\n\\r\\nhello\\r\\n")
                 print("sent")
             """
-        let result = try runPython(script, [String(harness.gateway.boundAddress.port), harness.upstream.certificates.caFile])
+        let result = try await runPythonOffPool(script, [String(harness.gateway.boundAddress.port), harness.upstream.certificates.caFile])
         #expect(result.status == 0, "python: \(result.error)")
         #expect(result.output.contains("sent"))
         #expect(harness.upstream.snapshot.messages.count == 1)

@@ -258,6 +258,17 @@ func runPython(_ script: String, _ arguments: [String]) throws -> (status: Int32
     return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
 }
 
+/// `runPython` on a Dispatch thread: a test that waits for a child process must not hold one of the few threads
+/// of Swift's cooperative pool (two on a 2-core CI machine), which the in-process scripted upstreams need in order
+/// to answer that very child.
+func runPythonOffPool(_ script: String, _ arguments: [String]) async throws -> (
+    status: Int32, output: String, error: String
+) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try runPython(script, arguments) }) }
+    }
+}
+
 /// Removes SMTP dot-stuffing from wire bytes (a leading "." on a line is dropped).
 func unstuff(_ wire: [UInt8]) -> [UInt8] {
     var out: [UInt8] = []
