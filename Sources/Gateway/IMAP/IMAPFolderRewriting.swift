@@ -36,34 +36,10 @@ enum IMAPFolderRewriting {
     }
 
     /// RFC 3501 §6.3.8: `*` matches anything, `%` anything but the hierarchy delimiter; INBOX in any case.
+    /// Policy's `MailboxPattern` does the matching (an NFA walk): a client's hostile pattern such as `*%*%*%…x`
+    /// costs time linear in name × pattern, never a backtracking blow-up on the session's queue.
     static func matches(_ name: [UInt8], pattern: [UInt8], delimiter: UInt8?) -> Bool {
-        let name = MailboxName(name).isInbox ? Array("INBOX".utf8) : name
-        let pattern: [UInt8] =
-            pattern.count == 5 && MailboxName(pattern).isInbox ? Array("INBOX".utf8) : pattern
-        // Iterative matcher with backtracking over the last star; `%` cannot cross the delimiter.
-        func match(_ n: Int, _ p: Int) -> Bool {
-            if p == pattern.count { return n == name.count }
-            let symbol = pattern[p]
-            if symbol == UInt8(ascii: "*") {
-                var index = n
-                while true {
-                    if match(index, p + 1) { return true }
-                    if index == name.count { return false }
-                    index += 1
-                }
-            }
-            if symbol == UInt8(ascii: "%") {
-                var index = n
-                while true {
-                    if match(index, p + 1) { return true }
-                    if index == name.count || name[index] == delimiter { return false }
-                    index += 1
-                }
-            }
-            guard n < name.count, name[n] == symbol else { return false }
-            return match(n + 1, p + 1)
-        }
-        return match(0, 0)
+        MailboxPattern(pattern, delimiter: delimiter).matches(MailboxName(name))
     }
 
     /// `* LIST (attributes) "d" name` CRLF (or LSUB).

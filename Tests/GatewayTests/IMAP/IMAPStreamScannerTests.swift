@@ -126,4 +126,14 @@ struct IMAPStreamScannerTests {
         #expect(m("Sent", "%") && m("inbox", "INBOX") && m("INBOX", "in%") == false && m("Trash", "T%"))
         #expect(!m("Junk", "T%") && m("a/b/c", "a/%/c") && !m("a/b/x/c", "a/%/c") && m("a/b/x/c", "a/*/c"))
     }
+
+    @Test(
+        "a hostile LIST pattern (alternating * and %, no match at the end) is answered at once, not by backtracking",
+        .timeLimit(.minutes(1)))
+    func hostilePattern() {
+        let name = Array(String(repeating: "a", count: 200).utf8)
+        let pattern = Array((String(repeating: "*%", count: 40) + "x").utf8)
+        #expect(!IMAPFolderRewriting.matches(name, pattern: pattern, delimiter: UInt8(ascii: "/")))
+        #expect(IMAPFolderRewriting.matches(name + [UInt8(ascii: "x")], pattern: pattern, delimiter: UInt8(ascii: "/")))
+    }
 }
