@@ -194,14 +194,7 @@ public struct FolderMap: Sendable {
     /// The server's name for a mailbox argument of a client command; unchanged (the very same bytes) when the
     /// name is not a mapped folder or below one.
     public func serverName(forClient name: MailboxName) -> MailboxName {
-        for mapping in mappings {
-            if let mapped = Self.replacingPrefix(
-                of: name, from: mapping.clientName, to: mapping.serverName, delimiter: mapping.delimiter)
-            {
-                return mapped
-            }
-        }
-        return name
+        translate(name, from: \.clientName, to: \.serverName)
     }
 
     /// `serverName(forClient:)` for decoded Unicode names (configuration, logs, tests).
@@ -218,9 +211,17 @@ public struct FolderMap: Sendable {
     /// For `* STATUS` the gateway should prefer echoing the name the client itself sent (a client that
     /// addressed `Sent Items` directly expects `Sent Items` back); this is for names it does not know.
     public func clientName(forServer name: MailboxName) -> MailboxName {
+        translate(name, from: \.serverName, to: \.clientName)
+    }
+
+    /// The first mapping whose `from` name is `name` or an ancestor of it, with that prefix replaced by its `to`
+    /// name; `name` itself (the very same bytes) when none is.
+    private func translate(
+        _ name: MailboxName, from: KeyPath<FolderMapping, MailboxName>, to: KeyPath<FolderMapping, MailboxName>
+    ) -> MailboxName {
         for mapping in mappings {
             if let mapped = Self.replacingPrefix(
-                of: name, from: mapping.serverName, to: mapping.clientName, delimiter: mapping.delimiter)
+                of: name, from: mapping[keyPath: from], to: mapping[keyPath: to], delimiter: mapping.delimiter)
             {
                 return mapped
             }

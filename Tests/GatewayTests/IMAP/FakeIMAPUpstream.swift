@@ -79,36 +79,6 @@ final class FakeIMAPUpstream: Sendable {
         for connection in connections { try? await connection.write(Array((line + "\r\n").utf8)) }
     }
 
-    private final class Reader: @unchecked Sendable {
-        // @unchecked Sendable: used by one task only.
-        let connection: AsyncConnection
-        var buffer: [UInt8] = []
-        init(_ connection: AsyncConnection) { self.connection = connection }
-
-        func line() async throws -> String {
-            while true {
-                if let lf = buffer.firstIndex(of: 0x0A) {
-                    var line = Array(buffer[..<lf])
-                    buffer.removeFirst(lf + 1)
-                    if line.last == 0x0D { line.removeLast() }
-                    return String(decoding: line, as: UTF8.self)
-                }
-                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
-                buffer += more
-            }
-        }
-
-        func exactly(_ count: Int) async throws -> [UInt8] {
-            while buffer.count < count {
-                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
-                buffer += more
-            }
-            let out = Array(buffer[..<count])
-            buffer.removeFirst(count)
-            return out
-        }
-    }
-
     private var capabilities: String {
         let script = self.script.withLock { $0 }
         var list = ["IMAP4", "IMAP4rev1", "AUTH=PLAIN", "AUTH=XOAUTH2"]
@@ -132,7 +102,7 @@ final class FakeIMAPUpstream: Sendable {
             _ = live.withLock { $0.removeValue(forKey: number) }
             connection.close()
         }
-        let reader = Reader(connection)
+        let reader = PeerReader(connection)
         do {
             try await send(connection, "* OK The Microsoft Exchange IMAP4 service is ready.")
             while true {
@@ -204,7 +174,7 @@ final class FakeIMAPUpstream: Sendable {
                     if nonSync { digits.removeLast() }
                     let count = Int(digits) ?? 0
                     if !nonSync { try await send(connection, "+ Ready for additional command text.") }
-                    let message = try await reader.exactly(count)
+                    let message = try await reader.bytes(count)
                     _ = try await reader.line()
                     record.withLock { $0.appended.append(message) }
                     try await send(connection, "\(tag) OK [APPENDUID 14 7] APPEND completed.")

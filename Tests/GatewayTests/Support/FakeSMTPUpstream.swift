@@ -89,90 +89,6 @@ final class FakeSMTPUpstream: Sendable {
 
     // MARK: - Conversation
 
-    private final class Reader: @unchecked Sendable {
-        // @unchecked Sendable: used by one task only.
-        let connection: AsyncConnection
-        var buffer: [UInt8] = []
-        init(_ connection: AsyncConnection) { self.connection = connection }
-
-        func line() async throws -> String {
-            while true {
-                if let lf = buffer.firstIndex(of: 0x0A) {
-                    var line = Array(buffer[..<lf])
-                    buffer.removeFirst(lf + 1)
-                    if line.last == 0x0D { line.removeLast() }
-                    return String(decoding: line, as: UTF8.self)
-                }
-                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
-                buffer += more
-            }
-        }
-
-        /// DATA content up to a line holding only `.` that ends with LF, CR optional (returned without it).
-        func lenientData() async throws -> [UInt8] {
-            var collected = buffer
-            buffer = []
-            while true {
-                var index = 0
-                while index < collected.count {
-                    if collected[index] == 0x2E, index == 0 || collected[index - 1] == 0x0A {
-                        var end = index + 1
-                        if end < collected.count, collected[end] == 0x0D { end += 1 }
-                        if end < collected.count, collected[end] == 0x0A {
-                            buffer = Array(collected[(end + 1)...])
-                            return Array(collected[..<index])
-                        }
-                    }
-                    index += 1
-                }
-                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
-                collected += more
-            }
-        }
-
-        /// Exactly `count` bytes (a BDAT chunk).
-        func bytes(_ count: Int) async throws -> [UInt8] {
-            while buffer.count < count {
-                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
-                buffer += more
-            }
-            let chunk = Array(buffer[..<count])
-            buffer.removeFirst(count)
-            return chunk
-        }
-
-        /// DATA content up to `CRLF.CRLF` (returned without it), through `onChunk` for counting.
-        func data(readDelay: Double, onChunk: (Int) throws -> Void) async throws -> [UInt8] {
-            var collected: [UInt8] = []
-            var searchFrom = 0
-            let end: [UInt8] = [0x0D, 0x0A, 0x2E, 0x0D, 0x0A]
-            collected = buffer
-            buffer = []
-            // A message may be just ".\r\n" right after 354.
-            while true {
-                if collected.starts(with: [0x2E, 0x0D, 0x0A]) {
-                    buffer = Array(collected[3...])
-                    return []
-                }
-                if collected.count >= end.count {
-                    var index = max(0, searchFrom - end.count)
-                    while index + end.count <= collected.count {
-                        if collected[index] == 0x0D, collected[index..<(index + end.count)].elementsEqual(end) {
-                            buffer = Array(collected[(index + end.count)...])
-                            return Array(collected[..<(index + 2)])
-                        }
-                        index += 1
-                    }
-                    searchFrom = collected.count
-                }
-                if readDelay > 0 { try await Task.sleep(nanoseconds: UInt64(readDelay * 1e9)) }
-                guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
-                collected += more
-                try onChunk(collected.count)
-            }
-        }
-    }
-
     private struct Dropped: Error {}
 
     private func send(_ connection: AsyncConnection, _ text: String) async throws {
@@ -185,7 +101,7 @@ final class FakeSMTPUpstream: Sendable {
             _ = setsockopt(
                 connection.connection.descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
-        let reader = Reader(connection)
+        let reader = PeerReader(connection)
         var tlsActive = false
         var from = ""
         var recipients: [String] = []
@@ -308,6 +224,62 @@ final class FakeSMTPUpstream: Sendable {
             }
         } catch {
             connection.close()
+        }
+    }
+}
+
+/// The SMTP fake's own reads: DATA content, strict (`CRLF.CRLF`) or lenient about line ends.
+extension PeerReader {
+    /// DATA content up to a line holding only `.` that ends with LF, CR optional (returned without it).
+    func lenientData() async throws -> [UInt8] {
+        var collected = buffer
+        buffer = []
+        while true {
+            var index = 0
+            while index < collected.count {
+                if collected[index] == 0x2E, index == 0 || collected[index - 1] == 0x0A {
+                    var end = index + 1
+                    if end < collected.count, collected[end] == 0x0D { end += 1 }
+                    if end < collected.count, collected[end] == 0x0A {
+                        buffer = Array(collected[(end + 1)...])
+                        return Array(collected[..<index])
+                    }
+                }
+                index += 1
+            }
+            guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
+            collected += more
+        }
+    }
+
+    /// DATA content up to `CRLF.CRLF` (returned without it), through `onChunk` for counting.
+    func data(readDelay: Double, onChunk: (Int) throws -> Void) async throws -> [UInt8] {
+        var collected: [UInt8] = []
+        var searchFrom = 0
+        let end: [UInt8] = [0x0D, 0x0A, 0x2E, 0x0D, 0x0A]
+        collected = buffer
+        buffer = []
+        // A message may be just ".\r\n" right after 354.
+        while true {
+            if collected.starts(with: [0x2E, 0x0D, 0x0A]) {
+                buffer = Array(collected[3...])
+                return []
+            }
+            if collected.count >= end.count {
+                var index = max(0, searchFrom - end.count)
+                while index + end.count <= collected.count {
+                    if collected[index] == 0x0D, collected[index..<(index + end.count)].elementsEqual(end) {
+                        buffer = Array(collected[(index + end.count)...])
+                        return Array(collected[..<(index + 2)])
+                    }
+                    index += 1
+                }
+                searchFrom = collected.count
+            }
+            if readDelay > 0 { try await Task.sleep(nanoseconds: UInt64(readDelay * 1e9)) }
+            guard let more = try await connection.readAvailable() else { throw TransportError.closedByPeer }
+            collected += more
+            try onChunk(collected.count)
         }
     }
 }
