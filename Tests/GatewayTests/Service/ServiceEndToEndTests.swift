@@ -59,7 +59,7 @@ extension StandInTests {
             // The SMTP listener moves, [limits] changes (so the IMAP listener is rebound on its own port), debug on.
             var config = try String(contentsOfFile: installation.configPath, encoding: .utf8)
             config = config.replacingOccurrences(of: "127.0.0.1:29601", with: "127.0.0.1:29603")
-            config = "log_level = \"debug\"\n" + config + "\n[limits]\nimap_line = 70000\n"
+            config = "log_level = \"trace\"\n" + config + "\n[limits]\nimap_line = 70000\nsmtp_sessions = 400\n"
             try config.write(toFile: installation.configPath, atomically: true, encoding: .utf8)
             installation.signalServe(SIGHUP)
             let reloaded = try #require(notify.receive(until: "READY=1", timeout: 10), "no READY=1 after SIGHUP")
@@ -81,8 +81,21 @@ extension StandInTests {
             #expect(LineClient(port: 29601) == nil, "the old SMTP port still accepts")
             #expect(imap.imap("a5", "LOGOUT").tagged?.hasPrefix("a5 OK") == true)
 
+            // A configuration that does not load is refused; everything goes on as it was.
+            let third = try #require(LineClient(port: 29602))
+            #expect(third.line()?.hasPrefix("* OK") == true)
+            #expect(third.imap("c1", "LOGIN \(Self.alice) \(EndToEnd.password)").tagged?.hasPrefix("c1 OK") == true)
+            try (config + "\nno_such_key = 1\n").write(toFile: installation.configPath, atomically: true, encoding: .utf8)
+            installation.signalServe(SIGHUP)
+            #expect(notify.receive(until: "READY=1", timeout: 10) != nil, "no READY=1 after the refused reload")
+            #expect(third.imap("c2", "NOOP").tagged?.hasPrefix("c2 OK") == true)
+            #expect(LineClient(port: 29603) != nil, "the SMTP listener went away after a refused reload")
+
+            // SIGTERM: an IMAP session with no command in flight is told BYE and closed.
             installation.signalServe(SIGTERM)
             #expect(notify.receive(until: "STOPPING=1", timeout: 10) != nil, "no STOPPING=1")
+            #expect(third.line() == "* BYE MailGate is shutting down")
+            #expect(third.closedByPeer(timeout: 5))
             #expect(installation.waitForServeExit(timeout: 40) == 0)
 
             // Every line is one JSON object; debug lines appear after the reload; the reload said what it did.
@@ -96,11 +109,13 @@ extension StandInTests {
                 messages.append(object["message"] as? String ?? "")
             }
             let reloadIndex = try #require(messages.firstIndex { $0.hasPrefix("SIGHUP: reloading") })
-            #expect(!levels[..<reloadIndex].contains("debug"))
-            #expect(levels[reloadIndex...].contains("debug"))
+            #expect(!levels[..<reloadIndex].contains { $0 == "debug" || $0 == "trace" })
+            #expect(levels[reloadIndex...].contains { $0 == "debug" || $0 == "trace" })
             #expect(messages.contains { $0.hasPrefix("reload: smtp listener on 127.0.0.1:29603") })
             #expect(messages.contains { $0.hasPrefix("reload: imap listener on 127.0.0.1:29602") })
             #expect(messages.contains("IMAP login"))
+            #expect(messages.contains("reload: [limits] smtp_sessions changed; that takes a restart to apply"))
+            #expect(messages.contains { $0.hasPrefix("reload refused, the running configuration stays:") })
             Self.expectNoSecrets(output, try await Self.secrets(installation))
         }
 
