@@ -176,6 +176,41 @@ extension StandInTests {
             Self.expectNoSecrets(installation.serveOutput, try await Self.secrets(installation))
         }
 
+        @Test("SIGTERM during an IMAP APPEND: the command completes upstream, then * BYE")
+        func imapDrain() async throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try MailGateInstallation(
+                standIn, smtpPort: 29608, extraListen: "imap = \"127.0.0.1:29609\"")
+            try installation.addAndConnect(Self.alice, password: EndToEnd.password)
+            try installation.startServe()
+            let client = try #require(LineClient(port: 29609, timeout: 3))
+            #expect(client.line()?.hasPrefix("* OK") == true)
+            #expect(client.imap("a1", "LOGIN \(Self.alice) \(EndToEnd.password)").tagged?.hasPrefix("a1 OK") == true)
+            let id = EndToEnd.uniqueID("drain-append")
+            let message = Array("From: <\(Self.alice)>\r\nSubject: drain\r\nMessage-ID: \(id)\r\n\r\n".utf8)
+                + [UInt8](repeating: UInt8(ascii: "x"), count: 4_000) + Array("\r\n".utf8)
+            client.send("a2 APPEND INBOX {\(message.count)}")
+            #expect(client.line()?.hasPrefix("+") == true)
+            #expect(client.write(Array(message.prefix(1_000))))
+            installation.signalServe(SIGTERM)
+            // The command is half-sent: no BYE while the drain waits for it.
+            #expect(client.line() == nil)
+            #expect(client.write(Array(message.dropFirst(1_000)) + Array("\r\n".utf8)))
+            var lines: [String] = []
+            while let line = client.line() { lines.append(line) }
+            let done = try #require(lines.firstIndex { $0.hasPrefix("a2 ") }, "\(lines)")
+            #expect(lines[done].hasPrefix("a2 OK"), "\(lines)")
+            #expect(lines.suffix(from: done).contains("* BYE MailGate is shutting down"), "\(lines)")
+            #expect(installation.waitForServeExit(timeout: 40) == 0)
+            // The APPEND reached the mailbox.
+            let token = try standIn.accessToken(for: Self.alice)
+            let check = try await CheckingIMAPClient.open(standIn, user: Self.alice, token: token)
+            let found = try await check.messages(in: "INBOX", messageID: id)
+            await check.close()
+            #expect(found.count == 1)
+            #expect(installation.serveOutput.contains("draining 1 sessions"))
+        }
+
         @Test("SIGTERM with a short drain_timeout during a stalled 20 MiB message: 421 4.3.2, nothing pending")
         func drainTimesOut() async throws {
             guard let standIn = StandIn.load() else { return }
