@@ -50,10 +50,13 @@ let package = Package(
                 "Policy", "Config", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "LogHandling", dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .executableTarget(
             name: "mailgate",
             dependencies: [
-                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto",
+                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto", "LogHandling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,5 +83,6 @@ let package = Package(
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),
+        .testTarget(name: "LogHandlingTests", dependencies: ["LogHandling"], swiftSettings: strict),
     ]
 )

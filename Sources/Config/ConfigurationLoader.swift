@@ -662,6 +662,7 @@ struct ConfigurationBuilder {
         set("smtp_sessions") { $0.smtpSessions = $1 }
         set("smtp_sessions_per_address") { $0.smtpSessionsPerAddress = $1 }
         set("password_hash_queue") { $0.passwordHashQueue = $1 }
+        set("drain_timeout") { $0.drainTimeoutSeconds = Double($1) }
         return limits
     }
 }

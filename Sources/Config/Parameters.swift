@@ -340,6 +340,10 @@ public enum ConfigParameters {
         .init(
             .limits, "password_hash_queue", .integer(1...100_000), .value(.integer(Limits.standard.passwordHashQueue)),
             "Logins waiting for the slow password hash at most; one more gets 454 4.7.0 (IMAP/POP3: a temporary failure)."),
+        .init(
+            .limits, "drain_timeout", .duration(0...3_600),
+            .value(.string(DurationParser.format(Int(Limits.standard.drainTimeoutSeconds)))),
+            "On SIGTERM, how long sessions may finish the message or command in flight before they are closed."),
     ]
 
     /// The parameters of one section, in table order.

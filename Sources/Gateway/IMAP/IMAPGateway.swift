@@ -136,6 +136,21 @@ public final class IMAPGateway: Sendable {
     /// Client sessions currently open.
     public var activeSessionCount: Int { table.sessions.withLock { $0.count } }
 
+    /// Closes the listening socket only: sessions already open go on (a reload that rebinds this listener).
+    public func stopAccepting() {
+        listener.close()
+    }
+
+    /// For a drain: ends with `* BYE` every session with no command in flight (checked on its queue, so a
+    /// command's tagged reply has been written before the BYE); busy ones are left for the next call.
+    public func shutdownQuietSessions() {
+        table.stopping.withLock { $0 = true }
+        let current = table.sessions.withLock { Array($0.values) }
+        for session in current {
+            session.queue.async { if session.isQuietForShutdown { session.shutdown() } }
+        }
+    }
+
     /// Stops accepting and ends every session with `* BYE` (IMAP has no "finish the command first" for a proxy that
     /// does not know what the client is doing; a client reconnects).
     public func stop() {

@@ -254,6 +254,11 @@ final class IMAPSession: @unchecked Sendable {
 
     private var isEnded: Bool { if case .ended = phase { true } else { false } }
 
+    /// No client command is in flight or half-received, so a BYE now cuts nothing short (SIGTERM drain).
+    var isQuietForShutdown: Bool {
+        inFlight.isEmpty && assembling == nil && upstreamQueue.isEmpty && !awaitingUpstreamContinuation
+    }
+
     private func teardown(reason: String?) {
         guard !isEnded else { return }
         phase = .ended

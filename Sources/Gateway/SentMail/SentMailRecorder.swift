@@ -135,6 +135,8 @@ public final class MessageRecording: @unchecked Sendable {
     public private(set) var messageID = ""
     /// Bytes forwarded upstream (after a Message-ID was added, if it was).
     public private(set) var size = 0
+    /// Both, for the SMTP session's log line.
+    public var logSummary: (messageID: String, size: Int) { (messageID, size) }
     /// SHA-256 of exactly the forwarded bytes, lowercase hex; set by `finishInput`.
     public private(set) var sha256Hex = ""
 
