@@ -22,10 +22,12 @@ public final class GatewayServer: @unchecked Sendable {
     private let logger: Logger
     private let recorder: SentMailRecorder
     private let authenticator: LocalAuthenticator
-    private var smtpGateways: [SMTPGateway] = []
-    private var imapGateways: [IMAPGateway] = []
+    private(set) var smtpGateways: [SMTPGateway] = []
+    private(set) var imapGateways: [IMAPGateway] = []
     private var unavailable: [UnavailableService] = []
     private var refreshers: [Task<Void, Never>] = []
+    /// Batched counters and the admin status server (GatewayServer+Admin.swift).
+    let statistics: ServeStatistics
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -34,6 +36,7 @@ public final class GatewayServer: @unchecked Sendable {
         self.database = database
         self.stateDirectory = stateDirectory
         self.logger = logger
+        statistics = ServeStatistics(database: database, logger: logger)
         directory = try AccountDirectory(
             configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         recorder = SentMailRecorder(
@@ -55,13 +58,14 @@ public final class GatewayServer: @unchecked Sendable {
                 "journal entries whose fate is unknown after an interruption: \(interrupted.map(String.init).joined(separator: ", ")); `mailgate journal verify` lists them")
         }
         recorder.start()
+        try startAdmin()
         let listen = configuration.listen
         let tls = try serverTLS()
         // Looked up once: the host name can cost a resolver call, and every session needs it.
         let hostname = ProcessInfo.processInfo.hostName
         let resolver = makeResolver(ehloHostname: hostname)
         let relayNetworks = listen.relayNetworks
-        let counters = StoreCounters(database: database)
+        let counters = statistics.sessionCounters
         let extensions = SMTPExtensionsCache(defaultMaximumSize: configuration.limits.messageSize)
         let sessionLimiter = SMTPSessionLimiter(limits: configuration.limits)
         for (name, spec, implicitTLS) in [("smtp", listen.smtp, false), ("smtps", listen.smtps, true)] {
@@ -116,6 +120,7 @@ public final class GatewayServer: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.05)
         }
         recorder.stop(timeout: max(1, deadline.timeIntervalSinceNow))
+        stopAdmin()
     }
 
     /// The server-side TLS context from `certificate` / `private_key`, if configured.
