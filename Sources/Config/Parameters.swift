@@ -15,6 +15,8 @@ public enum ConfigSection: String, Sendable, CaseIterable {
     case download
     /// `[limits]`
     case limits
+    /// `[admin]`
+    case admin
 
     /// How the section is written in a file, with `NAME` for the named ones.
     public var header: String {
@@ -344,6 +346,14 @@ public enum ConfigParameters {
             .limits, "drain_timeout", .duration(0...3_600),
             .value(.string(DurationParser.format(Int(Limits.standard.drainTimeoutSeconds)))),
             "On SIGTERM, how long sessions may finish the message or command in flight before they are closed."),
+        .init(
+            .admin, "listen", .hostPort, .unset,
+            "Status server: /metrics (Prometheus), /stats.json, / (status page); loopback unless TLS and token are set."),
+        .init(.admin, "certificate", .path, .unset, "PEM certificate chain: the status server speaks HTTPS."),
+        .init(.admin, "private_key", .path, .unset, "PEM private key for the status server's certificate."),
+        .init(
+            .admin, "token", .string(maximumLength: 256), .unset,
+            "Every status request must carry it (Authorization: Bearer TOKEN, or as a Basic password); required off loopback."),
     ]
 
     /// The parameters of one section, in table order.

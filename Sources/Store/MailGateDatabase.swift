@@ -191,6 +191,7 @@ public final class MailGateDatabase: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v2-admin-latency", migrate: migrateAdminLatency)
         return migrator
     }
 

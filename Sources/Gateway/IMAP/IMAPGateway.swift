@@ -238,6 +238,6 @@ extension NoCounters: GatewayAmountCounters {
 extension StoreCounters: GatewayAmountCounters {
     func add(_ name: String, amount: Int, account: String?, listener: String) {
         guard amount > 0 else { return }
-        try? database.increment([CounterIncrement(name, account: account, listener: listener, amount: Int64(amount))])
+        batch.add(name, amount: Int64(amount), account: account, listener: listener)
     }
 }

@@ -107,6 +107,8 @@ final class IMAPSession: @unchecked Sendable {
         var listPattern: [UInt8]? = nil
         /// `LIST (SPECIAL-USE) …`: only mailboxes with a special-use attribute (RFC 6154 §3).
         var specialUseOnly = false
+        /// admin (Latency.swift): when the command was complete, and MailGate's own time on its way upstream.
+        var received = DispatchTime.now().uptimeNanoseconds, inbound: UInt64? = nil
     }
 
     /// What to do with the response arriving from upstream (lines after a literal, literal chunks).
@@ -144,6 +146,7 @@ final class IMAPSession: @unchecked Sendable {
     private var scanner: IMAPStreamScanner
     private var assembling: Assembly?
     private var inFlight: [InFlight] = []
+    private var upstreamLoginStarted: UInt64 = 0  // admin: Latency.swift
     private var upstreamQueue: [Segment] = []
     private var awaitingUpstreamContinuation = false
     private var responseDisposition = ResponseDisposition.forward
@@ -497,6 +500,7 @@ final class IMAPSession: @unchecked Sendable {
                         "Too many IMAP sessions for \(account) (at most \(environment.sessionCap.maximum)); close another mail program"))
         }
         self.account = account
+        upstreamLoginStarted = DispatchTime.now().uptimeNanoseconds
         holdsCapSlot = true
         logger[metadataKey: "account"] = "\(account)"
         phase = .loggingIn(account: account)
@@ -551,6 +555,7 @@ final class IMAPSession: @unchecked Sendable {
             case .needToken:
                 fetchToken(for: link, forceRefresh: attempt > 1 || isReconnecting)
             case .ready(let capabilities):
+                if case .loggingIn = phase { environment.counters.latency(.imapUpstreamLogin, since: upstreamLoginStarted, account: account) }
                 upstream = .open(link)
                 upstreamCapabilities = capabilities
                 link.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
@@ -876,6 +881,7 @@ final class IMAPSession: @unchecked Sendable {
         default:
             break
         }
+        entry.inbound = DispatchTime.now().uptimeNanoseconds - entry.received
         inFlight.append(entry)
         sendUpstream(command)
     }
@@ -1282,6 +1288,7 @@ final class IMAPSession: @unchecked Sendable {
 
     /// Looks at the first line of an upstream response and decides what happens to it.
     private func startOfResponse(_ line: [UInt8]) -> ResponseDisposition {
+        let arrived = DispatchTime.now().uptimeNanoseconds
         if line.first == UInt8(ascii: "+") { return continuation() }
         let words = Self.firstWords(line, count: 3)
         guard words.count >= 2 else { return .forward }
@@ -1324,6 +1331,7 @@ final class IMAPSession: @unchecked Sendable {
         }
         guard let index = inFlight.firstIndex(where: { $0.tag == tag }) else { return .forward }
         let done = inFlight.remove(at: index)
+        defer { if let inbound = done.inbound { environment.counters.latency(.imapAdded, nanoseconds: inbound + DispatchTime.now().uptimeNanoseconds - arrived, account: account) } }
         switch (done.name, status) {
         case ("SELECT", "OK"), ("EXAMINE", "OK"):
             selectedTail = done.selectTail

@@ -43,6 +43,7 @@ extension GatewayServer {
             while openSessionCount > 0, Date() < grace { Thread.sleep(forTimeInterval: 0.02) }
         }
         recorder.stop(timeout: 10)
+        stopAdmin()
         logger.notice("drained")
     }
 }

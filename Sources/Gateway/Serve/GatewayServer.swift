@@ -44,6 +44,8 @@ public final class GatewayServer: @unchecked Sendable {
     var retiredIMAPGateways: [IMAPGateway] = []
     var unavailable: [UnavailableService] = []
     var refreshers: [Task<Void, Never>] = []
+    /// Batched counters and the admin status server (GatewayServer+Admin.swift).
+    let statistics: ServeStatistics
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -51,12 +53,13 @@ public final class GatewayServer: @unchecked Sendable {
         self.database = database
         self.stateDirectory = stateDirectory
         self.logger = logger
+        statistics = ServeStatistics(database: database, logger: logger)
         let directory = try AccountDirectory(
             configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         live = LiveDirectory(directory)
         // Looked up once: the host name can cost a resolver call, and every session needs it.
         hostname = ProcessInfo.processInfo.hostName
-        counters = StoreCounters(database: database)
+        counters = statistics.sessionCounters
         extensions = SMTPExtensionsCache(defaultMaximumSize: configuration.limits.messageSize)
         sessionLimiter = SMTPSessionLimiter(limits: configuration.limits)
         sessionCap = IMAPUpstreamSessionCap(maximum: configuration.limits.imapUpstreamSessions)
@@ -79,6 +82,7 @@ public final class GatewayServer: @unchecked Sendable {
                 "journal entries whose fate is unknown after an interruption: \(interrupted.map(String.init).joined(separator: ", ")); `mailgate journal verify` lists them")
         }
         recorder.start()
+        try startAdmin()
         let listen = configuration.listen
         tls = try serverTLS()
         for (name, spec, implicitTLS) in [("smtp", listen.smtp, false), ("smtps", listen.smtps, true)] {
@@ -118,6 +122,7 @@ public final class GatewayServer: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.05)
         }
         recorder.stop(timeout: max(1, deadline.timeIntervalSinceNow))
+        stopAdmin()
     }
 
     /// Binds one SMTP listener with `configuration`'s `[listen]` and `[limits]`; accounts and servers are read
