@@ -26,6 +26,9 @@ public final class GatewayServer: @unchecked Sendable {
     private var imapGateways: [IMAPGateway] = []
     private var unavailable: [UnavailableService] = []
     private var refreshers: [Task<Void, Never>] = []
+    private var pop3Gateways: [POP3Gateway] = []
+    /// The local download store's maildrops (set before `start()`); POP3 sessions of the accounts it serves read it.
+    public var localMaildrops: (any LocalMaildropProvider)?
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -93,14 +96,12 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")
         }
-        for (name, spec, implicitTLS, kind) in [
-            ("pop3", listen.pop3, false, UnavailableService.Kind.pop3), ("pop3s", listen.pop3s, true, .pop3),
-        ] {
-            guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
-            let service = try UnavailableService(
-                kind: kind, address: address, tls: implicitTLS ? tls : nil, logger: logger)
-            unavailable.append(service)
-            boundAddresses[name] = service.boundAddress
+        for (name, gateway) in try Self.makePOP3Gateways(
+            configuration: configuration, tls: tls, authenticator: authenticator, directory: directory,
+            counters: counters, localMaildrops: localMaildrops, logger: logger)
+        {
+            pop3Gateways.append(gateway)
+            boundAddresses[name] = gateway.boundAddress
         }
         startRefreshers()
     }
@@ -110,6 +111,7 @@ public final class GatewayServer: @unchecked Sendable {
         for gateway in smtpGateways { gateway.stop(drain: drain) }
         for service in unavailable { service.close() }
         for gateway in imapGateways { gateway.stop() }
+        for gateway in pop3Gateways { gateway.stop() }
         for task in refreshers { task.cancel() }
         let deadline = Date().addingTimeInterval(timeout)
         while drain, smtpGateways.contains(where: { $0.activeSessionCount > 0 }), Date() < deadline {
