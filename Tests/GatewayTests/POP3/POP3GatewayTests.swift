@@ -128,9 +128,14 @@ final class POP3GatewayHarness: @unchecked Sendable {
     let provider: FakeLocalMaildrops
     let counters = RecordingCounters()
     let certificates: TestCertificateSet?
+    let credentials = FakeCredentials()
 
-    init(provider: FakeLocalMaildrops, certificate: Bool = false, implicitTLS: Bool = false) throws {
-        self.provider = provider
+    init(
+        provider: FakeLocalMaildrops?, certificate: Bool = false, implicitTLS: Bool = false,
+        resolver: @escaping POP3UpstreamResolver = { _ in nil }
+    ) throws {
+        self.provider = provider ?? FakeLocalMaildrops(messages: [])
+        let localMaildrops: FakeLocalMaildrops? = provider
         let passwords = InMemoryPasswords(["alice@contoso.com": InMemoryPasswords.secretHash])
         var authSettings = LocalAuthenticator.Settings()
         authSettings.initialFailureDelay = 0.05
@@ -145,8 +150,8 @@ final class POP3GatewayHarness: @unchecked Sendable {
         gateway = try POP3Gateway(
             listen: HostPort(host: "127.0.0.1", port: 0)!, implicitTLS: implicitTLS, tls: tls,
             configuration: POP3GatewayConfiguration(listenerName: implicitTLS ? "pop3s" : "pop3"),
-            authenticator: LocalAuthenticator(lookup: passwords, settings: authSettings), credentials: FakeCredentials(),
-            resolver: { _ in nil }, localMaildrops: provider, counters: counters, logger: Logger(label: "mailgate.test.pop3"))
+            authenticator: LocalAuthenticator(lookup: passwords, settings: authSettings), credentials: credentials,
+            resolver: resolver, localMaildrops: localMaildrops, counters: counters, logger: Logger(label: "mailgate.test.pop3"))
     }
 
     func stop() { gateway.stop() }
@@ -326,5 +331,51 @@ struct POP3GatewayTests {
         var received = 0
         while let text = try await client.line(within: 30), text != "." { received += text.utf8.count + 2 }
         #expect(received == big.count)
+    }
+}
+
+@Suite("POP3 gateway served from IMAP (fake Exchange IMAP server)", .serialized)
+struct POP3IMAPMaildropTests {
+    static func harness(tokens: Set<String>) throws -> (POP3GatewayHarness, FakeIMAPUpstream) {
+        let upstream = try FakeIMAPUpstream(script: .init(acceptedTokens: tokens))
+        let address = upstream.address
+        let harness = try POP3GatewayHarness(provider: nil) { _ in
+            POP3AccountSettings(source: .imap(UpstreamEndpoint(address: address, security: .none, caFile: nil, allowInsecure: true)))
+        }
+        return (harness, upstream)
+    }
+
+    @Test("the first token refused: one forced refresh, then SELECT INBOX and the list; the client just logs in")
+    func forcedRefresh() async throws {
+        let (harness, upstream) = try Self.harness(tokens: ["token-2"])
+        defer { harness.stop(); upstream.stop() }
+        let client = try await harness.client()
+        defer { client.close() }
+        _ = try await client.line()
+        #expect(try await client.pop3Login()?.hasPrefix("+OK Logged in") == true)
+        let record = upstream.snapshot
+        #expect(record.tokens == ["token-1", "token-2"])
+        #expect(harness.credentials.calls.withLock { $0.afterRejection.map(\.rejected) } == ["token-1"])
+        let lines = record.lines.filter { $0.connection == 2 }.map(\.line)
+        #expect(lines.contains { $0.hasSuffix(" SELECT INBOX") }, "\(lines)")
+        #expect(lines.contains { $0.hasSuffix(" FETCH 1:* (UID RFC822.SIZE)") }, "\(lines)")
+        try await client.send("QUIT\r\n")
+        #expect(try await client.line() == "+OK MailGate POP3 signing off")
+        #expect(try await harness.wait { upstream.snapshot.lines.contains { $0.line.hasSuffix(" LOGOUT") } })
+        #expect(!upstream.snapshot.lines.contains { $0.line.contains("STORE") || $0.line.contains("EXPUNGE") })
+    }
+
+    @Test("both tokens refused: -ERR [AUTH] naming `mailgate account connect`; the lock is released")
+    func refusedTwice() async throws {
+        let (harness, upstream) = try Self.harness(tokens: [])
+        defer { harness.stop(); upstream.stop() }
+        let client = try await harness.client()
+        defer { client.close() }
+        _ = try await client.line()
+        let answer = try await client.pop3Login()
+        #expect(answer?.hasPrefix("-ERR [AUTH] The Microsoft 365 sign-in of alice@contoso.com must be renewed: run mailgate account connect alice@contoso.com") == true, "\(answer ?? "nil")")
+        #expect(try await harness.wait { harness.counters.value("pop3.login.failed") == 1 })
+        upstream.change { $0.acceptedTokens = ["token-1"] }
+        #expect(try await client.pop3Login()?.hasPrefix("+OK Logged in") == true, "the maildrop lock was released")
     }
 }
