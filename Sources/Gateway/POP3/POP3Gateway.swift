@@ -62,13 +62,13 @@ public final class POP3Gateway: Sendable {
         listen: HostPort, implicitTLS: Bool, tls: TLSContext?, configuration: POP3GatewayConfiguration,
         authenticator: LocalAuthenticator, credentials: any UpstreamCredentials, resolver: @escaping POP3UpstreamResolver,
         localMaildrops: (any LocalMaildropProvider)? = nil, locks: POP3MaildropLocks = POP3MaildropLocks(),
-        counters: any GatewayCounters = NoCounters(), logger: Logger
+        imapSessionCap: IMAPUpstreamSessionCap? = nil, counters: any GatewayCounters = NoCounters(), logger: Logger
     ) throws {
         if implicitTLS && tls == nil { throw POP3GatewaySetupError.implicitTLSWithoutCertificate(listen) }
         let environment = POP3SessionEnvironment(
             configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
             credentials: credentials, resolver: resolver, localMaildrops: localMaildrops, locks: locks,
-            counters: counters, tlsContexts: UpstreamTLSContexts(), logger: logger)
+            imapSessionCap: imapSessionCap, counters: counters, tlsContexts: UpstreamTLSContexts(), logger: logger)
         let box = POP3SessionTable()
         self.table = box
         self.logger = logger

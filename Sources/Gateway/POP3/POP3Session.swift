@@ -19,6 +19,8 @@ struct POP3SessionEnvironment: Sendable {
     var resolver: POP3UpstreamResolver
     var localMaildrops: (any LocalMaildropProvider)?
     var locks: POP3MaildropLocks
+    /// Shared with the IMAP listeners: POP3 served over IMAP counts against `imap_upstream_sessions` too.
+    var imapSessionCap: IMAPUpstreamSessionCap?
     var counters: any GatewayCounters
     var tlsContexts: UpstreamTLSContexts
     var logger: Logger
@@ -54,6 +56,7 @@ final class POP3Session: @unchecked Sendable {
     private var tracker: POP3RelayTracker
     private var account: String?
     private var holdsLock = false
+    private var holdsCapSlot = false
     private var pendingResume: (@Sendable () -> Void)?
     private var clientPaused = false
     private var retrievalBytes = 0
@@ -134,6 +137,10 @@ final class POP3Session: @unchecked Sendable {
         if holdsLock, let account {
             environment.locks.release(account)
             holdsLock = false
+        }
+        if holdsCapSlot, let account {
+            environment.imapSessionCap?.release(account)
+            holdsCapSlot = false
         }
     }
 
@@ -278,6 +285,14 @@ final class POP3Session: @unchecked Sendable {
         }
         switch settings.source {
         case .imap(let endpoint):
+            if let cap = environment.imapSessionCap {
+                guard cap.acquire(account) else {
+                    return loginFailed(
+                        .temporary("Too many IMAP sessions for \(account) (at most \(cap.maximum)); close another mail program"),
+                        account: account, log: "imap_upstream_sessions reached")
+                }
+                holdsCapSlot = true
+            }
             let maildrop = IMAPMaildrop(
                 account: account,
                 settings: IMAPUpstreamSettings(endpoint: endpoint, allowInsecure: endpoint.allowInsecure),

@@ -9,7 +9,7 @@ extension GatewayServer {
     static func makePOP3Gateways(
         configuration: MailGateConfiguration, tls: TLSContext?, authenticator: LocalAuthenticator,
         directory: AccountDirectory, counters: any GatewayCounters, localMaildrops: (any LocalMaildropProvider)?,
-        logger: Logger
+        imapSessionCap: IMAPUpstreamSessionCap?, logger: Logger
     ) throws -> [(name: String, gateway: POP3Gateway)] {
         let listen = configuration.listen
         let locks = POP3MaildropLocks()
@@ -22,7 +22,8 @@ extension GatewayServer {
                 configuration: POP3GatewayConfiguration(
                     listenerName: name, allowPlaintext: listen.allowPlaintext, limits: configuration.limits),
                 authenticator: authenticator, credentials: directory, resolver: resolver,
-                localMaildrops: localMaildrops, locks: locks, counters: counters, logger: logger)
+                localMaildrops: localMaildrops, locks: locks, imapSessionCap: imapSessionCap, counters: counters,
+                logger: logger)
             gateways.append((name, gateway))
             logger.notice("\(name) listener on \(gateway.boundAddress)")
         }

@@ -10,8 +10,8 @@ import TLS
 public import Transport
 import Policy
 
-/// The running gateway: SMTP and IMAP listeners relaying to Microsoft 365, refusal listeners for POP3 (not served
-/// yet), the sent-copy worker and the background token refresher.
+/// The running gateway: SMTP, IMAP and POP3 listeners relaying to Microsoft 365, the sent-copy worker and the
+/// background token refresher.
 public final class GatewayServer: @unchecked Sendable {
     // @unchecked: the mutable parts (gateways, services, tasks) are set in start() and read in stop(), both
     // called from the main thread of `mailgate serve`; everything they hold is itself Sendable.
@@ -98,7 +98,7 @@ public final class GatewayServer: @unchecked Sendable {
         }
         for (name, gateway) in try Self.makePOP3Gateways(
             configuration: configuration, tls: tls, authenticator: authenticator, directory: directory,
-            counters: counters, localMaildrops: localMaildrops, logger: logger)
+            counters: counters, localMaildrops: localMaildrops, imapSessionCap: sessionCap, logger: logger)
         {
             pop3Gateways.append(gateway)
             boundAddresses[name] = gateway.boundAddress

@@ -132,7 +132,7 @@ final class POP3GatewayHarness: @unchecked Sendable {
 
     init(
         provider: FakeLocalMaildrops?, certificate: Bool = false, implicitTLS: Bool = false,
-        resolver: @escaping POP3UpstreamResolver = { _ in nil }
+        imapSessionCap: IMAPUpstreamSessionCap? = nil, resolver: @escaping POP3UpstreamResolver = { _ in nil }
     ) throws {
         self.provider = provider ?? FakeLocalMaildrops(messages: [])
         let localMaildrops: FakeLocalMaildrops? = provider
@@ -151,7 +151,7 @@ final class POP3GatewayHarness: @unchecked Sendable {
             listen: HostPort(host: "127.0.0.1", port: 0)!, implicitTLS: implicitTLS, tls: tls,
             configuration: POP3GatewayConfiguration(listenerName: implicitTLS ? "pop3s" : "pop3"),
             authenticator: LocalAuthenticator(lookup: passwords, settings: authSettings), credentials: credentials,
-            resolver: resolver, localMaildrops: localMaildrops, counters: counters, logger: Logger(label: "mailgate.test.pop3"))
+            resolver: resolver, localMaildrops: localMaildrops, imapSessionCap: imapSessionCap, counters: counters, logger: Logger(label: "mailgate.test.pop3"))
     }
 
     func stop() { gateway.stop() }
@@ -336,10 +336,10 @@ struct POP3GatewayTests {
 
 @Suite("POP3 gateway served from IMAP (fake Exchange IMAP server)", .serialized)
 struct POP3IMAPMaildropTests {
-    static func harness(tokens: Set<String>) throws -> (POP3GatewayHarness, FakeIMAPUpstream) {
+    static func harness(tokens: Set<String>, cap: IMAPUpstreamSessionCap? = nil) throws -> (POP3GatewayHarness, FakeIMAPUpstream) {
         let upstream = try FakeIMAPUpstream(script: .init(acceptedTokens: tokens))
         let address = upstream.address
-        let harness = try POP3GatewayHarness(provider: nil) { _ in
+        let harness = try POP3GatewayHarness(provider: nil, imapSessionCap: cap) { _ in
             POP3AccountSettings(source: .imap(UpstreamEndpoint(address: address, security: .none, caFile: nil, allowInsecure: true)))
         }
         return (harness, upstream)
@@ -377,5 +377,24 @@ struct POP3IMAPMaildropTests {
         #expect(try await harness.wait { harness.counters.value("pop3.login.failed") == 1 })
         upstream.change { $0.acceptedTokens = ["token-1"] }
         #expect(try await client.pop3Login()?.hasPrefix("+OK Logged in") == true, "the maildrop lock was released")
+    }
+
+    @Test("POP3 over IMAP counts against imap_upstream_sessions: with the slots taken, -ERR [SYS/TEMP]; freed at the end")
+    func sessionCap() async throws {
+        let cap = IMAPUpstreamSessionCap(maximum: 1)
+        let (harness, upstream) = try Self.harness(tokens: ["token-1"], cap: cap)
+        defer { harness.stop(); upstream.stop() }
+        #expect(cap.acquire("alice@contoso.com"))
+        let client = try await harness.client()
+        defer { client.close() }
+        _ = try await client.line()
+        #expect(try await client.pop3Login()?.hasPrefix("-ERR [SYS/TEMP] Too many IMAP sessions for alice@contoso.com (at most 1)") == true)
+        #expect(upstream.snapshot.connections == 0)
+        cap.release("alice@contoso.com")
+        #expect(try await client.pop3Login()?.hasPrefix("+OK Logged in") == true)
+        #expect(cap.inUse("alice@contoso.com") == 1)
+        try await client.send("QUIT\r\n")
+        _ = try await client.line()
+        #expect(try await harness.wait { cap.inUse("alice@contoso.com") == 0 })
     }
 }
