@@ -265,3 +265,24 @@ def test_getmail_fetches_through_the_gateway(pop3_gateways, mode, tmp_path):
     bodies = [open(path, "rb").read() for path in glob.glob(str(maildir / "new" / "*"))]
     assert any(msg_id.encode() in body for body in bodies), done.stdout[-2000:]
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_slow_reader_of_a_big_message_then_the_next_command(pop3_gateways, mode):
+    """A 6 MB RETR to a client that reads nothing for 2 s (the gateway must stop reading upstream, not buffer),
+    then everything arrives intact and the session goes on (no reading left paused)."""
+    g = gateway(pop3_gateways, mode)
+    msg_id, msg = deliver(f"pop3 slow {mode}", big_body(6_000_000))
+    p = login(g)
+    number = find(p, msg_id)
+    want, _ = raw_lines(p, number)
+    p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    p._putcmd(f"RETR {number}")
+    time.sleep(2)
+    resp, lines, _ = p._getlongresp()
+    assert resp.startswith(b"+OK")
+    assert b"".join(line + b"\r\n" for line in lines) == want
+    assert p.stat()[0] >= 1, "the session goes on after the slow RETR"
+    head, _ = raw_lines(p, number, 0)
+    assert msg_id.encode() in head
+    p.quit()

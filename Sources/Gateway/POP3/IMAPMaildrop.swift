@@ -294,11 +294,12 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
         outstanding += 1
         let once = ResumeOnce()
         chunk(bytes) { [self] in
+            // Called on `queue` (the POP3Maildrop contract): mostly inside `chunk` itself, so reading never pauses
+            // while the client keeps up; later (the client's `.writable`) only when it fell behind.
+            dispatchPrecondition(condition: .onQueue(queue))
             guard once.take() else { return }
-            queue.async { [self] in
-                outstanding -= 1
-                if outstanding == 0 { link?.resumeReading() }
-            }
+            outstanding -= 1
+            if outstanding == 0 { link?.resumeReading() }
         }
         if outstanding > 0 { link?.pauseReading() }
     }
@@ -339,7 +340,6 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
             finishListing()
         case .fetching(let tag, let fetch) where tag == words[0]:
             running = .none
-            if outstanding > 0 { outstanding = 0; link?.resumeReading() }
             if !ok {
                 logger.warning("POP3 (IMAP upstream) FETCH refused", metadata: ["reply": "\(detail)"])
                 fetch.done(.failure(.temporary("The mail server refused to send the message")))

@@ -498,7 +498,11 @@ final class POP3Session: @unchecked Sendable {
             },
             done: { [self] result in
                 guard !isEnded else { return }
-                pendingResume = nil
+                // A chunk still waiting for the client: the source may have paused its reading for it.
+                if let resume = pendingResume {
+                    pendingResume = nil
+                    resume()
+                }
                 switch result {
                 case .success:
                     if bodyLines == nil {
