@@ -12,7 +12,7 @@ import SASL
 /// UIDL is `UIDVALIDITY.UID` (stable while the mailbox keeps its UIDVALIDITY, RFC 1939 §7), sizes are RFC822.SIZE.
 /// RETR streams `UID FETCH u BODY.PEEK[]` chunk by chunk as the literal arrives (never held whole; reading from
 /// upstream pauses until the POP3 client has taken the previous chunk); TOP 0 fetches `BODY.PEEK[HEADER]`, TOP n
-/// the message through `POP3TopFilter`. DELE changes nothing upstream; `commit` (QUIT in UPDATE) sends
+/// 64 KiB partial windows of the message through `POP3TopFilter` until n lines passed. DELE changes nothing upstream; `commit` (QUIT in UPDATE) sends
 /// `UID STORE … +FLAGS.SILENT (\Deleted)` and `UID EXPUNGE …` (plain `EXPUNGE` without UIDPLUS). A session that
 /// ends without commit logs out and deletes nothing. PEEK keeps `\Seen` as it was.
 ///
@@ -30,7 +30,11 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
     }
 
     private struct Fetch {
+        var uid: UInt64
         var filter: POP3TopFilter?
+        /// TOP n > 0: the message is fetched in partial windows (`BODY.PEEK[]<offset.window>`) until n lines passed.
+        var partialOffset: Int?
+        var literalCount = 0
         var literalSeen = false
         var inLiteral = false
         var chunk: @Sendable ([UInt8], @escaping @Sendable () -> Void) -> Void
@@ -95,11 +99,24 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
         guard case .none = running, let link, !link.isEnded, uids.indices.contains(index) else {
             return done(.failure(.temporary("The connection to the mail server was lost")))
         }
-        let item = bodyLines == 0 ? "BODY.PEEK[HEADER]" : "BODY.PEEK[]"
+        var fetch = Fetch(uid: uids[index], filter: bodyLines.map { POP3TopFilter(bodyLines: $0) }, chunk: chunk, done: done)
+        if let bodyLines, bodyLines > 0 { fetch.partialOffset = 0 }
+        send(fetch)
+    }
+
+    /// Bytes per partial FETCH for TOP n > 0: a header and a few lines fit one; the rest of a big message is never read.
+    static let topWindow = 65_536
+
+    private func send(_ fetch: Fetch) {
+        let item: String
+        if let offset = fetch.partialOffset {
+            item = "BODY.PEEK[]<\(offset).\(Self.topWindow)>"
+        } else {
+            item = fetch.filter?.bodyLines == 0 ? "BODY.PEEK[HEADER]" : "BODY.PEEK[]"
+        }
         let tag = nextTag()
-        running = .fetching(
-            tag: tag, Fetch(filter: bodyLines.map { POP3TopFilter(bodyLines: $0) }, chunk: chunk, done: done))
-        link.write(Array("\(tag) UID FETCH \(uids[index]) (\(item))\r\n".utf8))
+        running = .fetching(tag: tag, fetch)
+        link?.write(Array("\(tag) UID FETCH \(fetch.uid) (\(item))\r\n".utf8))
     }
 
     func commit(deleting indices: [Int], _ done: @escaping @Sendable (Result<Void, MaildropError>) -> Void) {
@@ -267,9 +284,10 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
                     fetch.inLiteral = false
                     running = .fetching(tag: tag, fetch)
                 }
-                if literal != nil, !fetch.literalSeen, Self.isBodyFetch(line) {
+                if let literal, !fetch.literalSeen, Self.isBodyFetch(line) {
                     fetch.literalSeen = true
                     fetch.inLiteral = true
+                    fetch.literalCount = literal.count
                     running = .fetching(tag: tag, fetch)
                     return
                 }
@@ -338,8 +356,22 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
                 return failOpen(.temporary("The mail server refused to list the INBOX"))
             }
             finishListing()
-        case .fetching(let tag, let fetch) where tag == words[0]:
+        case .fetching(let tag, var fetch) where tag == words[0]:
             running = .none
+            if ok, fetch.literalSeen, let offset = fetch.partialOffset, fetch.filter?.isDone == false,
+                fetch.literalCount == Self.topWindow
+            {
+                // The window was full and TOP wants more lines: the next window.
+                fetch.partialOffset = offset + Self.topWindow
+                fetch.literalSeen = false
+                fetch.inLiteral = false
+                fetch.literalCount = 0
+                return send(fetch)
+            }
+            if ok, fetch.partialOffset.map({ $0 > 0 }) == true, !fetch.literalSeen {
+                // A later window past the end: Dovecot answers with an empty literal, others with nothing.
+                return fetch.done(.success(()))
+            }
             if !ok {
                 logger.warning("POP3 (IMAP upstream) FETCH refused", metadata: ["reply": "\(detail)"])
                 fetch.done(.failure(.temporary("The mail server refused to send the message")))
