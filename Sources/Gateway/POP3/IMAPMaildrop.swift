@@ -12,9 +12,9 @@ import SASL
 /// UIDL is `UIDVALIDITY.UID` (stable while the mailbox keeps its UIDVALIDITY, RFC 1939 §7), sizes are RFC822.SIZE.
 /// RETR streams `UID FETCH u BODY.PEEK[]` chunk by chunk as the literal arrives (never held whole; reading from
 /// upstream pauses until the POP3 client has taken the previous chunk); TOP 0 fetches `BODY.PEEK[HEADER]`, TOP n
-/// 64 KiB partial windows of the message through `POP3TopFilter` until n lines passed. DELE changes nothing upstream; `commit` (QUIT in UPDATE) sends
-/// `UID STORE … +FLAGS.SILENT (\Deleted)` and `UID EXPUNGE …` (plain `EXPUNGE` without UIDPLUS). A session that
-/// ends without commit logs out and deletes nothing. PEEK keeps `\Seen` as it was.
+/// 64 KiB partial windows of the message through `POP3TopFilter` until n lines passed. DELE changes nothing
+/// upstream; `commit` (QUIT in UPDATE) sends `UID STORE … +FLAGS.SILENT (\Deleted)` and `UID EXPUNGE …` (plain
+/// `EXPUNGE` without UIDPLUS). A session that ends without commit logs out and deletes nothing. PEEK keeps `\Seen`.
 ///
 /// Sizes: Dovecot's RFC822.SIZE is the exact CRLF size RETR sends; Exchange Online's is an estimate (m365-protocol.md
 /// §3.6), so there a client may see a LIST size that differs from what RETR sends.
