@@ -45,6 +45,10 @@ import Testing
             return String(decoding: out, as: UTF8.self)
         }
         #expect(try run([wire[...]]) == expected)
+        var counting = POP3RelayTracker()
+        _ = counting.client(Self.bytes("RETR 1\r\n"))
+        for byte in wire.prefix(33) { _ = try counting.upstream([byte]) }
+        #expect(counting.retrievedOctets == "..dot\r\nx\r\n...\r\n".utf8.count)
         for cut in 0...wire.count {
             #expect(try run([wire[..<cut], wire[cut...]]) == expected, "cut at \(cut)")
         }

@@ -120,7 +120,10 @@ final class POP3Session: @unchecked Sendable {
         guard !isEnded else { return }
         let previous = phase
         phase = .ended
-        if case .relaying(let upstream) = previous { upstream.close() }
+        if case .relaying(let upstream) = previous {
+            upstream.close()
+            countAmount("pop3.retr.bytes", tracker.retrievedOctets)
+        }
         link?.close()
         link = nil
         maildrop?.close()

@@ -37,6 +37,8 @@ public struct POP3RelayTracker: Sendable {
     public private(set) var quitSent = false
     /// Errors answered here (bad lines, commands of other states).
     public private(set) var errorCount = 0
+    /// Octets of RETR bodies relayed as the server sent them (stuffed), without their terminating `.` line.
+    public private(set) var retrievedOctets = 0
 
     /// Tags withheld from the client's CAPA after login.
     public static let withheldCapabilities: Set<String> = ["SASL", "STLS", "USER", "IMPLEMENTATION", "LOGIN-DELAY"]
@@ -217,6 +219,7 @@ public struct POP3RelayTracker: Sendable {
                     if ended { break }
                 }
                 out += rest[rest.startIndex..<index]
+                if verb == .retr { retrievedOctets += index - rest.startIndex - (ended ? (position == .dotCR ? 3 : 2) : 0) }
                 rest = rest[index...]
                 if ended {
                     reading = .status

@@ -145,6 +145,8 @@ struct POP3RelayGatewayTests {
         #expect(try await client.line(within: 5) == nil, "the session ends with the upstream's")
         #expect(upstream.snapshot.commands.map(\.line) == ["CAPA", "RETR 1", "STAT", "QUIT"])
         #expect(try await harness.wait { harness.counters.value("pop3.retr") == 1 })
+        // Relayed octets are counted as the server sent them: two stuffed dots more than the message.
+        #expect(try await harness.wait { harness.counters.value("pop3.retr.bytes") == Self.message.count + 2 })
     }
 
     @Test("a dropped client connection never sends QUIT upstream (so nothing is deleted there)")
