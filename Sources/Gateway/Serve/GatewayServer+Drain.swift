@@ -42,6 +42,8 @@ extension GatewayServer {
             let grace = Date().addingTimeInterval(2)
             while openSessionCount > 0, Date() < grace { Thread.sleep(forTimeInterval: 0.02) }
         }
+        // POP3 sessions journal nothing: they ran on during the drain window and are closed now.
+        for gateway in pop3Gateways { gateway.stop() }
         recorder.stop(timeout: 10)
         stopAdmin()
         logger.notice("drained")

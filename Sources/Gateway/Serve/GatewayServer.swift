@@ -11,8 +11,8 @@ public import Transport
 import Policy
 import Synchronization
 
-/// The running gateway: SMTP and IMAP listeners relaying to Microsoft 365, refusal listeners for POP3 (not served
-/// yet), the sent-copy worker and the background token refresher.
+/// The running gateway: SMTP, IMAP and POP3 listeners relaying to Microsoft 365, the sent-copy worker and the
+/// background token refresher.
 public final class GatewayServer: @unchecked Sendable {
     // @unchecked: the mutable parts (gateways, services, tasks) are set in start() and changed only by start(),
     // reload() and stop()/drainAndStop(), which `mailgate serve` calls from one serial queue; everything they hold
@@ -46,6 +46,9 @@ public final class GatewayServer: @unchecked Sendable {
     var refreshers: [Task<Void, Never>] = []
     /// Batched counters and the admin status server (GatewayServer+Admin.swift).
     let statistics: ServeStatistics
+    var pop3Gateways: [POP3Gateway] = []
+    /// The local download store's maildrops (set before `start()`); POP3 sessions of the accounts it serves read it.
+    public var localMaildrops: (any LocalMaildropProvider)?
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -99,14 +102,12 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")
         }
-        for (name, spec, implicitTLS, kind) in [
-            ("pop3", listen.pop3, false, UnavailableService.Kind.pop3), ("pop3s", listen.pop3s, true, .pop3),
-        ] {
-            guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
-            let service = try UnavailableService(
-                kind: kind, address: address, tls: implicitTLS ? tls : nil, logger: logger)
-            unavailable.append(service)
-            boundAddresses[name] = service.boundAddress
+        for (name, gateway) in try Self.makePOP3Gateways(
+            configuration: configuration, tls: tls, authenticator: authenticator, directory: directory,
+            counters: counters, localMaildrops: localMaildrops, imapSessionCap: sessionCap, logger: logger)
+        {
+            pop3Gateways.append(gateway)
+            boundAddresses[name] = gateway.boundAddress
         }
         startRefreshers()
     }
@@ -116,6 +117,7 @@ public final class GatewayServer: @unchecked Sendable {
         for gateway in smtpGateways.values { gateway.stop(drain: drain) }
         for service in unavailable { service.close() }
         for gateway in imapGateways.values { gateway.stop() }
+        for gateway in pop3Gateways { gateway.stop() }
         for task in refreshers { task.cancel() }
         let deadline = Date().addingTimeInterval(timeout)
         while drain, smtpGateways.values.contains(where: { $0.activeSessionCount > 0 }), Date() < deadline {
