@@ -103,6 +103,7 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = service.boundAddress
         }
         startRefreshers()
+        startDownloads(database: database, stateDirectory: stateDirectory)
     }
 
     /// Stops accepting; with `drain`, sessions finish the message in flight. Waits at most `timeout` seconds.
@@ -111,6 +112,7 @@ public final class GatewayServer: @unchecked Sendable {
         for service in unavailable { service.close() }
         for gateway in imapGateways { gateway.stop() }
         for task in refreshers { task.cancel() }
+        stopDownloads()
         let deadline = Date().addingTimeInterval(timeout)
         while drain, smtpGateways.contains(where: { $0.activeSessionCount > 0 }), Date() < deadline {
             Thread.sleep(forTimeInterval: 0.05)
