@@ -54,7 +54,7 @@ final class LocalMaildrop: POP3Maildrop, @unchecked Sendable {
     private var holdsLock = false
     private var closed = false
 
-    /// Accounts with an open local maildrop in this process (RFC 1939 §8: one session at a time).
+    /// Stores (account directories) with an open maildrop in this process (RFC 1939 §8: one session at a time).
     private static let inUse = Mutex<Set<String>>([])
     /// Bytes read from a file at a time.
     static let chunkCount = 65_536
@@ -67,13 +67,14 @@ final class LocalMaildrop: POP3Maildrop, @unchecked Sendable {
     }
 
     deinit {
-        if holdsLock { _ = Self.inUse.withLock { $0.remove(account) } }
+        if holdsLock { _ = Self.inUse.withLock { [root = store.root] in $0.remove(root) } }
     }
 
     func open(_ done: @escaping @Sendable (Result<[MaildropMessage], MaildropError>) -> Void) {
         guard !closed else { return done(.failure(.permanent("the session is over"))) }
         let account = account
-        let acquired = Self.inUse.withLock { $0.insert(account).inserted }
+        let root = store.root
+        let acquired = Self.inUse.withLock { $0.insert(root).inserted }
         guard acquired else {
             return done(.failure(.inUse("another POP3 session is using this maildrop; try again later")))
         }
@@ -153,8 +154,8 @@ final class LocalMaildrop: POP3Maildrop, @unchecked Sendable {
         closed = true
         if holdsLock {
             holdsLock = false
-            let account = account
-            _ = Self.inUse.withLock { $0.remove(account) }
+            let root = store.root
+            _ = Self.inUse.withLock { $0.remove(root) }
         }
     }
 }
