@@ -45,6 +45,7 @@ extension MailGateDatabase {
                 try row.update(db)
             } else {
                 try row.insert(db)
+                row.id = db.lastInsertedRowID
             }
             var current = try DownloadState.fetchOne(
                 db, key: ["accountEmail": state.accountEmail, "mailbox": state.mailbox])

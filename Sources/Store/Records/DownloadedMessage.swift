@@ -95,8 +95,4 @@ public struct DownloadedMessage: Sendable, Equatable, FetchableRecord, Persistab
         container[Columns.deletedUpstreamAt] = deletedUpstreamAt.map(UTCTimestamp.format)
         container[Columns.deletedLocallyAt] = deletedLocallyAt.map(UTCTimestamp.format)
     }
-
-    public mutating func didInsert(_ inserted: InsertionSuccess) {
-        id = inserted.rowID
-    }
 }
