@@ -1,0 +1,139 @@
+// GatewayTests/Download: `mailgate serve` (the schedule) and `mailgate download` as processes, against the
+// stand-in: exactly once across a restart, a kill -9 in the middle of a run, and a UIDVALIDITY change.
+import Foundation
+import Store
+import Testing
+
+@testable import Gateway
+
+@Suite("Download end to end (serve and mailgate download)", .serialized)
+struct DownloadProcessEndToEndTests {
+    @Test("the schedule inside serve stores each new message exactly once across a restart")
+    func scheduleAcrossRestart() async throws {
+        guard let standIn = StandIn.load() else { return }
+        let user = "bob@contoso.test"
+        let installation = try DownloadTesting.installation(
+            standIn, smtpPort: 26701, accounts: [user], download: "every = \"1s\"")
+        let first = try await DownloadTesting.deliver(standIn, to: user, count: 3, label: "restart-a")
+        try installation.startServe()
+        _ = try await DownloadTesting.waitFor(stateDirectory: installation.stateDirectory, account: user) { holdings in
+            first.allSatisfy { holdings.present($0).count == 1 }
+        }
+        #expect(installation.stopServe() == 0)
+        let second = try await DownloadTesting.deliver(standIn, to: user, count: 2, label: "restart-b")
+        try installation.startServe()
+        _ = try await DownloadTesting.waitFor(stateDirectory: installation.stateDirectory, account: user) { holdings in
+            (first + second).allSatisfy { holdings.present($0).count == 1 }
+        }
+        // Several more scheduled runs: nothing is fetched twice.
+        try await Task.sleep(nanoseconds: 3_500_000_000)
+        let log = installation.serveOutput
+        #expect(installation.stopServe() == 0)
+        let holdings = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: user)
+        for id in first + second { #expect(holdings.present(id).count == 1, "\(id)") }
+        #expect(holdings.consistent())
+        #expect(Set(holdings.rows.map(\.uid)).count == holdings.rows.count)
+        #expect(log.contains("download run: 1 accounts"), "\(log.suffix(800))")
+    }
+
+    @Test("kill -9 in the middle of `mailgate download`: the next run completes it, each message exactly once")
+    func killDuringRun() async throws {
+        guard let standIn = StandIn.load() else { return }
+        let user = "hans@contoso.test"
+        let installation = try DownloadTesting.installation(standIn, smtpPort: 26702, accounts: [user])
+        let ids = try await DownloadTesting.deliver(standIn, to: user, count: 30, size: 400_000, label: "kill")
+        let store = MaildirStore(stateDirectory: installation.stateDirectory, account: user)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: MailGateInstallation.binary)
+        process.arguments = ["download", "--config", installation.configPath]
+        process.currentDirectoryURL = URL(fileURLWithPath: installation.directory)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while DurableFile.list(store.newDirectory).count < 3, process.isRunning, Date() < deadline {
+            usleep(2_000)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")
+        let interrupted = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: user)
+        #expect(ids.filter { interrupted.present($0).count == 1 }.count < ids.count, "killed in the middle")
+
+        let again = try installation.run(["download"])
+        #expect(again.status == 0, "\(again.stdout) \(again.stderr)")
+        #expect(again.stdout.contains("\(user): "))
+        #expect(again.stdout.contains("download: 1 account, "))
+        let holdings = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: user)
+        for id in ids { #expect(holdings.present(id).count == 1, "\(id)") }
+        #expect(holdings.consistent())
+        #expect(DurableFile.list(store.temporaryDirectory).isEmpty)
+        let third = try installation.run(["download"])
+        #expect(third.stdout.contains("\(user): 0 messages"))
+    }
+
+    @Test("a UIDVALIDITY change: known messages are re-identified by Message-ID and size, only new ones fetched")
+    func uidValidityChange() async throws {
+        guard let standIn = StandIn.load() else { return }
+        let user = "alice@contoso.test"
+        let installation = try DownloadTesting.installation(standIn, smtpPort: 26703, accounts: [user])
+        let before = try await DownloadTesting.deliver(standIn, to: user, count: 3, label: "validity-a")
+        let first = try installation.run(["download"])
+        #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+        let stored = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: user)
+        let oldValidity = try #require(stored.present(before[0]).first?.uidValidity)
+
+        let newValidity = oldValidity + 1_000
+        try doveadm(standIn, ["mailbox", "update", "--uid-validity", "\(newValidity)", "-u", user, "INBOX"])
+        let after = try await DownloadTesting.deliver(standIn, to: user, count: 2, label: "validity-b")
+        let second = try installation.run(["download"])
+        #expect(second.status == 0, "\(second.stdout) \(second.stderr)")
+        #expect(second.stdout.contains("re-identified after a UIDVALIDITY change"), "\(second.stdout)")
+        #expect(second.stdout.contains("\(user): 2 messages"), "only the two new messages: \(second.stdout)")
+        let holdings = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: user)
+        for id in before + after {
+            let rows = holdings.present(id)
+            #expect(rows.count == 1, "\(id)")
+            #expect(rows.first?.uidValidity == newValidity)
+        }
+        #expect(holdings.consistent())
+    }
+
+    @Test("one failing account does not stop the others; the command says which and exits 1")
+    func oneAccountFails() async throws {
+        guard let standIn = StandIn.load() else { return }
+        let good = "bob@contoso.test"
+        let bad = "hans@contoso.test"
+        let installation = try DownloadTesting.installation(standIn, smtpPort: 26704, accounts: [good, bad])
+        let ids = try await DownloadTesting.deliver(standIn, to: good, count: 2, label: "others")
+        let blocked = MaildirStore(stateDirectory: installation.stateDirectory, account: bad).root
+        try DurableFile.makeDirectory(DurableFile.directoryName(of: blocked))
+        #expect(FileManager.default.createFile(atPath: blocked, contents: Data()))
+        let run = try installation.run(["download"])
+        #expect(run.status == 1)
+        #expect(run.stdout.contains("\(bad): 0 messages"))
+        #expect(run.stdout.contains("FAILED: The local download store could not be written"))
+        #expect(run.stdout.contains("download: 2 accounts, "))
+        #expect(run.stdout.contains("1 failed"))
+        let holdings = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: good)
+        for id in ids { #expect(holdings.present(id).count == 1) }
+        let only = try installation.run(["download", "--account", good])
+        #expect(only.status == 0)
+        #expect(!only.stdout.contains(bad))
+    }
+
+    private func doveadm(_ standIn: StandIn, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/doveadm")
+        process.arguments = ["-c", standIn["DOVECOT_CONF"]] + arguments
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw StandInError("doveadm \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
+        }
+    }
+}
