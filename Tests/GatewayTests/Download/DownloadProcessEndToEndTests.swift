@@ -123,6 +123,62 @@ struct DownloadProcessEndToEndTests {
         #expect(!only.stdout.contains(bad))
     }
 
+    @Test("a 25 MiB message is downloaded by serve without being held in memory")
+    func largeMessageStreams() async throws {
+        guard let standIn = StandIn.load() else { return }
+        let user = "bob@contoso.test"
+        let installation = try DownloadTesting.installation(
+            standIn, smtpPort: 26705, accounts: [user], download: "every = \"1s\"")
+        let warm = try await DownloadTesting.deliver(standIn, to: user, count: 1, label: "warm")
+        try installation.startServe()
+        let pid = try #require(installation.serveProcessIdentifier)
+        _ = try await DownloadTesting.waitFor(stateDirectory: installation.stateDirectory, account: user) {
+            $0.present(warm[0]).count == 1
+        }
+        try await Task.sleep(nanoseconds: 1_500_000_000)
+        // The peak from now on: start-up and the first run's TLS session must not hide the message's footprint.
+        try EndToEnd.resetPeakResident(pid)
+        let before = try EndToEnd.peakResidentBytes(pid)
+
+        let id = "<dl-large-\(UInt64.random(in: 0...UInt64.max))@contoso.test>"
+        let head = Array(
+            "From: <\(user)>\r\nTo: <\(user)>\r\nSubject: large download\r\nMessage-ID: \(id)\r\n\r\n".utf8)
+        let line = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdef\r\n".utf8)
+        var big = head
+        big.reserveCapacity(26 * 1_024 * 1_024)
+        while big.count < 25 * 1_024 * 1_024 { big += line }
+        let file = installation.directory + "/large.eml"
+        try Data(big).write(to: URL(fileURLWithPath: file))
+        let sent = try await runPythonOffPool(
+            Self.submitScript,
+            [standIn.host, standIn["SUBMISSION_PORT"], standIn.caFile, user, try standIn.accessToken(for: user), file])
+        try #require(sent.status == 0, "smtplib: \(sent.error.suffix(600))")
+        let holdings = try await DownloadTesting.waitFor(
+            stateDirectory: installation.stateDirectory, account: user, timeout: 120
+        ) { $0.present(id).count == 1 }
+        let after = try EndToEnd.peakResidentBytes(pid)
+        installation.stopServe()
+        let growth = after - before
+        print("serve VmHWM growth \(growth / 1_024) KiB while downloading a \(big.count)-byte message")
+        #expect(growth < 12 * 1_024 * 1_024, "serve's peak RSS grew by \(growth) bytes")
+        let row = try #require(holdings.present(id).first)
+        #expect(row.size > Int64(big.count), "the stored copy has the server's trace headers and every byte sent")
+        let stored = try #require(FileManager.default.contents(atPath: holdings.store.path(of: row.fileName)))
+        #expect([UInt8](stored.suffix(big.count - head.count)) == Array(big[head.count...]))
+    }
+
+    /// Submits a file to the stand-in's Postfix with XOAUTH2 after STARTTLS (smtplib streams it).
+    static let submitScript = #"""
+        import smtplib, ssl, sys, base64
+        host, port, ca, user, token, path = sys.argv[1:7]
+        with smtplib.SMTP(host, int(port), timeout=120) as s:
+            s.starttls(context=ssl.create_default_context(cafile=ca))
+            s.ehlo()
+            code, text = s.docmd("AUTH", "XOAUTH2 " + base64.b64encode(("user=%s\1auth=Bearer %s\1\1" % (user, token)).encode()).decode())
+            if code != 235: raise SystemExit("AUTH: %d %s" % (code, text))
+            s.sendmail(user, [user], open(path, "rb").read())
+        """#
+
     private func doveadm(_ standIn: StandIn, _ arguments: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/doveadm")
