@@ -26,9 +26,4 @@ extension GatewayServer {
         let scheduler = Self.downloadSchedulers.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
         scheduler?.stop()
     }
-
-    /// The POP3 front's source of local maildrops (forbid_manual_refresh + imap-download).
-    public func localMaildrops(database: MailGateDatabase, stateDirectory: String) -> any LocalMaildropProvider {
-        DownloadMaildropProvider(configuration: configuration, database: database, stateDirectory: stateDirectory)
-    }
 }
