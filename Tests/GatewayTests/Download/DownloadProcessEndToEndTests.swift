@@ -84,6 +84,13 @@ struct DownloadProcessEndToEndTests {
         let stored = try DownloadTesting.holdings(stateDirectory: installation.stateDirectory, account: user)
         let oldValidity = try #require(stored.present(before[0]).first?.uidValidity)
 
+        let oldUIDs = Set(stored.rows.map(\.uid))
+        // As if the mailbox were recreated: every message gets a new UID (moved out and back), then UIDVALIDITY
+        // changes too.
+        try doveadm(standIn, ["mailbox", "create", "-u", user, "Download-Parking"])
+        try doveadm(standIn, ["move", "-u", user, "Download-Parking", "mailbox", "INBOX", "ALL"])
+        try doveadm(standIn, ["move", "-u", user, "INBOX", "mailbox", "Download-Parking", "ALL"])
+        try doveadm(standIn, ["mailbox", "delete", "-u", user, "Download-Parking"])
         let newValidity = oldValidity + 1_000
         try doveadm(standIn, ["mailbox", "update", "--uid-validity", "\(newValidity)", "-u", user, "INBOX"])
         let after = try await DownloadTesting.deliver(standIn, to: user, count: 2, label: "validity-b")
@@ -96,6 +103,10 @@ struct DownloadProcessEndToEndTests {
             let rows = holdings.present(id)
             #expect(rows.count == 1, "\(id)")
             #expect(rows.first?.uidValidity == newValidity)
+        }
+        for id in before {
+            let uid = try #require(holdings.present(id).first?.uid)
+            #expect(!oldUIDs.contains(uid), "\(id) was moved to its new UID \(uid)")
         }
         #expect(holdings.consistent())
     }
