@@ -275,7 +275,8 @@ struct ConfigurationBuilder {
         let download = DownloadSettings(
             every: downloadValues.integer("every") ?? 900,
             forbidManualRefresh: downloadValues.bool("forbid_manual_refresh"),
-            allowReloading: downloadValues.bool("allow_reloading"))
+            allowReloading: downloadValues.bool("allow_reloading"),
+            maxStoreBytes: downloadValues.integer("max_store_bytes") ?? DownloadSettings.defaultMaxStoreBytes)
         var configuration = MailGateConfiguration(
             sourceFile: file, stateDirectory: resolve(top.string("state_dir") ?? "state"), listen: listen,
             oauth: oauth, servers: servers, download: download, limits: buildLimits(limitsValues),

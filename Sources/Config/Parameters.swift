@@ -256,13 +256,17 @@ public enum ConfigParameters {
 
         // [download]
         .init(
-            .download, "every", .duration(60...86_400), .value(.string("15m")),
+            .download, "every", .duration(1...86_400), .value(.string("15m")),
             "Time between scheduled downloads for incoming = \"imap-download\" servers."),
         .init(
             .download, "forbid_manual_refresh", .bool, .value(.bool(false)),
             "Clients read the local store only; their refresh does not start a download."),
         .init(
             .download, "allow_reloading", .bool, .value(.bool(false)), "Mail already downloaded may be fetched again."),
+        .init(
+            .download, "max_store_bytes", .integer(1_024...1_125_899_906_842_624),
+            .value(.integer(DownloadSettings.defaultMaxStoreBytes)),
+            "Bytes the local download store may hold (all accounts); a run that would exceed it stops with a warning."),
 
         // [limits]: each maps one MailCore.Limits field.
         .init(

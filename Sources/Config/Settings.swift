@@ -282,10 +282,19 @@ public struct DownloadSettings: Sendable {
     public var forbidManualRefresh: Bool
     /// Mail already downloaded may be fetched again.
     public var allowReloading: Bool
+    /// Bytes the local download store may hold over all accounts (`max_store_bytes`, default 10 GiB).
+    public var maxStoreBytes: Int
 
-    public init(every: Int = 900, forbidManualRefresh: Bool = false, allowReloading: Bool = false) {
+    /// 10 GiB.
+    public static let defaultMaxStoreBytes = 10_737_418_240
+
+    public init(
+        every: Int = 900, forbidManualRefresh: Bool = false, allowReloading: Bool = false,
+        maxStoreBytes: Int = DownloadSettings.defaultMaxStoreBytes
+    ) {
         self.every = every
         self.forbidManualRefresh = forbidManualRefresh
         self.allowReloading = allowReloading
+        self.maxStoreBytes = maxStoreBytes
     }
 }

@@ -192,6 +192,7 @@ public final class MailGateDatabase: Sendable {
                     """)
         }
         migrator.registerMigration("v2-admin-latency", migrate: migrateAdminLatency)
+        registerDownloadMigrations(&migrator)
         return migrator
     }
 

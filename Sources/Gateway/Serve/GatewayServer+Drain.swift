@@ -26,6 +26,7 @@ extension GatewayServer {
         for gateway in smtp { gateway.stop(drain: true) }
         for service in unavailable { service.close() }
         for task in refreshers { task.cancel() }
+        stopDownloads()
         for gateway in imap { gateway.stopAccepting() }
         let deadline = Date().addingTimeInterval(bound)
         repeat {

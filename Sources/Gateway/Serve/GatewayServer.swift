@@ -102,6 +102,11 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")
         }
+        if localMaildrops == nil {
+            // POP3 clients of imap-download accounts read the local store (while forbid_manual_refresh is on).
+            localMaildrops = DownloadMaildropProvider(
+                configuration: configuration, database: database, stateDirectory: stateDirectory)
+        }
         for (name, gateway) in try Self.makePOP3Gateways(
             configuration: configuration, tls: tls, authenticator: authenticator, directory: directory,
             counters: counters, localMaildrops: localMaildrops, imapSessionCap: sessionCap, logger: logger)
@@ -110,6 +115,7 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = gateway.boundAddress
         }
         startRefreshers()
+        startDownloads(database: database, stateDirectory: stateDirectory)
     }
 
     /// Stops accepting; with `drain`, sessions finish the message in flight. Waits at most `timeout` seconds.
@@ -119,6 +125,7 @@ public final class GatewayServer: @unchecked Sendable {
         for gateway in imapGateways.values { gateway.stop() }
         for gateway in pop3Gateways { gateway.stop() }
         for task in refreshers { task.cancel() }
+        stopDownloads()
         let deadline = Date().addingTimeInterval(timeout)
         while drain, smtpGateways.values.contains(where: { $0.activeSessionCount > 0 }), Date() < deadline {
             Thread.sleep(forTimeInterval: 0.05)
