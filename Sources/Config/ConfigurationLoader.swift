@@ -219,7 +219,7 @@ struct ConfigurationBuilder {
     let finder: LineFinder
     var warnings: [ConfigWarning] = []
 
-    static let tables = ["listen", "oauth", "server", "download", "limits"]
+    static let tables = ["listen", "oauth", "server", "download", "limits", "journal"]
 
     init(file: String, directory: String, finder: LineFinder) {
         self.file = file
@@ -275,10 +275,12 @@ struct ConfigurationBuilder {
             every: downloadValues.integer("every") ?? 900,
             forbidManualRefresh: downloadValues.bool("forbid_manual_refresh"),
             allowReloading: downloadValues.bool("allow_reloading"))
-        return MailGateConfiguration(
+        var configuration = MailGateConfiguration(
             sourceFile: file, stateDirectory: resolve(top.string("state_dir") ?? "state"), listen: listen,
             oauth: oauth, servers: servers, download: download, limits: buildLimits(limitsValues),
             logLevel: top.string("log_level") ?? "info", warnings: warnings)
+        configuration.journal = try buildJournal(check(table(root["journal"]), section: .journal, path: ["journal"]))
+        return configuration
     }
 
     private func table(_ node: TOMLNode?) -> [String: TOMLNode] {

@@ -26,6 +26,7 @@ public final class GatewayServer: @unchecked Sendable {
     private var imapGateways: [IMAPGateway] = []
     private var unavailable: [UnavailableService] = []
     private var refreshers: [Task<Void, Never>] = []
+    private var journalCheckpointer: JournalCheckpointer?
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -55,6 +56,7 @@ public final class GatewayServer: @unchecked Sendable {
                 "journal entries whose fate is unknown after an interruption: \(interrupted.map(String.init).joined(separator: ", ")); `mailgate journal verify` lists them")
         }
         recorder.start()
+        journalCheckpointer = Self.startJournalCheckpoints(configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         let listen = configuration.listen
         let tls = try serverTLS()
         // Looked up once: the host name can cost a resolver call, and every session needs it.
@@ -116,6 +118,7 @@ public final class GatewayServer: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.05)
         }
         recorder.stop(timeout: max(1, deadline.timeIntervalSinceNow))
+        journalCheckpointer?.stop()
     }
 
     /// The server-side TLS context from `certificate` / `private_key`, if configured.
