@@ -219,7 +219,7 @@ struct ConfigurationBuilder {
     let finder: LineFinder
     var warnings: [ConfigWarning] = []
 
-    static let tables = ["listen", "oauth", "server", "download", "limits", "admin"]
+    static let tables = ["listen", "oauth", "server", "download", "limits", "admin", "journal"]
 
     init(file: String, directory: String, finder: LineFinder) {
         self.file = file
@@ -282,6 +282,7 @@ struct ConfigurationBuilder {
             oauth: oauth, servers: servers, download: download, limits: buildLimits(limitsValues),
             logLevel: top.string("log_level") ?? "info", warnings: warnings)
         configuration.admin = try buildAdmin(adminValues)
+        configuration.journal = try buildJournal(check(table(root["journal"]), section: .journal, path: ["journal"]))
         return configuration
     }
 

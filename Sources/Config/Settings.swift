@@ -25,6 +25,8 @@ public struct MailGateConfiguration: Sendable {
     public var warnings: [ConfigWarning]
     /// The status server (`[admin]`); none by default.
     public var admin = AdminSettings()
+    /// Journal checkpoints and time-stamps (`[journal]`).
+    public var journal = JournalSettings()
 
     public init(
         sourceFile: String, stateDirectory: String, listen: ListenSettings, oauth: [String: OAuthSettings],

@@ -46,6 +46,7 @@ extension GatewayServer {
         // POP3 sessions journal nothing: they ran on during the drain window and are closed now.
         for gateway in pop3Gateways { gateway.stop() }
         recorder.stop(timeout: 10)
+        journalCheckpointer?.stop()
         stopAdmin()
         logger.notice("drained")
     }

@@ -49,6 +49,7 @@ public final class GatewayServer: @unchecked Sendable {
     var pop3Gateways: [POP3Gateway] = []
     /// The local download store's maildrops (set before `start()`); POP3 sessions of the accounts it serves read it.
     public var localMaildrops: (any LocalMaildropProvider)?
+    var journalCheckpointer: JournalCheckpointer?
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -86,6 +87,7 @@ public final class GatewayServer: @unchecked Sendable {
         }
         recorder.start()
         try startAdmin()
+        journalCheckpointer = Self.startJournalCheckpoints(configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         let listen = configuration.listen
         tls = try serverTLS()
         for (name, spec, implicitTLS) in [("smtp", listen.smtp, false), ("smtps", listen.smtps, true)] {
@@ -131,6 +133,7 @@ public final class GatewayServer: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.05)
         }
         recorder.stop(timeout: max(1, deadline.timeIntervalSinceNow))
+        journalCheckpointer?.stop()
         stopAdmin()
     }
 
