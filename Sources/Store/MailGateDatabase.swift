@@ -191,6 +191,7 @@ public final class MailGateDatabase: Sendable {
                     );
                     """)
         }
+        registerSentCopyJobMigration(&migrator)
         return migrator
     }
 
