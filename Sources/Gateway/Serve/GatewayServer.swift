@@ -88,7 +88,8 @@ public final class GatewayServer: @unchecked Sendable {
                 configuration: IMAPGatewayConfiguration(
                     listenerName: name, allowPlaintext: listen.allowPlaintext, limits: configuration.limits),
                 authenticator: authenticator, credentials: directory, resolver: imapResolver, sessionCap: sessionCap,
-                counters: counters, journal: StoreSentJournal(database: database), logger: logger)
+                counters: counters, journal: StoreSentJournal(database: database), logger: logger,
+                sentCopyCanceller: recorder.service as? any SentCopyCancelling)
             imapGateways.append(gateway)
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")
@@ -158,6 +159,7 @@ public final class GatewayServer: @unchecked Sendable {
             settings.clientSentName = server.imapSentName
             settings.clientTrashName = server.imapTrashName
             settings.clientJunkName = server.imapSpamName
+            settings.sentCopy = SentCopyMode(rawValue: server.sentCopy.rawValue) ?? .auto
             return settings
         }
     }
