@@ -165,7 +165,8 @@ public final class GatewayServer: @unchecked Sendable {
             configuration: IMAPGatewayConfiguration(
                 listenerName: name, allowPlaintext: configuration.listen.allowPlaintext, limits: configuration.limits),
             authenticator: authenticator, credentials: live, resolver: makeIMAPResolver(), sessionCap: sessionCap,
-            counters: counters, journal: StoreSentJournal(database: database), logger: logger)
+            counters: counters, journal: StoreSentJournal(database: database), logger: logger,
+            sentCopyCanceller: recorder.service)
     }
 
     /// The server-side TLS context from `certificate` / `private_key`, if configured.
@@ -210,6 +211,7 @@ public final class GatewayServer: @unchecked Sendable {
             settings.clientSentName = server.imapSentName
             settings.clientTrashName = server.imapTrashName
             settings.clientJunkName = server.imapSpamName
+            settings.sentCopy = SentCopyMode(rawValue: server.sentCopy.rawValue) ?? .auto
             return settings
         }
     }
