@@ -219,7 +219,7 @@ struct ConfigurationBuilder {
     let finder: LineFinder
     var warnings: [ConfigWarning] = []
 
-    static let tables = ["listen", "oauth", "server", "download", "limits"]
+    static let tables = ["listen", "oauth", "server", "download", "limits", "admin", "journal"]
 
     init(file: String, directory: String, finder: LineFinder) {
         self.file = file
@@ -246,6 +246,7 @@ struct ConfigurationBuilder {
         let listenValues = try check(table(root["listen"]), section: .listen, path: ["listen"])
         let downloadValues = try check(table(root["download"]), section: .download, path: ["download"])
         let limitsValues = try check(table(root["limits"]), section: .limits, path: ["limits"])
+        let adminValues = try check(table(root["admin"]), section: .admin, path: ["admin"])
 
         var oauth: [String: OAuthSettings] = [:]
         for (name, node) in table(root["oauth"]).sorted(by: { $0.key < $1.key }) {
@@ -274,11 +275,15 @@ struct ConfigurationBuilder {
         let download = DownloadSettings(
             every: downloadValues.integer("every") ?? 900,
             forbidManualRefresh: downloadValues.bool("forbid_manual_refresh"),
-            allowReloading: downloadValues.bool("allow_reloading"))
-        return MailGateConfiguration(
+            allowReloading: downloadValues.bool("allow_reloading"),
+            maxStoreBytes: downloadValues.integer("max_store_bytes") ?? DownloadSettings.defaultMaxStoreBytes)
+        var configuration = MailGateConfiguration(
             sourceFile: file, stateDirectory: resolve(top.string("state_dir") ?? "state"), listen: listen,
             oauth: oauth, servers: servers, download: download, limits: buildLimits(limitsValues),
             logLevel: top.string("log_level") ?? "info", warnings: warnings)
+        configuration.admin = try buildAdmin(adminValues)
+        configuration.journal = try buildJournal(check(table(root["journal"]), section: .journal, path: ["journal"]))
+        return configuration
     }
 
     private func table(_ node: TOMLNode?) -> [String: TOMLNode] {

@@ -210,26 +210,34 @@ struct CLITests {
         let sandbox = try Sandbox()
         // The sample's ports, moved out of the way of anything else on the machine.
         var text = try String(contentsOfFile: sandbox.config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "127.0.0.1:1587", with: "127.0.0.1:27587")
-            .replacingOccurrences(of: "127.0.0.1:1143", with: "127.0.0.1:27143")
-            .replacingOccurrences(of: "127.0.0.1:1110", with: "127.0.0.1:27110")
+        text = text.replacingOccurrences(of: "127.0.0.1:1587", with: "127.0.0.1:37587")
+            .replacingOccurrences(of: "127.0.0.1:1143", with: "127.0.0.1:37143")
+            .replacingOccurrences(of: "127.0.0.1:1110", with: "127.0.0.1:37110")
         try text.write(toFile: sandbox.config, atomically: true, encoding: .utf8)
         let serve = try sandbox.start(["serve"])
         defer { if serve.isRunning { serve.terminate() } }
-        #expect(try waitForGreeting(port: 27587).hasPrefix("220 "))
-        #expect(try waitForGreeting(port: 27143).hasPrefix("* OK [CAPABILITY IMAP4rev1 "))
-        #expect(try waitForGreeting(port: 27110).hasPrefix("-ERR "))
+        #expect(try waitForGreeting(port: 37587).hasPrefix("220 "))
+        #expect(try waitForGreeting(port: 37143).hasPrefix("* OK [CAPABILITY IMAP4rev1 "))
+        #expect(try waitForGreeting(port: 37110).hasPrefix("+OK "))
         serve.terminate()
         serve.waitUntilExit()
         #expect(serve.terminationStatus == 0)
     }
 
-    @Test("download says plainly that it is not available, exit 1")
-    func downloadNotAvailable() throws {
+    @Test("download without an imap-download server says there is nothing to download, exit 1")
+    func downloadWithoutServers() throws {
         let sandbox = try Sandbox()
         let download = try sandbox.run(["download"])
         #expect(download.status == 1)
-        #expect(download.stderr.contains("not available"))
+        #expect(download.stderr.contains("imap-download"))
+    }
+
+    @Test("download --reload is a usage error while allow_reloading is off, exit 2")
+    func downloadReloadRefused() throws {
+        let sandbox = try Sandbox()
+        let download = try sandbox.run(["download", "--reload"])
+        #expect(download.status == 2)
+        #expect(download.stderr.contains("allow_reloading"))
     }
 
     @Test("stats on an empty database")

@@ -26,6 +26,7 @@ extension GatewayServer {
         for gateway in smtp { gateway.stop(drain: true) }
         for service in unavailable { service.close() }
         for task in refreshers { task.cancel() }
+        stopDownloads()
         for gateway in imap { gateway.stopAccepting() }
         let deadline = Date().addingTimeInterval(bound)
         repeat {
@@ -42,7 +43,11 @@ extension GatewayServer {
             let grace = Date().addingTimeInterval(2)
             while openSessionCount > 0, Date() < grace { Thread.sleep(forTimeInterval: 0.02) }
         }
+        // POP3 sessions journal nothing: they ran on during the drain window and are closed now.
+        for gateway in pop3Gateways { gateway.stop() }
         recorder.stop(timeout: 10)
+        journalCheckpointer?.stop()
+        stopAdmin()
         logger.notice("drained")
     }
 }

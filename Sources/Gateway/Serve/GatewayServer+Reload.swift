@@ -139,6 +139,11 @@ extension GatewayServer {
         if a.smtpSessionsPerAddress != b.smtpSessionsPerAddress { changes.append("[limits] smtp_sessions_per_address") }
         if a.imapUpstreamSessions != b.imapUpstreamSessions { changes.append("[limits] imap_upstream_sessions") }
         if a.passwordHashQueue != b.passwordHashQueue { changes.append("[limits] password_hash_queue") }
+        let (x, y) = (old.admin, new.admin)
+        if x.listen != y.listen || x.certificate != y.certificate || x.privateKey != y.privateKey || x.token != y.token {
+            changes.append("[admin]")
+        }
+        if old.journal != new.journal { changes.append("[journal]") }
         let (d, e) = (old.download, new.download)
         if d.every != e.every || d.forbidManualRefresh != e.forbidManualRefresh || d.allowReloading != e.allowReloading {
             changes.append("[download]")

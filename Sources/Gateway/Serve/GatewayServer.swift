@@ -11,8 +11,8 @@ public import Transport
 import Policy
 import Synchronization
 
-/// The running gateway: SMTP and IMAP listeners relaying to Microsoft 365, refusal listeners for POP3 (not served
-/// yet), the sent-copy worker and the background token refresher.
+/// The running gateway: SMTP, IMAP and POP3 listeners relaying to Microsoft 365, the sent-copy worker and the
+/// background token refresher.
 public final class GatewayServer: @unchecked Sendable {
     // @unchecked: the mutable parts (gateways, services, tasks) are set in start() and changed only by start(),
     // reload() and stop()/drainAndStop(), which `mailgate serve` calls from one serial queue; everything they hold
@@ -44,6 +44,12 @@ public final class GatewayServer: @unchecked Sendable {
     var retiredIMAPGateways: [IMAPGateway] = []
     var unavailable: [UnavailableService] = []
     var refreshers: [Task<Void, Never>] = []
+    /// Batched counters and the admin status server (GatewayServer+Admin.swift).
+    let statistics: ServeStatistics
+    var pop3Gateways: [POP3Gateway] = []
+    /// The local download store's maildrops (set before `start()`); POP3 sessions of the accounts it serves read it.
+    public var localMaildrops: (any LocalMaildropProvider)?
+    var journalCheckpointer: JournalCheckpointer?
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String, logger: Logger)
         throws
@@ -51,12 +57,13 @@ public final class GatewayServer: @unchecked Sendable {
         self.database = database
         self.stateDirectory = stateDirectory
         self.logger = logger
+        statistics = ServeStatistics(database: database, logger: logger)
         let directory = try AccountDirectory(
             configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         live = LiveDirectory(directory)
         // Looked up once: the host name can cost a resolver call, and every session needs it.
         hostname = ProcessInfo.processInfo.hostName
-        counters = StoreCounters(database: database)
+        counters = statistics.sessionCounters
         extensions = SMTPExtensionsCache(defaultMaximumSize: configuration.limits.messageSize)
         sessionLimiter = SMTPSessionLimiter(limits: configuration.limits)
         sessionCap = IMAPUpstreamSessionCap(maximum: configuration.limits.imapUpstreamSessions)
@@ -79,6 +86,8 @@ public final class GatewayServer: @unchecked Sendable {
                 "journal entries whose fate is unknown after an interruption: \(interrupted.map(String.init).joined(separator: ", ")); `mailgate journal verify` lists them")
         }
         recorder.start()
+        try startAdmin()
+        journalCheckpointer = Self.startJournalCheckpoints(configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)
         let listen = configuration.listen
         tls = try serverTLS()
         for (name, spec, implicitTLS) in [("smtp", listen.smtp, false), ("smtps", listen.smtps, true)] {
@@ -95,16 +104,20 @@ public final class GatewayServer: @unchecked Sendable {
             boundAddresses[name] = gateway.boundAddress
             logger.notice("\(name) listener on \(gateway.boundAddress)")
         }
-        for (name, spec, implicitTLS, kind) in [
-            ("pop3", listen.pop3, false, UnavailableService.Kind.pop3), ("pop3s", listen.pop3s, true, .pop3),
-        ] {
-            guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
-            let service = try UnavailableService(
-                kind: kind, address: address, tls: implicitTLS ? tls : nil, logger: logger)
-            unavailable.append(service)
-            boundAddresses[name] = service.boundAddress
+        if localMaildrops == nil {
+            // POP3 clients of imap-download accounts read the local store (while forbid_manual_refresh is on).
+            localMaildrops = DownloadMaildropProvider(
+                configuration: configuration, database: database, stateDirectory: stateDirectory)
+        }
+        for (name, gateway) in try Self.makePOP3Gateways(
+            configuration: configuration, tls: tls, authenticator: authenticator, directory: directory,
+            counters: counters, localMaildrops: localMaildrops, imapSessionCap: sessionCap, logger: logger)
+        {
+            pop3Gateways.append(gateway)
+            boundAddresses[name] = gateway.boundAddress
         }
         startRefreshers()
+        startDownloads(database: database, stateDirectory: stateDirectory)
     }
 
     /// Stops accepting; with `drain`, sessions finish the message in flight. Waits at most `timeout` seconds.
@@ -112,12 +125,16 @@ public final class GatewayServer: @unchecked Sendable {
         for gateway in smtpGateways.values { gateway.stop(drain: drain) }
         for service in unavailable { service.close() }
         for gateway in imapGateways.values { gateway.stop() }
+        for gateway in pop3Gateways { gateway.stop() }
         for task in refreshers { task.cancel() }
+        stopDownloads()
         let deadline = Date().addingTimeInterval(timeout)
         while drain, smtpGateways.values.contains(where: { $0.activeSessionCount > 0 }), Date() < deadline {
             Thread.sleep(forTimeInterval: 0.05)
         }
         recorder.stop(timeout: max(1, deadline.timeIntervalSinceNow))
+        journalCheckpointer?.stop()
+        stopAdmin()
     }
 
     /// Binds one SMTP listener with `configuration`'s `[listen]` and `[limits]`; accounts and servers are read
@@ -148,7 +165,8 @@ public final class GatewayServer: @unchecked Sendable {
             configuration: IMAPGatewayConfiguration(
                 listenerName: name, allowPlaintext: configuration.listen.allowPlaintext, limits: configuration.limits),
             authenticator: authenticator, credentials: live, resolver: makeIMAPResolver(), sessionCap: sessionCap,
-            counters: counters, journal: StoreSentJournal(database: database), logger: logger)
+            counters: counters, journal: StoreSentJournal(database: database), logger: logger,
+            sentCopyCanceller: recorder.service)
     }
 
     /// The server-side TLS context from `certificate` / `private_key`, if configured.
@@ -193,6 +211,7 @@ public final class GatewayServer: @unchecked Sendable {
             settings.clientSentName = server.imapSentName
             settings.clientTrashName = server.imapTrashName
             settings.clientJunkName = server.imapSpamName
+            settings.sentCopy = SentCopyMode(rawValue: server.sentCopy.rawValue) ?? .auto
             return settings
         }
     }
