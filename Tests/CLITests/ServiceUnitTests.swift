@@ -63,4 +63,15 @@ struct ServiceUnitTests {
             #expect(lines.contains(expected), "missing \(expected)")
         }
     }
+
+    @Test("serve refuses an unknown --log-level or --log-format with exit 2 and a sentence")
+    func badLogFlags() throws {
+        let sandbox = try Sandbox()
+        let level = try sandbox.run(["serve", "--log-level", "loud"])
+        #expect(level.status == 2)
+        #expect(level.stderr.contains("--log-level must be one of trace, debug, info"))
+        let format = try sandbox.run(["serve", "--log-format", "xml"])
+        #expect(format.status == 2)
+        #expect(format.stderr.contains("--log-format must be auto, plain, journal or json"))
+    }
 }

@@ -299,6 +299,17 @@ class MailGate:
         self.stop()
         raise AssertionError("mailgate serve did not start listening: " + self.output()[-1500:])
 
+    def keep_log(self):
+        """Copies serve's log, and the local passwords it was tested with, to .build/test-logs for
+        integration/check-logs (which greps every kept log for every secret of the run)."""
+        kept = os.path.join(os.path.dirname(INTEGRATION), ".build", "test-logs")
+        os.makedirs(kept, exist_ok=True)
+        name = os.path.basename(self.dir)
+        if os.path.exists(self.log):
+            shutil.copyfile(self.log, os.path.join(kept, name + "-serve.log"))
+        with open(os.path.join(kept, "secrets-" + name + ".txt"), "w") as f:
+            f.write("".join(p + "\n" for p in self.passwords.values()))
+
     def output(self):
         try:
             with open(self.log, errors="replace") as f:
@@ -319,6 +330,7 @@ class MailGate:
 
     def cleanup(self):
         self.stop()
+        self.keep_log()
         if os.environ.get("E2E_KEEP_STATE") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
 

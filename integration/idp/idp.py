@@ -306,7 +306,19 @@ def issue_tokens(user, client_id, scopes, offline, app=False, family=None):
             STATE.refresh_tokens[refresh] = {"user": user, "client_id": client_id, "scopes": list(scopes),
                                              "state": "active", "exp": now() + 90 * 86400}
             response["refresh_token"] = refresh
+        record_issued(token, response.get("refresh_token"))
         return response
+
+
+def record_issued(access, refresh):
+    """Appends every issued token to run/issued-tokens (0600), so that integration/check-logs can grep MailGate's
+    logs for them. Test-only: Microsoft keeps no such list."""
+    if not STATE.run_dir:
+        return
+    path = os.path.join(STATE.run_dir, "issued-tokens")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(access + "\n" + (refresh + "\n" if refresh else ""))
 
 
 def grant_authorization_code(params, client_id):

@@ -60,12 +60,16 @@ extension GatewayServer {
         do {
             let bound: HostPort
             if isSMTP {
-                let gateway = try startSMTPListener(name, address, implicitTLS: implicitTLS, configuration: configuration)
+                let gateway = try bindRetrying(sameAddress) {
+                    try startSMTPListener(name, address, implicitTLS: implicitTLS, configuration: configuration)
+                }
                 retire(name, isSMTP: true)
                 smtpGateways[name] = gateway
                 bound = gateway.boundAddress
             } else {
-                let gateway = try startIMAPListener(name, address, implicitTLS: implicitTLS, configuration: configuration)
+                let gateway = try bindRetrying(sameAddress) {
+                    try startIMAPListener(name, address, implicitTLS: implicitTLS, configuration: configuration)
+                }
                 retire(name, isSMTP: false)
                 imapGateways[name] = gateway
                 bound = gateway.boundAddress
@@ -83,6 +87,19 @@ extension GatewayServer {
                 logger.error("\(text); the listener is down until the next reload or restart")
             } else {
                 logger.error("\(text); the old listener keeps serving")
+            }
+        }
+    }
+
+    /// Binds with `body`; on the listener's own address, retries for up to 2 s while it is still in use (the old
+    /// socket is closed by its dispatch source's cancel handler, a moment after `stopAccepting`).
+    private func bindRetrying<Gateway>(_ sameAddress: Bool, _ body: () throws -> Gateway) throws -> Gateway {
+        let deadline = Date().addingTimeInterval(sameAddress ? 2 : 0)
+        while true {
+            do {
+                return try body()
+            } catch TransportError.addressInUse where Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.01)
             }
         }
     }
@@ -122,6 +139,11 @@ extension GatewayServer {
         if a.smtpSessionsPerAddress != b.smtpSessionsPerAddress { changes.append("[limits] smtp_sessions_per_address") }
         if a.imapUpstreamSessions != b.imapUpstreamSessions { changes.append("[limits] imap_upstream_sessions") }
         if a.passwordHashQueue != b.passwordHashQueue { changes.append("[limits] password_hash_queue") }
+        let (x, y) = (old.admin, new.admin)
+        if x.listen != y.listen || x.certificate != y.certificate || x.privateKey != y.privateKey || x.token != y.token {
+            changes.append("[admin]")
+        }
+        if old.journal != new.journal { changes.append("[journal]") }
         let (d, e) = (old.download, new.download)
         if d.every != e.every || d.forbidManualRefresh != e.forbidManualRefresh || d.allowReloading != e.allowReloading {
             changes.append("[download]")

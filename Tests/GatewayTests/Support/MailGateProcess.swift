@@ -69,7 +69,19 @@ final class MailGateInstallation: @unchecked Sendable {
 
     deinit {
         stopServe()
+        keepServeLog()
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Where serve logs of the test run are kept for `integration/check-logs` (which greps them for secrets).
+    static let keptLogs = StandIn.packageRoot + "/.build/test-logs"
+
+    /// Copies this installation's serve log to `keptLogs` before the directory goes.
+    private func keepServeLog() {
+        guard FileManager.default.fileExists(atPath: serveLog) else { return }
+        try? FileManager.default.createDirectory(atPath: Self.keptLogs, withIntermediateDirectories: true)
+        let name = URL(fileURLWithPath: directory).lastPathComponent
+        try? FileManager.default.copyItem(atPath: serveLog, toPath: Self.keptLogs + "/\(name)-serve.log")
     }
 
     var stateDirectory: String { directory + "/state" }
@@ -115,15 +127,15 @@ final class MailGateInstallation: @unchecked Sendable {
         guard connect.status == 0 else { throw StandInError("account connect \(email) failed: \(connect.stderr)") }
     }
 
-    /// Starts `mailgate serve` in the background and waits until it says it is listening; `environment` is added
-    /// to the test's own (the debug build's crash-test hooks read it).
-    func startServe(environment: [String: String] = [:]) throws {
+    /// Starts `mailgate serve ARGUMENTS` in the background and waits until it says it is listening; `environment`
+    /// is added to the test's own (the debug build's crash-test hooks read it; NOTIFY_SOCKET).
+    func startServe(arguments: [String] = [], environment: [String: String] = [:]) throws {
         if !FileManager.default.fileExists(atPath: serveLog) {
             _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["serve", "--config", configPath]
+        process.arguments = ["serve", "--config", configPath] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let log = FileHandle(forWritingAtPath: serveLog)
         log?.seekToEndOfFile()
@@ -150,6 +162,21 @@ final class MailGateInstallation: @unchecked Sendable {
 
     /// Everything `serve` wrote to stdout and stderr so far (its log).
     var serveOutput: String { (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` to the running `serve`.
+    func signalServe(_ signal: Int32) {
+        if let process = serveProcess, process.isRunning { kill(process.processIdentifier, signal) }
+    }
+
+    /// Waits (bounded) for `serve` to exit after a signal the test sent; nil if it is still running.
+    func waitForServeExit(timeout: Double) -> Int32? {
+        guard let process = serveProcess else { return nil }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        guard !process.isRunning else { return nil }
+        serveProcess = nil
+        return process.terminationStatus
+    }
 
     /// SIGKILL (a crash: nothing runs on the way out), then wait for the exit.
     func killServe() {
