@@ -38,12 +38,14 @@ extension StandInTests {
         static let imapPort = 28602
         static let adminPort = 28603
 
-        static func swaks(password: String, subject: String) throws -> (status: Int32, output: String) {
+        static func swaks(user: String = alice, to: String = bob, password: String, subject: String) throws -> (
+            status: Int32, output: String
+        ) {
             try runTool(
                 "/usr/bin/swaks",
                 [
                     "--server", "127.0.0.1", "--port", String(smtpPort), "--ehlo", "admin-e2e.test", "--auth", "PLAIN",
-                    "--auth-user", alice, "--auth-password", password, "--from", alice, "--to", bob,
+                    "--auth-user", user, "--auth-password", password, "--from", user, "--to", to,
                     "--header", "Subject: \(subject)", "--header", "Message-Id: \(EndToEnd.uniqueID("stats"))",
                     "--body", "Figures for the administrator.\n", "--timeout", "60",
                 ])
@@ -70,7 +72,7 @@ extension StandInTests {
             report.json().split(separator: "\n").filter { !$0.contains("\"generated_at\"") }.joined(separator: "\n")
         }
 
-        @Test("3 messages, 2 bad SMTP passwords, 2 IMAP lock refusals, 1 bad IMAP password → exactly those figures")
+        @Test("4 messages, 2 bad SMTP passwords, 2 IMAP lock refusals, 1 bad IMAP password, 1 token refresh → exactly those figures")
         func workload() async throws {
             guard let standIn = StandIn.load() else { return }
             let installation = try MailGateInstallation(
@@ -82,6 +84,12 @@ extension StandInTests {
             try installation.addAndConnect(Self.alice, password: EndToEnd.password)
             let addCarol = try installation.run(["account", "add", Self.carol, "--password-stdin"], stdin: "carol-pw\n")
             #expect(addCarol.status == 0, "\(addCarol.stderr)")
+            // bob's access token lives 30 s: inside the 300 s margin, so his first login makes serve refresh it.
+            let addBob = try installation.run(["account", "add", Self.bob, "--password-stdin"], stdin: EndToEnd.password + "\n")
+            #expect(addBob.status == 0, "\(addBob.stderr)")
+            let connectBob = try AccountE2ETokenTests.connectWithShortLifetime(
+                installation, Self.bob, seconds: 30, control: AccountControl(standIn: standIn))
+            #expect(connectBob.status == 0, "\(connectBob.stderr)")
             try installation.startServe()
             defer { installation.stopServe() }
 
@@ -101,13 +109,15 @@ extension StandInTests {
             }
             let badIMAP = try Self.curlIMAP(password: "wrong-password", command: "NOOP")
             #expect(badIMAP.status != 0)
+            let fromBob = try Self.swaks(user: Self.bob, to: Self.alice, password: EndToEnd.password, subject: "from bob")
+            #expect(fromBob.status == 0, "swaks as bob: \(fromBob.output.suffix(800))")
 
             // Figures of a running serve reach the database within a few seconds.
             var report = try Self.report(try installation.run(["stats", "--json"]).stdout)
             _ = try await eventually(15) {
                 report = try Self.report(try installation.run(["stats", "--json"]).stdout)
-                return report.protocols["imap"]?.sessions == 3 && report.protocols["smtp"]?.sessions == 5
-                    && report.protocols["imap"]?.loginsFailed == 1
+                return report.protocols["imap"]?.sessions == 3 && report.protocols["smtp"]?.sessions == 6
+                    && report.protocols["imap"]?.loginsFailed == 1 && report.protocols["oauth"]?.tokenRefreshes == 1
             }
             let alice = try #require(report.accounts.first { $0.account == Self.alice }, "\(report.json())")
             let smtp = try #require(alice.protocols["smtp"])
@@ -117,8 +127,10 @@ extension StandInTests {
             #expect(smtp.upstreamErrors.isEmpty, "\(smtp.upstreamErrors)")
             #expect(smtp.sentCopiesMade == 0 && smtp.sentCopiesSkipped == 0 && smtp.sentCopiesFailed == 0)
             let journal = try EndToEnd.journal(installation)
-            #expect(journal.count == 3)
-            #expect(smtp.bytesFromClient == journal.reduce(0) { $0 + $1.size }, "bytes relayed = archived sizes")
+            #expect(journal.count == 4)
+            #expect(
+                smtp.bytesFromClient == journal.filter { $0.accountEmail == Self.alice }.reduce(0) { $0 + $1.size },
+                "bytes relayed = archived sizes")
             let imap = try #require(alice.protocols["imap"])
             #expect(imap.loginsOK == 2, "\(report.json())")
             #expect(imap.loginsFailed == 1)
@@ -126,12 +138,17 @@ extension StandInTests {
             #expect(imap.upstreamErrors.isEmpty)
             #expect(imap.bytesToClient > 0 && imap.bytesFromClient > 0)
             let anonymous = try #require(report.accounts.first { $0.account == nil })
-            #expect(anonymous.protocols["smtp"]?.sessions == 5)
+            #expect(anonymous.protocols["smtp"]?.sessions == 6)
             #expect(anonymous.protocols["imap"]?.sessions == 3)
-            #expect(report.accounts.map(\.account) == [Self.alice, nil], "no other account counted anything")
+            #expect(report.accounts.map(\.account) == [Self.alice, Self.bob, nil], "no other account counted anything")
+            let bob = try #require(report.accounts.first { $0.account == Self.bob })
+            #expect(bob.protocols["oauth"]?.tokenRefreshes == 1, "\(report.json())")
+            #expect(bob.protocols["oauth"]?.tokenRefreshFailures == 0)
+            #expect(bob.protocols["smtp"]?.loginsOK == 1 && bob.protocols["smtp"]?.messagesSent == 1)
+            #expect(alice.protocols["oauth"] == nil, "alice's token was fresh: no refresh")
             let latency = Dictionary(uniqueKeysWithValues: report.latency.map { ($0.metric, $0) })
-            #expect(latency["smtp.reply_250"]?.count == 3, "\(report.latency)")
-            #expect(latency["smtp.upstream_login"]?.count == 3)
+            #expect(latency["smtp.reply_250"]?.count == 4, "\(report.latency)")
+            #expect(latency["smtp.upstream_login"]?.count == 4)
             #expect(latency["imap.upstream_login"]?.count == 2)
             #expect((latency["imap.added"]?.count ?? 0) >= 2)
             for item in report.latency {
@@ -161,12 +178,13 @@ extension StandInTests {
             #expect(samples["mailgate_logins_ok_total{\(a),protocol=\"imap\"}"] == 2)
             #expect(samples["mailgate_logins_failed_total{\(a),protocol=\"imap\"}"] == 1)
             #expect(samples["mailgate_lock_refusals_total{\(a),protocol=\"imap\"}"] == 2)
-            #expect(samples["mailgate_sessions_total{account=\"\",protocol=\"smtp\"}"] == 5)
+            #expect(samples["mailgate_sessions_total{account=\"\",protocol=\"smtp\"}"] == 6)
+            #expect(samples["mailgate_token_refreshes_total{account=\"\(Self.bob)\",protocol=\"oauth\"}"] == 1)
             #expect(samples["mailgate_sessions_total{account=\"\",protocol=\"imap\"}"] == 3)
-            #expect(samples["mailgate_accounts{token_state=\"connected\"}"] == 1)
+            #expect(samples["mailgate_accounts{token_state=\"connected\"}"] == 2)
             #expect(samples["mailgate_accounts{token_state=\"not_connected\"}"] == 1)
             #expect(
-                samples["mailgate_latency_samples{metric=\"smtp.reply_250\"}"] == 3,
+                samples["mailgate_latency_samples{metric=\"smtp.reply_250\"}"] == 4,
                 "\(samples.filter { $0.key.contains("latency") })")
 
             // The page in a real browser: the DOM has the numbers, and a screenshot is kept.
@@ -181,11 +199,12 @@ extension StandInTests {
             let dom = try runTool("/usr/bin/chromium", browserFlags + ["--dump-dom", "http://127.0.0.1:\(Self.adminPort)/"])
             #expect(dom.status == 0, "\(dom.output.suffix(600))")
             let html = dom.output
-            #expect(html.contains("<span id=\"messages-7d\">3</span>"), "\(html.suffix(2_000))")
+            #expect(html.contains("<span id=\"messages-7d\">4</span>"), "\(html.suffix(2_000))")
             #expect(html.contains("data-account=\"\(Self.carol)\" data-state=\"not_connected\""))
             #expect(html.contains("mailgate account connect \(Self.carol)"))
             #expect(html.contains("data-account=\"\(Self.alice)\" data-state=\"connected\""))
-            #expect(html.contains("data-figure=\"messages_sent\" data-protocol=\"smtp\">3</td>"))
+            #expect(html.contains("data-figure=\"messages_sent\" data-protocol=\"smtp\">4</td>"))
+            #expect(html.contains("data-figure=\"token_refreshes\" data-protocol=\"oauth\">1</td>"))
             #expect(html.contains("data-figure=\"lock_refusals\" data-protocol=\"imap\">2</td>"))
             #expect(html.contains("data-figure=\"logins_failed\" data-protocol=\"smtp\">2</td>"))
             #expect(html.contains("class=\"bar\""), "the chart has its bar for this hour")
@@ -194,7 +213,13 @@ extension StandInTests {
             let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
             #expect(png.count > 10_000, "a rendered page, not an empty image: \(png.count) bytes")
             #expect(Array(png.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
+
+            // A login just before SIGTERM is not lost: stop writes what the last flush had not.
+            let last = try Self.swaks(password: EndToEnd.password, subject: "just before the stop")
+            #expect(last.status == 0)
             installation.stopServe()
+            let afterStop = try Self.report(try installation.run(["stats", "--json", "--account", Self.alice]).stdout)
+            #expect(afterStop.accounts.first?.protocols["smtp"]?.loginsOK == 4, "\(afterStop.json())")
 
             // --since by the test's clock: rows three hours old are outside 1h and inside 6h.
             let database = try MailGateDatabase(stateDirectory: installation.stateDirectory)
@@ -209,9 +234,9 @@ extension StandInTests {
             let logins = { (report: StatsReport) in
                 report.accounts.first { $0.account == Self.alice }?.protocols["smtp"]?.loginsOK
             }
-            #expect(logins(hour) == 3, "\(hour.since ?? "nil")")
-            #expect(logins(six) == 43)
-            #expect(logins(all) == 43)
+            #expect(logins(hour) == 4, "\(hour.since ?? "nil")")
+            #expect(logins(six) == 44)
+            #expect(logins(all) == 44)
             #expect(all.since == nil, "the default is everything stored")
             #expect(try installation.run(["stats", "--since", "soon"]).status == 2)
         }
