@@ -3,7 +3,9 @@
 import Config
 import Foundation
 import MailCore
+import MailGateTesting
 import Store
+import TLS
 import Testing
 import Transport
 
@@ -179,6 +181,34 @@ struct AdminServerTests {
         #expect(try await Self.get(server.boundAddress, "/", auth: "Basic \(basic)").0 == 200)
         let wrongBasic = Data("admin:nope".utf8).base64EncodedString()
         #expect(try await Self.get(server.boundAddress, "/", auth: "Basic \(wrongBasic)").0 == 401)
+    }
+
+    @Test("HTTPS with a token, as a non-loopback [admin] must be: curl verifies the certificate; plaintext gets nothing")
+    func https() async throws {
+        let certificates = try TestCertificates.make()
+        let tls = try TLSContext.server(
+            certificateChainFile: certificates.leafChainFile, privateKeyFile: certificates.leafKeyFile)
+        let database = try Self.database()
+        let site = AdminSite(database: database, configuration: Self.configuration(), sessionsNow: { [:] })
+        let server = try AdminHTTPServer(
+            address: HostPort(host: "127.0.0.1", port: 0)!, tls: tls, token: Redacted(Self.token), logger: quietLogger
+        ) { site.handle($0) }
+        defer { server.close() }
+        let url = "https://127.0.0.1:\(server.boundAddress.port)/stats.json"
+        let ok = try runTool(
+            "/usr/bin/curl",
+            ["-sS", "--fail", "--max-time", "20", "--cacert", certificates.caFile, "-H", "Authorization: Bearer \(Self.token)", url])
+        #expect(ok.status == 0, "\(ok.output)")
+        #expect(try JSONDecoder().decode(StatsReport.self, from: Data(ok.output.utf8)).version == 1)
+        let noToken = try runTool(
+            "/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "--cacert", certificates.caFile, url])
+        #expect(noToken.output == "401")
+        let unverified = try runTool("/usr/bin/curl", ["-sS", "--fail", "--max-time", "20", url])
+        #expect(unverified.status != 0, "curl must refuse a certificate it cannot verify: \(unverified.output)")
+        let plaintext = try runTool(
+            "/usr/bin/curl", ["-sS", "--fail", "--max-time", "20", "http://127.0.0.1:\(server.boundAddress.port)/stats.json"])
+        #expect(plaintext.status != 0)
+        #expect(!plaintext.output.contains("\"version\""))
     }
 
     @Test("bounded input: long line 431, too many headers 431, a body 413, POST 405, garbage 400; the server lives on")
