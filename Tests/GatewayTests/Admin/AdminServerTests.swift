@@ -211,6 +211,26 @@ struct AdminServerTests {
         #expect(!plaintext.output.contains("\"version\""))
     }
 
+    @Test("at most 32 connections at once: the 33rd gets 503; closed ones free their places")
+    func connectionBound() async throws {
+        let server = try Self.server(try Self.database())
+        defer { server.close() }
+        var idle: [AsyncConnection] = []
+        for _ in 0..<AdminHTTPServer.maximumConnections {
+            idle.append(try await AsyncConnection.connect(to: server.boundAddress, tls: nil, serverName: nil, timeout: 5))
+        }
+        #expect(try await eventually(5) { server.openConnections == AdminHTTPServer.maximumConnections })
+        // The refusal comes at once, before the request (read only: writing to a closing socket would race it).
+        let extra = try await AsyncConnection.connect(to: server.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        var refusal: [UInt8] = []
+        while let chunk = try? await extra.readAvailable() { refusal += chunk }
+        extra.close()
+        #expect(String(decoding: refusal, as: UTF8.self).hasPrefix("HTTP/1.1 503 "), "\(refusal.count) bytes")
+        for connection in idle { connection.close() }
+        #expect(try await eventually(5) { server.openConnections == 0 }, "\(server.openConnections) still open")
+        #expect(try await Self.get(server.boundAddress, "/").0 == 200)
+    }
+
     @Test("bounded input: long line 431, too many headers 431, a body 413, POST 405, garbage 400; the server lives on")
     func hostileInput() async throws {
         let server = try Self.server(try Self.database())
