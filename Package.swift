@@ -56,10 +56,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "LogHandling", dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .executableTarget(
             name: "mailgate",
             dependencies: [
-                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto",
+                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto", "LogHandling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -86,5 +89,6 @@ let package = Package(
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),
+        .testTarget(name: "LogHandlingTests", dependencies: ["LogHandling"], swiftSettings: strict),
     ]
 )

@@ -219,7 +219,7 @@ struct ConfigurationBuilder {
     let finder: LineFinder
     var warnings: [ConfigWarning] = []
 
-    static let tables = ["listen", "oauth", "server", "download", "limits", "admin"]
+    static let tables = ["listen", "oauth", "server", "download", "limits", "admin", "journal"]
 
     init(file: String, directory: String, finder: LineFinder) {
         self.file = file
@@ -275,12 +275,14 @@ struct ConfigurationBuilder {
         let download = DownloadSettings(
             every: downloadValues.integer("every") ?? 900,
             forbidManualRefresh: downloadValues.bool("forbid_manual_refresh"),
-            allowReloading: downloadValues.bool("allow_reloading"))
+            allowReloading: downloadValues.bool("allow_reloading"),
+            maxStoreBytes: downloadValues.integer("max_store_bytes") ?? DownloadSettings.defaultMaxStoreBytes)
         var configuration = MailGateConfiguration(
             sourceFile: file, stateDirectory: resolve(top.string("state_dir") ?? "state"), listen: listen,
             oauth: oauth, servers: servers, download: download, limits: buildLimits(limitsValues),
             logLevel: top.string("log_level") ?? "info", warnings: warnings)
         configuration.admin = try buildAdmin(adminValues)
+        configuration.journal = try buildJournal(check(table(root["journal"]), section: .journal, path: ["journal"]))
         return configuration
     }
 
@@ -665,6 +667,7 @@ struct ConfigurationBuilder {
         set("smtp_sessions") { $0.smtpSessions = $1 }
         set("smtp_sessions_per_address") { $0.smtpSessionsPerAddress = $1 }
         set("password_hash_queue") { $0.passwordHashQueue = $1 }
+        set("drain_timeout") { $0.drainTimeoutSeconds = Double($1) }
         return limits
     }
 }

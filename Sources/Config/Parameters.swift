@@ -17,6 +17,8 @@ public enum ConfigSection: String, Sendable, CaseIterable {
     case limits
     /// `[admin]`
     case admin
+    /// `[journal]`
+    case journal
 
     /// How the section is written in a file, with `NAME` for the named ones.
     public var header: String {
@@ -256,13 +258,17 @@ public enum ConfigParameters {
 
         // [download]
         .init(
-            .download, "every", .duration(60...86_400), .value(.string("15m")),
+            .download, "every", .duration(1...86_400), .value(.string("15m")),
             "Time between scheduled downloads for incoming = \"imap-download\" servers."),
         .init(
             .download, "forbid_manual_refresh", .bool, .value(.bool(false)),
             "Clients read the local store only; their refresh does not start a download."),
         .init(
             .download, "allow_reloading", .bool, .value(.bool(false)), "Mail already downloaded may be fetched again."),
+        .init(
+            .download, "max_store_bytes", .integer(1_024...1_125_899_906_842_624),
+            .value(.integer(DownloadSettings.defaultMaxStoreBytes)),
+            "Bytes the local download store may hold (all accounts); a run that would exceed it stops with a warning."),
 
         // [limits]: each maps one MailCore.Limits field.
         .init(
@@ -343,6 +349,10 @@ public enum ConfigParameters {
             .limits, "password_hash_queue", .integer(1...100_000), .value(.integer(Limits.standard.passwordHashQueue)),
             "Logins waiting for the slow password hash at most; one more gets 454 4.7.0 (IMAP/POP3: a temporary failure)."),
         .init(
+            .limits, "drain_timeout", .duration(0...3_600),
+            .value(.string(DurationParser.format(Int(Limits.standard.drainTimeoutSeconds)))),
+            "On SIGTERM, how long sessions may finish the message or command in flight before they are closed."),
+        .init(
             .admin, "listen", .hostPort, .unset,
             "Status server: /metrics (Prometheus), /stats.json, / (status page); loopback unless TLS and token are set."),
         .init(.admin, "certificate", .path, .unset, "PEM certificate chain: the status server speaks HTTPS."),
@@ -350,6 +360,20 @@ public enum ConfigParameters {
         .init(
             .admin, "token", .string(maximumLength: 256), .unset,
             "Every status request must carry it (Authorization: Bearer TOKEN, or as a Basic password); required off loopback."),
+
+        // [journal]: checkpoints of the sent journal and their RFC 3161 time-stamps.
+        .init(
+            .journal, "checkpoint_every_entries", .integer(1...1_000_000), .value(.integer(100)),
+            "serve writes a journal checkpoint once this many entries were added since the last one."),
+        .init(
+            .journal, "checkpoint_every", .duration(60...604_800), .value(.string("1h")),
+            "serve writes a journal checkpoint this long after the last one when entries were added since."),
+        .init(
+            .journal, "tsa_url", .url, .unset,
+            "RFC 3161 time-stamping authority: each checkpoint's hash is time-stamped there (a token per checkpoint)."),
+        .init(
+            .journal, "tsa_ca_file", .path, .unset,
+            "Trust anchors (PEM) for the TSA's HTTPS and for verifying its time-stamp tokens."),
     ]
 
     /// The parameters of one section, in table order.

@@ -25,6 +25,8 @@ public struct MailGateConfiguration: Sendable {
     public var warnings: [ConfigWarning]
     /// The status server (`[admin]`); none by default.
     public var admin = AdminSettings()
+    /// Journal checkpoints and time-stamps (`[journal]`).
+    public var journal = JournalSettings()
 
     public init(
         sourceFile: String, stateDirectory: String, listen: ListenSettings, oauth: [String: OAuthSettings],
@@ -282,10 +284,19 @@ public struct DownloadSettings: Sendable {
     public var forbidManualRefresh: Bool
     /// Mail already downloaded may be fetched again.
     public var allowReloading: Bool
+    /// Bytes the local download store may hold over all accounts (`max_store_bytes`, default 10 GiB).
+    public var maxStoreBytes: Int
 
-    public init(every: Int = 900, forbidManualRefresh: Bool = false, allowReloading: Bool = false) {
+    /// 10 GiB.
+    public static let defaultMaxStoreBytes = 10_737_418_240
+
+    public init(
+        every: Int = 900, forbidManualRefresh: Bool = false, allowReloading: Bool = false,
+        maxStoreBytes: Int = DownloadSettings.defaultMaxStoreBytes
+    ) {
         self.every = every
         self.forbidManualRefresh = forbidManualRefresh
         self.allowReloading = allowReloading
+        self.maxStoreBytes = maxStoreBytes
     }
 }

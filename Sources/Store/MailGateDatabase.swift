@@ -192,6 +192,8 @@ public final class MailGateDatabase: Sendable {
                     """)
         }
         migrator.registerMigration("v2-admin-latency", migrate: migrateAdminLatency)
+        registerDownloadMigrations(&migrator)
+        registerSentCopyJobMigration(&migrator)
         return migrator
     }
 

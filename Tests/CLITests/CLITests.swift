@@ -224,12 +224,20 @@ struct CLITests {
         #expect(serve.terminationStatus == 0)
     }
 
-    @Test("download says plainly that it is not available, exit 1")
-    func downloadNotAvailable() throws {
+    @Test("download without an imap-download server says there is nothing to download, exit 1")
+    func downloadWithoutServers() throws {
         let sandbox = try Sandbox()
         let download = try sandbox.run(["download"])
         #expect(download.status == 1)
-        #expect(download.stderr.contains("not available"))
+        #expect(download.stderr.contains("imap-download"))
+    }
+
+    @Test("download --reload is a usage error while allow_reloading is off, exit 2")
+    func downloadReloadRefused() throws {
+        let sandbox = try Sandbox()
+        let download = try sandbox.run(["download", "--reload"])
+        #expect(download.status == 2)
+        #expect(download.stderr.contains("allow_reloading"))
     }
 
     @Test("stats on an empty database")

@@ -130,7 +130,7 @@ struct ConfigLoaderTests {
     @Test(
         "bad durations are refused",
         arguments: [
-            "\"15x\"", "\"\"", "\"-5m\"", "\"5\"", "\"2d\"", "0", "\"1h30\"",
+            "\"15x\"", "\"\"", "\"-5m\"", "\"0s\"", "\"2d\"", "0", "\"1h30\"",
             "\"99999999999999999999m\"", "true",
         ])
     func badDurations(value: String) throws {

@@ -756,6 +756,10 @@ final class SMTPSession: @unchecked Sendable {
                     if case .failure(let error) = result {
                         logger.error("SMTP sent message could not be journaled", metadata: ["error": "\(error)"])
                     }
+                    let summary = recording.logSummary
+                    logger.info(
+                        "SMTP message relayed",
+                        metadata: ["size": "\(summary.size)", "messageID": "\(sanitizeForLog(summary.messageID))"])
                     messagesAccepted += 1
                     environment.counters.latency(.smtpReply250, since: latencyMarks.endOfData, account: transactionAccount)
                     feed(.upstreamReply(reply))

@@ -73,8 +73,9 @@ extension GatewayServer {
             sessionsNow: { [weak self] in
                 guard let self else { return [:] }
                 return [
-                    "smtp": smtpGateways.reduce(0) { $0 + $1.activeSessionCount },
-                    "imap": imapGateways.reduce(0) { $0 + $1.activeSessionCount },
+                    "smtp": smtpGateways.values.reduce(0) { $0 + $1.activeSessionCount },
+                    "imap": imapGateways.values.reduce(0) { $0 + $1.activeSessionCount },
+                    "pop3": pop3Gateways.reduce(0) { $0 + $1.activeSessionCount },
                 ]
             },
             flush: { [statistics] in statistics.counters.flush() })

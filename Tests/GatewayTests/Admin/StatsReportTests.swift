@@ -42,6 +42,14 @@ struct StatsReportTests {
             CounterIncrement("download.messages", account: a, amount: 11, at: at),
             CounterIncrement("download.deleted", account: a, amount: 10, at: at),
             CounterIncrement("pop3.brand_new_thing", account: a, listener: "pop3", amount: 12, at: at),
+            CounterIncrement("pop3.retr", account: a, listener: "pop3", amount: 5, at: at),
+            CounterIncrement("pop3.retr.bytes", account: a, listener: "pop3", amount: 5_000, at: at),
+            CounterIncrement("pop3.dele", account: a, listener: "pop3", amount: 3, at: at),
+            CounterIncrement("download.runs", account: a, amount: 2, at: at),
+            CounterIncrement("download.bytes", account: a, amount: 9_000, at: at),
+            CounterIncrement("download.deleted.after_loading", account: a, amount: 4, at: at),
+            CounterIncrement("download.deleted.after_days", account: a, amount: 1, at: at),
+            CounterIncrement("download.failures.store_full", account: a, amount: 1, at: at),
             CounterIncrement("weird", account: a, amount: 13, at: at),
         ])
         let report = try StatsReport.load(from: database, since: nil, account: nil, now: at)
@@ -64,8 +72,12 @@ struct StatsReportTests {
         #expect(pop3.loginsOK == 8)
         #expect(pop3.upstreamErrors == ["timeout": 2])
         #expect(pop3.other == ["pop3.brand_new_thing": 12])
+        #expect(pop3.messagesRetrieved == 5 && pop3.bytesToClient == 5_000 && pop3.deletions == 3)
         let download = try #require(alice.protocols["download"])
-        #expect(download.downloads == 11 && download.deletions == 10)
+        #expect(download.downloads == 11 && download.deletions == 10 + 4 + 1)
+        #expect(download.runs == 2 && download.bytesDownloaded == 9_000)
+        #expect(download.upstreamErrors == ["store_full": 1])
+        #expect(download.other.isEmpty)
         #expect(alice.protocols["other"]?.other == ["weird": 13])
         let anonymous = try #require(report.accounts.last)
         #expect(anonymous.account == nil)
@@ -73,7 +85,7 @@ struct StatsReportTests {
         #expect(anonymous.protocols["smtp"]?.connectionsRefused == 5)
         #expect(report.protocols["imap"]?.sessions == 2)
         #expect(report.total.loginsOK == 3 + 2 + 8)
-        #expect(report.totals.count == 26)
+        #expect(report.totals.count == 34)
         let table = report.table()
         #expect(table.contains("pop3.brand_new_thing"))
         #expect(table.contains("upstream errors: rejected_5xx"))

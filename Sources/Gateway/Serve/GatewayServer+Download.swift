@@ -1,0 +1,29 @@
+// Gateway: the download schedule of `serve` (one-line calls from GatewayServer.start()/stop()).
+import Foundation
+import Logging
+public import Store
+import Config
+import Synchronization
+
+extension GatewayServer {
+    /// Schedulers by server instance (an extension cannot add stored properties).
+    private static let downloadSchedulers = Mutex<[ObjectIdentifier: DownloadScheduler]>([:])
+
+    /// Starts `[download] every` when some server has `incoming = "imap-download"`.
+    func startDownloads(database: MailGateDatabase, stateDirectory: String) {
+        let runner = DownloadRunner(
+            configuration: configuration, database: database, stateDirectory: stateDirectory, credentials: directory,
+            logger: Logger(label: "mailgate.download"))
+        guard runner.hasDownloadServers else { return }
+        let scheduler = DownloadScheduler(
+            runner: runner, interval: configuration.download.every, logger: Logger(label: "mailgate.download"))
+        Self.downloadSchedulers.withLock { $0[ObjectIdentifier(self)] = scheduler }
+        scheduler.start()
+    }
+
+    /// Stops the schedule (a run in flight is abandoned; what it recorded is durable).
+    func stopDownloads() {
+        let scheduler = Self.downloadSchedulers.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
+        scheduler?.stop()
+    }
+}
