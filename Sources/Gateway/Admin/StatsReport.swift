@@ -15,6 +15,8 @@ public struct StatsFigures: Codable, Sendable, Equatable {
     public var sentCopiesMade: Int64 = 0
     public var sentCopiesSkipped: Int64 = 0
     public var sentCopiesFailed: Int64 = 0
+    /// Queued sent copies dropped because the client filed the message itself (IMAP APPEND to Sent).
+    public var sentCopiesCancelled: Int64 = 0
     public var bytesFromClient: Int64 = 0
     public var bytesToClient: Int64 = 0
     public var commands: Int64 = 0
@@ -50,6 +52,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         case sentCopiesMade = "sent_copies_made"
         case sentCopiesSkipped = "sent_copies_skipped"
         case sentCopiesFailed = "sent_copies_failed"
+        case sentCopiesCancelled = "sent_copies_cancelled"
         case bytesFromClient = "bytes_from_client"
         case bytesToClient = "bytes_to_client"
         case lockRefusals = "lock_refusals"
@@ -71,6 +74,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         ("sent_copies_made", "sent copies made", \.sentCopiesMade),
         ("sent_copies_skipped", "sent copies skipped", \.sentCopiesSkipped),
         ("sent_copies_failed", "sent copies failed", \.sentCopiesFailed),
+        ("sent_copies_cancelled", "sent copies cancelled (client filed it)", \.sentCopiesCancelled),
         ("bytes_from_client", "bytes from clients", \.bytesFromClient),
         ("bytes_to_client", "bytes to clients", \.bytesToClient),
         ("commands", "commands", \.commands),
@@ -105,6 +109,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
             "messages_fate_unknown": "messages_fate_unknown", "upstream_rejected_4xx": "upstream_rejected_4xx",
             "upstream_rejected_5xx": "upstream_rejected_5xx", "sent_copy_made": "sent_copy_made",
             "sent_copy_skipped": "sent_copy_skipped", "sent_copy_failed": "sent_copy_failed",
+            "sent_copy_cancelled": "sent_copy_cancelled",
         ]
         var proto: String
         var rest: String
@@ -139,6 +144,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         case "sent_copy_made": column = \.sentCopiesMade
         case "sent_copy_skipped": column = \.sentCopiesSkipped
         case "sent_copy_failed": column = \.sentCopiesFailed
+        case "sent_copy_cancelled": column = \.sentCopiesCancelled
         case "refresh.ok", "refreshed", "refreshes": column = \.tokenRefreshes
         case "refresh.failed", "refresh_failures": column = \.tokenRefreshFailures
         case "upstream_reconnects": column = \.upstreamReconnects

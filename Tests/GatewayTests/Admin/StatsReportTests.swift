@@ -26,6 +26,7 @@ struct StatsReportTests {
             CounterIncrement("bytes_relayed", account: a, listener: "smtp", amount: 7_000, at: at),
             CounterIncrement("sent_copy_made", account: a, listener: "smtp", amount: 6, at: at),
             CounterIncrement("sent_copy_skipped", account: a, listener: "smtp", amount: 1, at: at),
+            CounterIncrement("sent_copy_cancelled", account: a, listener: "smtp", amount: 2, at: at),
             CounterIncrement("upstream_rejected_5xx", account: a, listener: "smtp", amount: 2, at: at),
             CounterIncrement("messages_fate_unknown", account: a, listener: "smtp", amount: 1, at: at),
             CounterIncrement("imap.sessions", listener: "imap", amount: 2, at: at),
@@ -62,6 +63,7 @@ struct StatsReportTests {
         #expect(smtp.messagesSent == 7)
         #expect(smtp.bytesFromClient == 7_000)
         #expect(smtp.sentCopiesMade == 6 && smtp.sentCopiesSkipped == 1 && smtp.sentCopiesFailed == 0)
+        #expect(smtp.sentCopiesCancelled == 2)
         let imap = try #require(alice.protocols["imap"])
         #expect(imap.loginsOK == 2 && imap.lockRefusals == 9 && imap.appendsDeduplicated == 1)
         #expect(imap.bytesToClient == 500 && imap.bytesFromClient == 50)
@@ -85,7 +87,7 @@ struct StatsReportTests {
         #expect(anonymous.protocols["smtp"]?.connectionsRefused == 5)
         #expect(report.protocols["imap"]?.sessions == 2)
         #expect(report.total.loginsOK == 3 + 2 + 8)
-        #expect(report.totals.count == 34)
+        #expect(report.totals.count == 35)
         let table = report.table()
         #expect(table.contains("pop3.brand_new_thing"))
         #expect(table.contains("upstream errors: rejected_5xx"))

@@ -5,6 +5,7 @@
 import Foundation
 import Store
 import Testing
+import Transport
 
 @testable import Gateway
 
@@ -213,6 +214,27 @@ extension StandInTests {
             let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
             #expect(png.count > 10_000, "a rendered page, not an empty image: \(png.count) bytes")
             #expect(Array(png.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
+
+            // Sessions now: one SMTP client connected (not logged in), one IMAP client logged in.
+            let smtpClient = try await RawClient(try #require(HostPort(host: "127.0.0.1", port: Self.smtpPort)))
+            let imapClient = try await RawClient(try #require(HostPort(host: "127.0.0.1", port: Self.imapPort)))
+            try await imapClient.send("a1 LOGIN \(Self.alice) \(EndToEnd.password)\r\n")
+            var live: [String: Double] = [:]
+            _ = try await eventually(10) {
+                live = AdminServerTests.samples(try Self.http("/metrics"))
+                return live["mailgate_sessions_open{kind=\"smtp\"}"] == 1
+                    && live["mailgate_sessions_open{kind=\"imap_pop3_logged_in\"}"] == 1
+            }
+            #expect(live["mailgate_sessions_open{kind=\"smtp\"}"] == 1, "\(live.filter { $0.key.contains("open") })")
+            #expect(live["mailgate_sessions_open{kind=\"imap_pop3_logged_in\"}"] == 1)
+            #expect(try Self.http("/").contains("data-sessions=\"smtp\">1</td>"))
+            smtpClient.close()
+            imapClient.close()
+            #expect(try await eventually(10) {
+                let now = AdminServerTests.samples(try Self.http("/metrics"))
+                return now["mailgate_sessions_open{kind=\"smtp\"}"] == 0
+                    && now["mailgate_sessions_open{kind=\"imap_pop3_logged_in\"}"] == 0
+            })
 
             // A login just before SIGTERM is not lost: stop writes what the last flush had not.
             let last = try Self.swaks(password: EndToEnd.password, subject: "just before the stop")
