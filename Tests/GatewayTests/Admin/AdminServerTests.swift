@@ -231,6 +231,18 @@ struct AdminServerTests {
         #expect(try await Self.get(server.boundAddress, "/").0 == 200)
     }
 
+    @Test("a SIGHUP does not rebind the status server: a changed [admin] is listed as waiting for a restart")
+    func reloadNeedsRestart() {
+        let old = Self.configuration()
+        var new = old
+        #expect(!GatewayServer.restartOnlyChanges(from: old, to: new).contains("[admin]"))
+        new.admin.listen = HostPortSpec(host: "127.0.0.1", port: 9465)
+        #expect(GatewayServer.restartOnlyChanges(from: old, to: new).contains("[admin]"))
+        var tokenOnly = old
+        tokenOnly.admin.token = Redacted("another-token-0123456789")
+        #expect(GatewayServer.restartOnlyChanges(from: old, to: tokenOnly).contains("[admin]"))
+    }
+
     @Test("bounded input: long line 431, too many headers 431, a body 413, POST 405, garbage 400; the server lives on")
     func hostileInput() async throws {
         let server = try Self.server(try Self.database())
