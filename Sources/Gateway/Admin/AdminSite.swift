@@ -83,17 +83,19 @@ public struct AdminSite: Sendable {
         for entry in report.accounts {
             for (proto, figures) in entry.protocols.sorted(by: { $0.key < $1.key }) {
                 let dimensions = [("account", label(entry.account)), ("protocol", proto)]
-                for column in StatsFigures.columns where figures[keyPath: column.path] != 0 {
+                // Prometheus counters only go up (swift-prometheus traps on a negative increment): a damaged
+                // negative sum is left out rather than stopping serve.
+                for column in StatsFigures.columns where figures[keyPath: column.path] > 0 {
                     CoreMetrics.Counter(label: "mailgate_\(column.key)_total", dimensions: dimensions, factory: factory)
                         .increment(by: figures[keyPath: column.path])
                 }
-                for (name, value) in figures.upstreamErrors {
+                for (name, value) in figures.upstreamErrors where value > 0 {
                     CoreMetrics.Counter(
                         label: "mailgate_upstream_errors_total", dimensions: dimensions + [("class", label(name))],
                         factory: factory
                     ).increment(by: value)
                 }
-                for (name, value) in figures.other {
+                for (name, value) in figures.other where value > 0 {
                     CoreMetrics.Counter(
                         label: "mailgate_counter_total", dimensions: dimensions + [("name", label(name))], factory: factory
                     ).increment(by: value)

@@ -43,6 +43,8 @@ struct AdminServerTests {
             CounterIncrement("imap.lock_refusals", account: "alice@contoso.test", listener: "imap", amount: 9, at: now),
             CounterIncrement("upstream_rejected_5xx", account: "alice@contoso.test", listener: "smtp", amount: 1, at: now),
             CounterIncrement("pop3.novel_counter", account: "alice@contoso.test", listener: "pop3", amount: 2, at: now),
+            // A damaged (negative) sum must not stop /metrics: Prometheus counters cannot go down.
+            CounterIncrement("imap.lock_refusals", account: "mallory@contoso.test", listener: "imap", amount: -5, at: now),
         ])
         let book = LatencyBook(database: database, logger: quietLogger)
         for value in 1...100 { book.record(.smtpReply250, microseconds: UInt64(value) * 1_000, account: "alice@contoso.test") }
@@ -126,14 +128,17 @@ struct AdminServerTests {
         // Every figure of the report appears in /metrics with its value, and nothing else is claimed.
         for entry in served.accounts {
             for (proto, figures) in entry.protocols {
-                for column in StatsFigures.columns where figures[keyPath: column.path] != 0 {
+                for column in StatsFigures.columns where figures[keyPath: column.path] > 0 {
                     let key = "mailgate_\(column.key)_total{account=\"\(entry.account ?? "")\",protocol=\"\(proto)\"}"
                     #expect(samples[key] == Double(figures[keyPath: column.path]), "\(key)")
                 }
             }
         }
         let counterSum = samples.filter { $0.key.hasPrefix("mailgate_") && $0.key.contains("_total{") }.values.reduce(0, +)
-        #expect(counterSum == Double(served.totals.reduce(0) { $0 + $1.value }), "each stored count appears once")
+        #expect(
+            counterSum == Double(served.totals.filter { $0.value > 0 }.reduce(0) { $0 + $1.value }),
+            "each stored (positive) count appears once")
+        #expect(!metrics.contains("mallory"), "the negative sum is left out")
 
         #expect(try await Self.get(server.boundAddress, "/nothing").0 == 404)
         let (headStatus, headHead, headBody) = try await Self.exchange(server.boundAddress, "HEAD /metrics HTTP/1.1\r\n\r\n")
