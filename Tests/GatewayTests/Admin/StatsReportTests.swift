@@ -183,6 +183,8 @@ struct StatsReportTests {
         #expect(LatencyHistogram(serialized: Data("{\"v\":2}".utf8)) == nil)
         #expect(LatencyHistogram(serialized: Data("not json".utf8)) == nil)
         #expect(LatencyHistogram(serialized: Data("{\"v\":1,\"unit\":\"us\",\"buckets\":[[1]]}".utf8)) == nil)
+        let huge = "{\"v\":1,\"unit\":\"us\",\"buckets\":[[1,18446744073709551615],[2,18446744073709551615]]}"
+        #expect(LatencyHistogram(serialized: Data(huge.utf8)) == nil, "counts that would overflow are refused")
     }
 
     @Test("the JSON shape: version 1, documented keys, every figure present")
