@@ -38,6 +38,7 @@ extension StandInTests {
         static let smtpPort = 28601
         static let imapPort = 28602
         static let adminPort = 28603
+        static let pop3Port = 28604
 
         static func swaks(user: String = alice, to: String = bob, password: String, subject: String) throws -> (
             status: Int32, output: String
@@ -78,7 +79,7 @@ extension StandInTests {
             guard let standIn = StandIn.load() else { return }
             let installation = try MailGateInstallation(
                 standIn, smtpPort: Self.smtpPort, extraServer: "sent_copy = \"never\"",
-                extraListen: "imap = \"127.0.0.1:\(Self.imapPort)\"")
+                extraListen: "imap = \"127.0.0.1:\(Self.imapPort)\"\npop3 = \"127.0.0.1:\(Self.pop3Port)\"")
             let config = try String(contentsOfFile: installation.configPath, encoding: .utf8)
             try (config + "\n[admin]\nlisten = \"127.0.0.1:\(Self.adminPort)\"\n").write(
                 toFile: installation.configPath, atomically: true, encoding: .utf8)
@@ -110,6 +111,10 @@ extension StandInTests {
             }
             let badIMAP = try Self.curlIMAP(password: "wrong-password", command: "NOOP")
             #expect(badIMAP.status != 0)
+            let pop3 = try runTool(
+                "/usr/bin/curl",
+                ["-sS", "--max-time", "60", "--user", "\(Self.alice):\(EndToEnd.password)", "pop3://127.0.0.1:\(Self.pop3Port)/"])
+            #expect(pop3.status == 0, "curl pop3 LIST: \(pop3.output.suffix(400))")
             let fromBob = try Self.swaks(user: Self.bob, to: Self.alice, password: EndToEnd.password, subject: "from bob")
             #expect(fromBob.status == 0, "swaks as bob: \(fromBob.output.suffix(800))")
 
@@ -119,6 +124,7 @@ extension StandInTests {
                 report = try Self.report(try installation.run(["stats", "--json"]).stdout)
                 return report.protocols["imap"]?.sessions == 3 && report.protocols["smtp"]?.sessions == 6
                     && report.protocols["imap"]?.loginsFailed == 1 && report.protocols["oauth"]?.tokenRefreshes == 1
+                    && report.protocols["pop3"]?.loginsOK == 1
             }
             let alice = try #require(report.accounts.first { $0.account == Self.alice }, "\(report.json())")
             let smtp = try #require(alice.protocols["smtp"])
@@ -138,7 +144,10 @@ extension StandInTests {
             #expect(imap.lockRefusals == 2)
             #expect(imap.upstreamErrors.isEmpty)
             #expect(imap.bytesToClient > 0 && imap.bytesFromClient > 0)
+            let alicePOP3 = try #require(alice.protocols["pop3"], "\(report.json())")
+            #expect(alicePOP3.loginsOK == 1 && alicePOP3.loginsFailed == 0)
             let anonymous = try #require(report.accounts.first { $0.account == nil })
+            #expect(anonymous.protocols["pop3"]?.sessions == 1)
             #expect(anonymous.protocols["smtp"]?.sessions == 6)
             #expect(anonymous.protocols["imap"]?.sessions == 3)
             #expect(report.accounts.map(\.account) == [Self.alice, Self.bob, nil], "no other account counted anything")
