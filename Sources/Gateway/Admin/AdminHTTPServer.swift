@@ -4,6 +4,7 @@ import Dispatch
 public import Foundation
 public import Logging
 public import MailCore
+import Synchronization
 public import TLS
 public import Transport
 
@@ -117,6 +118,15 @@ public final class AdminHTTPServer: Sendable {
 
     private let listener: Listener
     public var boundAddress: HostPort { listener.boundAddress }
+    /// Connections served at once at most; one more gets 503 and is closed (a scraper and a browser need a few).
+    public static let maximumConnections = 32
+    /// Connections open now, shared with the accept handler.
+    private final class OpenCount: Sendable {
+        let value = Mutex(0)
+    }
+    private let open: OpenCount
+    /// Connections open now (tests check the bound with it).
+    public var openConnections: Int { open.value.withLock { $0 } }
 
     /// `token`: when set, every request needs `Authorization: Bearer TOKEN` (or Basic with TOKEN as password).
     /// The handler runs on a global queue (it reads the database), never on the connection's queue.
@@ -124,8 +134,22 @@ public final class AdminHTTPServer: Sendable {
         address: HostPort, tls: TLSContext?, token: Redacted<String>?, logger: Logger, handler: @escaping Handler
     ) throws {
         let expected = token.map { Array($0.revealed.utf8) }
-        listener = try Listener(address: address, tls: tls) { connection in
+        let open = OpenCount()
+        self.open = open
+        listener = try Listener(address: address, tls: tls) { [open] connection in
             connection.queue.async {
+                let admitted = open.value.withLock { count in
+                    guard count < Self.maximumConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    connection.onEvent = { _ in }
+                    connection.start()
+                    connection.write(Self.serialize(.text(503, "Too many status requests at once; try again."), head: false))
+                    connection.closeAfterFlushing()
+                    return
+                }
                 var parser = AdminRequestParser()
                 var answered = false
                 func answer(_ response: AdminResponse, head: Bool) {
@@ -137,6 +161,10 @@ public final class AdminHTTPServer: Sendable {
                 connection.readMode = .lines(maximumLength: AdminRequestParser.maximumLine)
                 connection.setIdleTimeout(seconds: 15)
                 connection.onEvent = { event in
+                    if case .closed = event {
+                        open.value.withLock { $0 -= 1 }
+                        return
+                    }
                     guard !answered else { return }
                     switch event {
                     case .line(let bytes):
@@ -217,6 +245,7 @@ public final class AdminHTTPServer: Sendable {
         case 413: "Content Too Large"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"
+        case 503: "Service Unavailable"
         default: "Status"
         }
     }

@@ -11,7 +11,8 @@ public import Store
 public struct AdminSite: Sendable {
     public let database: MailGateDatabase
     public let configuration: MailGateConfiguration
-    /// Open sessions per listener name, now.
+    /// Sessions open now, by kind (`smtp`: client sessions; `imap_pop3_logged_in`: upstream IMAP sessions of
+    /// logged-in IMAP and POP3 clients).
     public let sessionsNow: @Sendable () -> [String: Int]
     /// Writes pending counters first, so that a request sees everything counted until it arrived.
     public let flush: @Sendable () -> Void
@@ -82,17 +83,19 @@ public struct AdminSite: Sendable {
         for entry in report.accounts {
             for (proto, figures) in entry.protocols.sorted(by: { $0.key < $1.key }) {
                 let dimensions = [("account", label(entry.account)), ("protocol", proto)]
-                for column in StatsFigures.columns where figures[keyPath: column.path] != 0 {
+                // Prometheus counters only go up (swift-prometheus traps on a negative increment): a damaged
+                // negative sum is left out rather than stopping serve.
+                for column in StatsFigures.columns where figures[keyPath: column.path] > 0 {
                     CoreMetrics.Counter(label: "mailgate_\(column.key)_total", dimensions: dimensions, factory: factory)
                         .increment(by: figures[keyPath: column.path])
                 }
-                for (name, value) in figures.upstreamErrors {
+                for (name, value) in figures.upstreamErrors where value > 0 {
                     CoreMetrics.Counter(
                         label: "mailgate_upstream_errors_total", dimensions: dimensions + [("class", label(name))],
                         factory: factory
                     ).increment(by: value)
                 }
-                for (name, value) in figures.other {
+                for (name, value) in figures.other where value > 0 {
                     CoreMetrics.Counter(
                         label: "mailgate_counter_total", dimensions: dimensions + [("name", label(name))], factory: factory
                     ).increment(by: value)
@@ -109,8 +112,8 @@ public struct AdminSite: Sendable {
             Gauge(label: "mailgate_latency_samples", dimensions: [("metric", item.metric)], factory: factory)
                 .record(Double(item.count))
         }
-        for (listener, count) in sessionsNow().sorted(by: { $0.key < $1.key }) {
-            Gauge(label: "mailgate_sessions_open", dimensions: [("listener", listener)], factory: factory)
+        for (kind, count) in sessionsNow().sorted(by: { $0.key < $1.key }) {
+            Gauge(label: "mailgate_sessions_open", dimensions: [("kind", kind)], factory: factory)
                 .record(Double(count))
         }
         let states = try accountStates()
@@ -270,9 +273,9 @@ public struct AdminSite: Sendable {
             body += "<tr data-account=\"\(h(account.email))\" data-state=\"\(account.state.key)\"><td>\(h(account.email))\(account.shared ? " (shared)" : "")</td>"
                 + "<td>\(h(account.server))</td><td>\(state)</td><td>\(action)</td></tr>\n"
         }
-        body += "</table>\n<h2>Sessions now</h2>\n<table id=\"sessions\"><tr><th>listener</th><th>open sessions</th></tr>\n"
-        for (listener, count) in sessions.sorted(by: { $0.key < $1.key }) {
-            body += "<tr><td>\(h(listener))</td><td class=\"n\" data-listener=\"\(h(listener))\">\(count)</td></tr>\n"
+        body += "</table>\n<h2>Sessions now</h2>\n<table id=\"sessions\"><tr><th>kind</th><th>open sessions</th></tr>\n"
+        for (kind, count) in sessions.sorted(by: { $0.key < $1.key }) {
+            body += "<tr><td>\(h(kind.replacingOccurrences(of: "_", with: " ")))</td><td class=\"n\" data-sessions=\"\(h(kind))\">\(count)</td></tr>\n"
         }
         body += "</table>\n<h2>Messages sent per hour, last 7 days (UTC)</h2>\n" + Self.chart(hours) + "\n"
         body += "<p>Last 7 days: <span id=\"messages-7d\">\(hours.reduce(0) { $0 + $1.count })</span> messages.</p>\n"

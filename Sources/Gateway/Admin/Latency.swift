@@ -106,8 +106,12 @@ public struct LatencyHistogram: Sendable, Equatable {
         guard data.count <= 1_048_576, let stored = try? JSONDecoder().decode(Stored.self, from: data), stored.v == 1,
             stored.unit == "us"
         else { return nil }
+        var total: UInt64 = 0
         for pair in stored.buckets {
-            guard pair.count == 2 else { return nil }
+            // At most 10^12 samples per row: a damaged count must not overflow the histogram's total (a trap).
+            guard pair.count == 2, pair[1] <= 1_000_000_000_000 else { return nil }
+            total += pair[1]
+            guard total <= 1_000_000_000_000 else { return nil }
             _ = histogram.record(min(pair[0], Self.highestMicroseconds), count: pair[1])
         }
     }

@@ -15,6 +15,8 @@ public struct StatsFigures: Codable, Sendable, Equatable {
     public var sentCopiesMade: Int64 = 0
     public var sentCopiesSkipped: Int64 = 0
     public var sentCopiesFailed: Int64 = 0
+    /// Queued sent copies dropped because the client filed the message itself (IMAP APPEND to Sent).
+    public var sentCopiesCancelled: Int64 = 0
     public var bytesFromClient: Int64 = 0
     public var bytesToClient: Int64 = 0
     public var commands: Int64 = 0
@@ -27,13 +29,21 @@ public struct StatsFigures: Codable, Sendable, Equatable {
     public var upstreamErrors: [String: Int64] = [:]
     public var downloads: Int64 = 0
     public var deletions: Int64 = 0
+    /// POP3: messages clients retrieved (RETR).
+    public var messagesRetrieved: Int64 = 0
+    /// Download: message bytes fetched from the upstream into the local store.
+    public var bytesDownloaded: Int64 = 0
+    /// Download: runs (scheduled or by `mailgate download`).
+    public var runs: Int64 = 0
     /// Counters without a column of their own, by their stored name.
     public var other: [String: Int64] = [:]
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case sessions, commands, downloads, deletions, other
+        case sessions, commands, downloads, deletions, other, runs
+        case messagesRetrieved = "messages_retrieved"
+        case bytesDownloaded = "bytes_downloaded"
         case connectionsRefused = "connections_refused"
         case loginsOK = "logins_ok"
         case loginsFailed = "logins_failed"
@@ -42,6 +52,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         case sentCopiesMade = "sent_copies_made"
         case sentCopiesSkipped = "sent_copies_skipped"
         case sentCopiesFailed = "sent_copies_failed"
+        case sentCopiesCancelled = "sent_copies_cancelled"
         case bytesFromClient = "bytes_from_client"
         case bytesToClient = "bytes_to_client"
         case lockRefusals = "lock_refusals"
@@ -63,6 +74,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         ("sent_copies_made", "sent copies made", \.sentCopiesMade),
         ("sent_copies_skipped", "sent copies skipped", \.sentCopiesSkipped),
         ("sent_copies_failed", "sent copies failed", \.sentCopiesFailed),
+        ("sent_copies_cancelled", "sent copies cancelled (client filed it)", \.sentCopiesCancelled),
         ("bytes_from_client", "bytes from clients", \.bytesFromClient),
         ("bytes_to_client", "bytes to clients", \.bytesToClient),
         ("commands", "commands", \.commands),
@@ -73,6 +85,9 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         ("upstream_reconnects", "upstream reconnects", \.upstreamReconnects),
         ("downloads", "downloads", \.downloads),
         ("deletions", "deletions", \.deletions),
+        ("messages_retrieved", "messages retrieved (RETR)", \.messagesRetrieved),
+        ("bytes_downloaded", "bytes downloaded", \.bytesDownloaded),
+        ("runs", "download runs", \.runs),
     ] }
 
     public var isEmpty: Bool { self == StatsFigures() }
@@ -94,6 +109,7 @@ public struct StatsFigures: Codable, Sendable, Equatable {
             "messages_fate_unknown": "messages_fate_unknown", "upstream_rejected_4xx": "upstream_rejected_4xx",
             "upstream_rejected_5xx": "upstream_rejected_5xx", "sent_copy_made": "sent_copy_made",
             "sent_copy_skipped": "sent_copy_skipped", "sent_copy_failed": "sent_copy_failed",
+            "sent_copy_cancelled": "sent_copy_cancelled",
         ]
         var proto: String
         var rest: String
@@ -118,18 +134,23 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         case "login.busy": column = \.loginsBusy
         case "messages_sent", "messages_relayed", "messages": column = proto == "download" ? \.downloads : \.messagesSent
         case "bytes_relayed", "bytes_from_client": column = \.bytesFromClient
-        case "bytes_to_client": column = \.bytesToClient
+        case "bytes_to_client", "retr.bytes": column = \.bytesToClient
+        case "retr": column = \.messagesRetrieved
+        case "bytes" where proto == "download": column = \.bytesDownloaded
+        case "runs" where proto == "download": column = \.runs
         case "commands": column = \.commands
         case "lock_refusals": column = \.lockRefusals
         case "append_deduplicated", "appends_deduplicated": column = \.appendsDeduplicated
         case "sent_copy_made": column = \.sentCopiesMade
         case "sent_copy_skipped": column = \.sentCopiesSkipped
         case "sent_copy_failed": column = \.sentCopiesFailed
+        case "sent_copy_cancelled": column = \.sentCopiesCancelled
         case "refresh.ok", "refreshed", "refreshes": column = \.tokenRefreshes
         case "refresh.failed", "refresh_failures": column = \.tokenRefreshFailures
         case "upstream_reconnects": column = \.upstreamReconnects
         case "downloaded", "downloads", "messages_downloaded", "retrieved": column = \.downloads
-        case "deleted", "deletions", "messages_deleted": column = \.deletions
+        case "deleted", "deletions", "messages_deleted", "dele", "deleted.after_loading", "deleted.after_days":
+            column = \.deletions
         default: column = nil
         }
         if let column { return (proto, { figures, value in figures[keyPath: column] += value }) }
@@ -146,7 +167,14 @@ public struct StatsFigures: Codable, Sendable, Equatable {
         case "messages_fate_unknown": errorClass = "fate_unknown"
         case "upstream_errors": errorClass = "unclassified"
         default:
-            errorClass = rest.hasPrefix("upstream_errors.") ? String(rest.dropFirst("upstream_errors.".count)) : nil
+            if rest.hasPrefix("upstream_errors.") {
+                errorClass = String(rest.dropFirst("upstream_errors.".count))
+            } else if proto == "download", rest.hasPrefix("failures.") {
+                // download.failures.<cause>: config, token, connect, login, upstream, protocol, store_full, …
+                errorClass = String(rest.dropFirst("failures.".count))
+            } else {
+                errorClass = nil
+            }
         }
         if let errorClass, !errorClass.isEmpty {
             return (proto, { figures, value in figures.upstreamErrors[errorClass, default: 0] += value })

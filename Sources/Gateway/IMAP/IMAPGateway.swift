@@ -92,6 +92,8 @@ public final class IMAPUpstreamSessionCap: Sendable {
 
     /// Slots in use for `account`.
     public func inUse(_ account: String) -> Int { counts.withLock { $0[account, default: 0] } }
+    /// Upstream sessions held now over all mailboxes (the status page's "sessions now").
+    public var totalInUse: Int { counts.withLock { $0.values.reduce(0, +) } }
 }
 
 /// MailGate's IMAP service: legacy clients log in with their local password; each client connection gets its own

@@ -33,7 +33,7 @@ public final class CounterBatch: @unchecked Sendable {
     public let maximumKeys: Int
     private let clock: @Sendable () -> Date
     private let logger: Logger
-    /// Runs after each flush on the flush queue (the latency histograms go out with the counters).
+    /// Runs at the start of each flush on the flush queue (the latency histograms go out with the counters).
     private let alongside: (@Sendable () -> Void)?
     private let queue = DispatchQueue(label: "mailgate.counters")
     private let lock = NSLock()
@@ -130,7 +130,8 @@ public final class CounterBatch: @unchecked Sendable {
         let dropped = droppedSinceLog
         droppedSinceLog = 0
         lock.unlock()
-        defer { alongside?() }
+        // First: a reader that sees the counters of a flush then also sees that flush's latencies.
+        alongside?()
         if dropped > 0 {
             logger.warning(
                 "statistics increments were dropped: more distinct counters than the in-memory bound between two flushes",

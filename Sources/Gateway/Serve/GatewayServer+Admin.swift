@@ -70,12 +70,10 @@ extension GatewayServer {
         }
         let site = AdminSite(
             database: statistics.counters.database, configuration: configuration,
-            sessionsNow: { [weak self] in
-                guard let self else { return [:] }
-                return [
-                    "smtp": smtpGateways.values.reduce(0) { $0 + $1.activeSessionCount },
-                    "imap": imapGateways.values.reduce(0) { $0 + $1.activeSessionCount },
-                ]
+            // Read from the limiter and the cap (both locked), not from the listener dictionaries, which a reload
+            // changes on the signal queue.
+            sessionsNow: { [sessionLimiter, sessionCap] in
+                ["smtp": sessionLimiter.openSessions, "imap_pop3_logged_in": sessionCap.totalInUse]
             },
             flush: { [statistics] in statistics.counters.flush() })
         try statistics.startServer {

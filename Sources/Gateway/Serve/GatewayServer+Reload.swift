@@ -148,6 +148,11 @@ extension GatewayServer {
         if d.every != e.every || d.forbidManualRefresh != e.forbidManualRefresh || d.allowReloading != e.allowReloading {
             changes.append("[download]")
         }
+        if old.admin.listen != new.admin.listen || old.admin.certificate != new.admin.certificate
+            || old.admin.privateKey != new.admin.privateKey || old.admin.token?.revealed != new.admin.token?.revealed
+        {
+            changes.append("[admin]")  // the status server is bound once, at start
+        }
         return changes
     }
 

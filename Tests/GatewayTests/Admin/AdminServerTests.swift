@@ -3,7 +3,9 @@
 import Config
 import Foundation
 import MailCore
+import MailGateTesting
 import Store
+import TLS
 import Testing
 import Transport
 
@@ -41,6 +43,8 @@ struct AdminServerTests {
             CounterIncrement("imap.lock_refusals", account: "alice@contoso.test", listener: "imap", amount: 9, at: now),
             CounterIncrement("upstream_rejected_5xx", account: "alice@contoso.test", listener: "smtp", amount: 1, at: now),
             CounterIncrement("pop3.novel_counter", account: "alice@contoso.test", listener: "pop3", amount: 2, at: now),
+            // A damaged (negative) sum must not stop /metrics: Prometheus counters cannot go down.
+            CounterIncrement("imap.lock_refusals", account: "mallory@contoso.test", listener: "imap", amount: -5, at: now),
         ])
         let book = LatencyBook(database: database, logger: quietLogger)
         for value in 1...100 { book.record(.smtpReply250, microseconds: UInt64(value) * 1_000, account: "alice@contoso.test") }
@@ -116,7 +120,7 @@ struct AdminServerTests {
         #expect(samples["mailgate_sessions_total{account=\"\",protocol=\"smtp\"}"] == 6)
         #expect(samples["mailgate_upstream_errors_total{\(a),protocol=\"smtp\",class=\"rejected_5xx\"}"] == 1)
         #expect(samples["mailgate_counter_total{\(a),protocol=\"pop3\",name=\"pop3.novel_counter\"}"] == 2)
-        #expect(samples["mailgate_sessions_open{listener=\"smtp\"}"] == 3)
+        #expect(samples["mailgate_sessions_open{kind=\"smtp\"}"] == 3)
         #expect(samples["mailgate_accounts{token_state=\"needs_reconnect\"}"] == 1)
         #expect(samples["mailgate_accounts{token_state=\"not_connected\"}"] == 1)
         let p95 = try #require(samples["mailgate_latency_milliseconds{metric=\"smtp.reply_250\",quantile=\"0.95\"}"])
@@ -124,14 +128,17 @@ struct AdminServerTests {
         // Every figure of the report appears in /metrics with its value, and nothing else is claimed.
         for entry in served.accounts {
             for (proto, figures) in entry.protocols {
-                for column in StatsFigures.columns where figures[keyPath: column.path] != 0 {
+                for column in StatsFigures.columns where figures[keyPath: column.path] > 0 {
                     let key = "mailgate_\(column.key)_total{account=\"\(entry.account ?? "")\",protocol=\"\(proto)\"}"
                     #expect(samples[key] == Double(figures[keyPath: column.path]), "\(key)")
                 }
             }
         }
         let counterSum = samples.filter { $0.key.hasPrefix("mailgate_") && $0.key.contains("_total{") }.values.reduce(0, +)
-        #expect(counterSum == Double(served.totals.reduce(0) { $0 + $1.value }), "each stored count appears once")
+        #expect(
+            counterSum == Double(served.totals.filter { $0.value > 0 }.reduce(0) { $0 + $1.value }),
+            "each stored (positive) count appears once")
+        #expect(!metrics.contains("mallory"), "the negative sum is left out")
 
         #expect(try await Self.get(server.boundAddress, "/nothing").0 == 404)
         let (headStatus, headHead, headBody) = try await Self.exchange(server.boundAddress, "HEAD /metrics HTTP/1.1\r\n\r\n")
@@ -157,7 +164,7 @@ struct AdminServerTests {
         #expect(html.contains("<code>mailgate account connect carol@contoso.test</code>"))
         #expect(html.contains("data-account=\"alice@contoso.test\" data-state=\"connected\""))
         #expect(html.contains("2 account(s) must sign in again"))
-        #expect(html.contains("data-listener=\"smtp\">3</td>"))
+        #expect(html.contains("data-sessions=\"smtp\">3</td>"))
         #expect(html.contains("<svg id=\"messages-chart\""))
         #expect(html.contains("<span id=\"messages-7d\">7</span>"))
         #expect(html.contains("data-count=\"4\"") && html.contains("data-count=\"3\""))
@@ -179,6 +186,66 @@ struct AdminServerTests {
         #expect(try await Self.get(server.boundAddress, "/", auth: "Basic \(basic)").0 == 200)
         let wrongBasic = Data("admin:nope".utf8).base64EncodedString()
         #expect(try await Self.get(server.boundAddress, "/", auth: "Basic \(wrongBasic)").0 == 401)
+    }
+
+    @Test("HTTPS with a token, as a non-loopback [admin] must be: curl verifies the certificate; plaintext gets nothing")
+    func https() async throws {
+        let certificates = try TestCertificates.make()
+        let tls = try TLSContext.server(
+            certificateChainFile: certificates.leafChainFile, privateKeyFile: certificates.leafKeyFile)
+        let database = try Self.database()
+        let site = AdminSite(database: database, configuration: Self.configuration(), sessionsNow: { [:] })
+        let server = try AdminHTTPServer(
+            address: HostPort(host: "127.0.0.1", port: 0)!, tls: tls, token: Redacted(Self.token), logger: quietLogger
+        ) { site.handle($0) }
+        defer { server.close() }
+        let url = "https://127.0.0.1:\(server.boundAddress.port)/stats.json"
+        let ok = try runTool(
+            "/usr/bin/curl",
+            ["-sS", "--fail", "--max-time", "20", "--cacert", certificates.caFile, "-H", "Authorization: Bearer \(Self.token)", url])
+        #expect(ok.status == 0, "\(ok.output)")
+        #expect(try JSONDecoder().decode(StatsReport.self, from: Data(ok.output.utf8)).version == 1)
+        let noToken = try runTool(
+            "/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "--cacert", certificates.caFile, url])
+        #expect(noToken.output == "401")
+        let unverified = try runTool("/usr/bin/curl", ["-sS", "--fail", "--max-time", "20", url])
+        #expect(unverified.status != 0, "curl must refuse a certificate it cannot verify: \(unverified.output)")
+        let plaintext = try runTool(
+            "/usr/bin/curl", ["-sS", "--fail", "--max-time", "20", "http://127.0.0.1:\(server.boundAddress.port)/stats.json"])
+        #expect(plaintext.status != 0)
+        #expect(!plaintext.output.contains("\"version\""))
+    }
+
+    @Test("at most 32 connections at once: the 33rd gets 503; closed ones free their places")
+    func connectionBound() async throws {
+        let server = try Self.server(try Self.database())
+        defer { server.close() }
+        var idle: [AsyncConnection] = []
+        for _ in 0..<AdminHTTPServer.maximumConnections {
+            idle.append(try await AsyncConnection.connect(to: server.boundAddress, tls: nil, serverName: nil, timeout: 5))
+        }
+        #expect(try await eventually(5) { server.openConnections == AdminHTTPServer.maximumConnections })
+        // The refusal comes at once, before the request (read only: writing to a closing socket would race it).
+        let extra = try await AsyncConnection.connect(to: server.boundAddress, tls: nil, serverName: nil, timeout: 5)
+        var refusal: [UInt8] = []
+        while let chunk = try? await extra.readAvailable() { refusal += chunk }
+        extra.close()
+        #expect(String(decoding: refusal, as: UTF8.self).hasPrefix("HTTP/1.1 503 "), "\(refusal.count) bytes")
+        for connection in idle { connection.close() }
+        #expect(try await eventually(5) { server.openConnections == 0 }, "\(server.openConnections) still open")
+        #expect(try await Self.get(server.boundAddress, "/").0 == 200)
+    }
+
+    @Test("a SIGHUP does not rebind the status server: a changed [admin] is listed as waiting for a restart")
+    func reloadNeedsRestart() {
+        let old = Self.configuration()
+        var new = old
+        #expect(!GatewayServer.restartOnlyChanges(from: old, to: new).contains("[admin]"))
+        new.admin.listen = HostPortSpec(host: "127.0.0.1", port: 9465)
+        #expect(GatewayServer.restartOnlyChanges(from: old, to: new).contains("[admin]"))
+        var tokenOnly = old
+        tokenOnly.admin.token = Redacted("another-token-0123456789")
+        #expect(GatewayServer.restartOnlyChanges(from: old, to: tokenOnly).contains("[admin]"))
     }
 
     @Test("bounded input: long line 431, too many headers 431, a body 413, POST 405, garbage 400; the server lives on")

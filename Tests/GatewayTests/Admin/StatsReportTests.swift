@@ -26,6 +26,7 @@ struct StatsReportTests {
             CounterIncrement("bytes_relayed", account: a, listener: "smtp", amount: 7_000, at: at),
             CounterIncrement("sent_copy_made", account: a, listener: "smtp", amount: 6, at: at),
             CounterIncrement("sent_copy_skipped", account: a, listener: "smtp", amount: 1, at: at),
+            CounterIncrement("sent_copy_cancelled", account: a, listener: "smtp", amount: 2, at: at),
             CounterIncrement("upstream_rejected_5xx", account: a, listener: "smtp", amount: 2, at: at),
             CounterIncrement("messages_fate_unknown", account: a, listener: "smtp", amount: 1, at: at),
             CounterIncrement("imap.sessions", listener: "imap", amount: 2, at: at),
@@ -42,6 +43,14 @@ struct StatsReportTests {
             CounterIncrement("download.messages", account: a, amount: 11, at: at),
             CounterIncrement("download.deleted", account: a, amount: 10, at: at),
             CounterIncrement("pop3.brand_new_thing", account: a, listener: "pop3", amount: 12, at: at),
+            CounterIncrement("pop3.retr", account: a, listener: "pop3", amount: 5, at: at),
+            CounterIncrement("pop3.retr.bytes", account: a, listener: "pop3", amount: 5_000, at: at),
+            CounterIncrement("pop3.dele", account: a, listener: "pop3", amount: 3, at: at),
+            CounterIncrement("download.runs", account: a, amount: 2, at: at),
+            CounterIncrement("download.bytes", account: a, amount: 9_000, at: at),
+            CounterIncrement("download.deleted.after_loading", account: a, amount: 4, at: at),
+            CounterIncrement("download.deleted.after_days", account: a, amount: 1, at: at),
+            CounterIncrement("download.failures.store_full", account: a, amount: 1, at: at),
             CounterIncrement("weird", account: a, amount: 13, at: at),
         ])
         let report = try StatsReport.load(from: database, since: nil, account: nil, now: at)
@@ -54,6 +63,7 @@ struct StatsReportTests {
         #expect(smtp.messagesSent == 7)
         #expect(smtp.bytesFromClient == 7_000)
         #expect(smtp.sentCopiesMade == 6 && smtp.sentCopiesSkipped == 1 && smtp.sentCopiesFailed == 0)
+        #expect(smtp.sentCopiesCancelled == 2)
         let imap = try #require(alice.protocols["imap"])
         #expect(imap.loginsOK == 2 && imap.lockRefusals == 9 && imap.appendsDeduplicated == 1)
         #expect(imap.bytesToClient == 500 && imap.bytesFromClient == 50)
@@ -64,8 +74,12 @@ struct StatsReportTests {
         #expect(pop3.loginsOK == 8)
         #expect(pop3.upstreamErrors == ["timeout": 2])
         #expect(pop3.other == ["pop3.brand_new_thing": 12])
+        #expect(pop3.messagesRetrieved == 5 && pop3.bytesToClient == 5_000 && pop3.deletions == 3)
         let download = try #require(alice.protocols["download"])
-        #expect(download.downloads == 11 && download.deletions == 10)
+        #expect(download.downloads == 11 && download.deletions == 10 + 4 + 1)
+        #expect(download.runs == 2 && download.bytesDownloaded == 9_000)
+        #expect(download.upstreamErrors == ["store_full": 1])
+        #expect(download.other.isEmpty)
         #expect(alice.protocols["other"]?.other == ["weird": 13])
         let anonymous = try #require(report.accounts.last)
         #expect(anonymous.account == nil)
@@ -73,7 +87,7 @@ struct StatsReportTests {
         #expect(anonymous.protocols["smtp"]?.connectionsRefused == 5)
         #expect(report.protocols["imap"]?.sessions == 2)
         #expect(report.total.loginsOK == 3 + 2 + 8)
-        #expect(report.totals.count == 26)
+        #expect(report.totals.count == 35)
         let table = report.table()
         #expect(table.contains("pop3.brand_new_thing"))
         #expect(table.contains("upstream errors: rejected_5xx"))
@@ -169,6 +183,8 @@ struct StatsReportTests {
         #expect(LatencyHistogram(serialized: Data("{\"v\":2}".utf8)) == nil)
         #expect(LatencyHistogram(serialized: Data("not json".utf8)) == nil)
         #expect(LatencyHistogram(serialized: Data("{\"v\":1,\"unit\":\"us\",\"buckets\":[[1]]}".utf8)) == nil)
+        let huge = "{\"v\":1,\"unit\":\"us\",\"buckets\":[[1,18446744073709551615],[2,18446744073709551615]]}"
+        #expect(LatencyHistogram(serialized: Data(huge.utf8)) == nil, "counts that would overflow are refused")
     }
 
     @Test("the JSON shape: version 1, documented keys, every figure present")
