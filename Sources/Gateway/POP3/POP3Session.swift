@@ -265,8 +265,12 @@ final class POP3Session: @unchecked Sendable {
         feed(.loginFailed(failure))
     }
 
+    /// RFC 1939 §3: an autologout timer in the TRANSACTION state must allow at least 10 minutes.
+    private var transactionIdleSeconds: Double { max(600, limits.idleTimeoutSeconds) }
+
     private func loginSucceeded(_ result: POP3ServerSide.LoginResult) {
         logger.info("POP3 login ok", metadata: ["account": "\(account ?? "?")"])
+        client.setIdleTimeout(seconds: transactionIdleSeconds)
         count("pop3.login.ok", account: account)
         feed(.loginSucceeded(result))
     }
@@ -423,8 +427,7 @@ final class POP3Session: @unchecked Sendable {
             clientPaused = false
             client.resumeReading()
         }
-        client.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
-        upstream.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
+        upstream.setIdleTimeout(seconds: transactionIdleSeconds + 60)
         upstream.readMode = .raw
         upstream.onEvent = { [self] event in upstreamEvent(event, upstream) }
         if !leftover.isEmpty { relayClient(leftover, upstream) }
