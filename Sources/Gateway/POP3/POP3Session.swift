@@ -57,6 +57,7 @@ final class POP3Session: @unchecked Sendable {
     private var account: String?
     private var holdsLock = false
     private var holdsCapSlot = false
+    private var commitInFlight = false
     private var pendingResume: (@Sendable () -> Void)?
     private var clientPaused = false
     private var retrievalBytes = 0
@@ -126,7 +127,8 @@ final class POP3Session: @unchecked Sendable {
         }
         link?.close()
         link = nil
-        maildrop?.close()
+        // A client that leaves during UPDATE asked for the deletions with QUIT: they finish, then the maildrop closes.
+        if !commitInFlight { maildrop?.close() }
         maildrop = nil
         pendingResume = nil
         releaseLock()
@@ -528,12 +530,17 @@ final class POP3Session: @unchecked Sendable {
 
     private func commit(_ indices: [Int]) {
         guard let maildrop else { return feed(.commitFinished(.temporary("The maildrop is not open"))) }
+        commitInFlight = true
         maildrop.commit(deleting: indices) { [self] result in
-            guard !isEnded else { return }
+            commitInFlight = false
+            if case .success = result { countAmount("pop3.dele", indices.count) }
+            guard !isEnded else {
+                logger.info("POP3 deletions at QUIT finished after the client left", metadata: ["ok": "\((try? result.get()) != nil)"])
+                return maildrop.close()
+            }
             switch result {
             case .success:
                 logger.info("POP3 deleted messages at QUIT", metadata: ["count": "\(indices.count)"])
-                countAmount("pop3.dele", indices.count)
                 feed(.commitFinished(nil))
             case .failure(let error):
                 logger.warning("POP3 deletion at QUIT failed", metadata: ["reason": "\(sanitizeForLog(error.sentence))"])
