@@ -16,11 +16,13 @@ import tempfile
 import time
 
 import pytest
+import ssl
 from pathlib import Path
 
 from conftest import (ALICE, BOB, CTX, E, HOST, MailGate, big_body, count_in, dovecot, free_port, mailgate_binary,
                       make_message, smtp_deliver, token, uids_with_message_id, wait_for, xoauth2)
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ["imap", "pop3"]
 
 
@@ -30,6 +32,29 @@ def pop3_gateways():
     yield started
     for g in started.values():
         g.cleanup()
+
+
+def tls_gateway(pop3_gateways):
+    """incoming = "imap" with a certificate: pop3 (STLS offered) and pop3s (implicit TLS) listeners."""
+    if "tls" not in pop3_gateways:
+        binary, reason = mailgate_binary()
+        if binary is None:
+            pytest.skip(reason)
+        g = MailGate(binary, int(E["MAILGATE_STANDIN_IMAPS_PORT"]), [ALICE])
+        certs = os.path.join(g.dir, "certs")
+        made = subprocess.run(["bash", os.path.join(os.path.dirname(os.path.dirname(HERE)), "certs", "make-test-certs.sh"),
+                               certs], capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, made.stderr[-1000:]
+        g.ca, g.pop3_port, g.pop3s_port = os.path.join(certs, "ca.pem"), free_port(), free_port()
+        with open(g.config) as f:
+            text = f.read()
+        listen = (f'[listen]\npop3 = "{HOST}:{g.pop3_port}"\npop3s = "{HOST}:{g.pop3s_port}"\n'
+                  f'certificate = "{os.path.join(certs, "localhost.pem")}"\n'
+                  f'private_key = "{os.path.join(certs, "localhost.key")}"\n')
+        with open(g.config, "w") as f:
+            f.write(text.replace("[listen]\n", listen, 1))
+        pop3_gateways["tls"] = g.start()
+    return pop3_gateways["tls"]
 
 
 def gateway(pop3_gateways, mode):
@@ -286,3 +311,28 @@ def test_slow_reader_of_a_big_message_then_the_next_command(pop3_gateways, mode)
     head, _ = raw_lines(p, number, 0)
     assert msg_id.encode() in head
     p.quit()
+
+
+def test_stls_and_pop3s_through_the_gateway(pop3_gateways):
+    g = tls_gateway(pop3_gateways)
+    msg_id, _ = deliver("pop3 tls")
+    ctx = ssl.create_default_context(cafile=g.ca)
+    p = poplib.POP3(HOST, g.pop3_port, timeout=60)
+    assert "STLS" in p.capa()
+    p.stls(context=ctx)
+    assert "STLS" not in p.capa()
+    p.user(ALICE)
+    p.pass_(g.passwords[ALICE])
+    assert find(p, msg_id)
+    p.quit()
+    s = poplib.POP3_SSL(HOST, g.pop3s_port, context=ctx, timeout=60)
+    assert "STLS" not in s.capa()
+    s.user(ALICE)
+    s.pass_(g.passwords[ALICE])
+    number = find(s, msg_id)
+    body, _ = raw_lines(s, number)
+    assert msg_id.encode() in body
+    s.quit()
+    # A client that does not trust the certificate cannot get in.
+    with pytest.raises(ssl.SSLError):
+        poplib.POP3_SSL(HOST, g.pop3s_port, context=ssl.create_default_context(), timeout=30)

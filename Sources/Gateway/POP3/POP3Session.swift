@@ -57,6 +57,7 @@ final class POP3Session: @unchecked Sendable {
     private var account: String?
     private var holdsLock = false
     private var holdsCapSlot = false
+    private var commitInFlight = false
     private var pendingResume: (@Sendable () -> Void)?
     private var clientPaused = false
     private var retrievalBytes = 0
@@ -126,7 +127,8 @@ final class POP3Session: @unchecked Sendable {
         }
         link?.close()
         link = nil
-        maildrop?.close()
+        // A client that leaves during UPDATE asked for the deletions with QUIT: they finish, then the maildrop closes.
+        if !commitInFlight { maildrop?.close() }
         maildrop = nil
         pendingResume = nil
         releaseLock()
@@ -265,8 +267,12 @@ final class POP3Session: @unchecked Sendable {
         feed(.loginFailed(failure))
     }
 
+    /// RFC 1939 §3: an autologout timer in the TRANSACTION state must allow at least 10 minutes.
+    private var transactionIdleSeconds: Double { max(600, limits.idleTimeoutSeconds) }
+
     private func loginSucceeded(_ result: POP3ServerSide.LoginResult) {
         logger.info("POP3 login ok", metadata: ["account": "\(account ?? "?")"])
+        client.setIdleTimeout(seconds: transactionIdleSeconds)
         count("pop3.login.ok", account: account)
         feed(.loginSucceeded(result))
     }
@@ -423,8 +429,7 @@ final class POP3Session: @unchecked Sendable {
             clientPaused = false
             client.resumeReading()
         }
-        client.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
-        upstream.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
+        upstream.setIdleTimeout(seconds: transactionIdleSeconds + 60)
         upstream.readMode = .raw
         upstream.onEvent = { [self] event in upstreamEvent(event, upstream) }
         if !leftover.isEmpty { relayClient(leftover, upstream) }
@@ -525,12 +530,17 @@ final class POP3Session: @unchecked Sendable {
 
     private func commit(_ indices: [Int]) {
         guard let maildrop else { return feed(.commitFinished(.temporary("The maildrop is not open"))) }
+        commitInFlight = true
         maildrop.commit(deleting: indices) { [self] result in
-            guard !isEnded else { return }
+            commitInFlight = false
+            if case .success = result { countAmount("pop3.dele", indices.count) }
+            guard !isEnded else {
+                logger.info("POP3 deletions at QUIT finished after the client left", metadata: ["ok": "\((try? result.get()) != nil)"])
+                return maildrop.close()
+            }
             switch result {
             case .success:
                 logger.info("POP3 deleted messages at QUIT", metadata: ["count": "\(indices.count)"])
-                countAmount("pop3.dele", indices.count)
                 feed(.commitFinished(nil))
             case .failure(let error):
                 logger.warning("POP3 deletion at QUIT failed", metadata: ["reason": "\(sanitizeForLog(error.sentence))"])

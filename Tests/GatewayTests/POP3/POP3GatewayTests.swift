@@ -21,6 +21,9 @@ final class FakeMaildrop: POP3Maildrop, @unchecked Sendable {
         var retrieved: [(index: Int, lines: Int?)] = []
         var committed: [[Int]] = []
         var closed = 0
+        var commitsDone = 0
+        /// `close` came while a commit was still running.
+        var closedDuringCommit = false
         /// Chunks handed out whose resume had not come yet, at most.
         var maximumOutstanding = 0
         var chunksHandedOut = 0
@@ -30,6 +33,7 @@ final class FakeMaildrop: POP3Maildrop, @unchecked Sendable {
     let chunkSize: Int
     let openFailure: MaildropError?
     let queue: DispatchQueue
+    var commitDelay: Double = 0
     let record = Mutex(Record())
     private var outstanding = 0
 
@@ -85,26 +89,37 @@ final class FakeMaildrop: POP3Maildrop, @unchecked Sendable {
 
     func commit(deleting indices: [Int], _ done: @escaping @Sendable (Result<Void, MaildropError>) -> Void) {
         record.withLock { $0.committed.append(indices) }
-        queue.async { done(.success(())) }
+        queue.asyncAfter(deadline: .now() + commitDelay) { [self] in
+            record.withLock { $0.commitsDone += 1 }
+            done(.success(()))
+        }
     }
 
-    func close() { record.withLock { $0.closed += 1 } }
+    func close() {
+        record.withLock { record in
+            record.closed += 1
+            if record.commitsDone < record.committed.count { record.closedDuringCommit = true }
+        }
+    }
 }
 
 final class FakeLocalMaildrops: LocalMaildropProvider, @unchecked Sendable {
     let messages: [[UInt8]]
     let chunkSize: Int
     let openFailure: MaildropError?
+    let commitDelay: Double
     let made = Mutex<[FakeMaildrop]>([])
 
-    init(messages: [[UInt8]], chunkSize: Int = 65_536, openFailure: MaildropError? = nil) {
+    init(messages: [[UInt8]], chunkSize: Int = 65_536, openFailure: MaildropError? = nil, commitDelay: Double = 0) {
         self.messages = messages
         self.chunkSize = chunkSize
         self.openFailure = openFailure
+        self.commitDelay = commitDelay
     }
 
     func localMaildrop(for accountEmail: String, queue: DispatchQueue) -> (any POP3Maildrop)? {
         let maildrop = FakeMaildrop(messages: messages, chunkSize: chunkSize, openFailure: openFailure, queue: queue)
+        maildrop.commitDelay = commitDelay
         made.withLock { $0.append(maildrop) }
         return maildrop
     }
@@ -248,6 +263,24 @@ struct POP3GatewayTests {
         defer { again.close() }
         _ = try await again.line()
         #expect(try await again.pop3Login()?.hasPrefix("+OK Logged in") == true)
+    }
+
+    @Test("a client that leaves right after QUIT: the deletions it asked for still finish, then the maildrop closes")
+    func leaveDuringUpdate() async throws {
+        let harness = try POP3GatewayHarness(provider: FakeLocalMaildrops(messages: [Self.first], commitDelay: 0.5))
+        defer { harness.stop() }
+        let client = try await harness.client()
+        _ = try await client.line()
+        _ = try await client.pop3Login()
+        try await client.send("DELE 1\r\nQUIT\r\n")
+        #expect(try await client.line() == "+OK Message 1 deleted")
+        client.close()
+        let maildrop = try #require(harness.provider.last)
+        #expect(try await harness.wait { maildrop.record.withLock { $0.closed } == 1 })
+        let record = maildrop.record.withLock { $0 }
+        #expect(record.committed == [[0]] && record.commitsDone == 1)
+        #expect(!record.closedDuringCommit)
+        #expect(try await harness.wait { harness.counters.value("pop3.dele") == 1 })
     }
 
     @Test("a wrong password gets -ERR [AUTH] and the maildrop is never opened; a second session gets -ERR [IN-USE]")
