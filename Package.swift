@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
@@ -48,12 +51,18 @@ let package = Package(
             dependencies: [
                 "MailCore", "Crypto", "TLS", "Transport", "SASL", "SMTP", "IMAP", "POP3", "OAuth", "Store",
                 "Policy", "Config", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            swiftSettings: strict),
+        .target(
+            name: "LogHandling", dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .executableTarget(
             name: "mailgate",
             dependencies: [
-                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto",
+                "Gateway", "Config", "Store", "OAuth", "MailCore", "Crypto", "LogHandling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,5 +89,6 @@ let package = Package(
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),
+        .testTarget(name: "LogHandlingTests", dependencies: ["LogHandling"], swiftSettings: strict),
     ]
 )

@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 #include <openssl/bio.h>
 #include <openssl/kdf.h>
+#include <openssl/ts.h>
 
 /* SSL_CTX_set_min_proto_version is a macro over SSL_CTX_ctrl (ssl.h), so Swift does not see it.
  * Used to refuse anything older than TLS 1.2 on both sides. Returns 1 on success. */

@@ -219,7 +219,7 @@ struct ConfigurationBuilder {
     let finder: LineFinder
     var warnings: [ConfigWarning] = []
 
-    static let tables = ["listen", "oauth", "server", "download", "limits"]
+    static let tables = ["listen", "oauth", "server", "download", "limits", "admin", "journal"]
 
     init(file: String, directory: String, finder: LineFinder) {
         self.file = file
@@ -246,6 +246,7 @@ struct ConfigurationBuilder {
         let listenValues = try check(table(root["listen"]), section: .listen, path: ["listen"])
         let downloadValues = try check(table(root["download"]), section: .download, path: ["download"])
         let limitsValues = try check(table(root["limits"]), section: .limits, path: ["limits"])
+        let adminValues = try check(table(root["admin"]), section: .admin, path: ["admin"])
 
         var oauth: [String: OAuthSettings] = [:]
         for (name, node) in table(root["oauth"]).sorted(by: { $0.key < $1.key }) {
@@ -276,10 +277,13 @@ struct ConfigurationBuilder {
             forbidManualRefresh: downloadValues.bool("forbid_manual_refresh"),
             allowReloading: downloadValues.bool("allow_reloading"),
             maxStoreBytes: downloadValues.integer("max_store_bytes") ?? DownloadSettings.defaultMaxStoreBytes)
-        return MailGateConfiguration(
+        var configuration = MailGateConfiguration(
             sourceFile: file, stateDirectory: resolve(top.string("state_dir") ?? "state"), listen: listen,
             oauth: oauth, servers: servers, download: download, limits: buildLimits(limitsValues),
             logLevel: top.string("log_level") ?? "info", warnings: warnings)
+        configuration.admin = try buildAdmin(adminValues)
+        configuration.journal = try buildJournal(check(table(root["journal"]), section: .journal, path: ["journal"]))
+        return configuration
     }
 
     private func table(_ node: TOMLNode?) -> [String: TOMLNode] {
@@ -663,6 +667,7 @@ struct ConfigurationBuilder {
         set("smtp_sessions") { $0.smtpSessions = $1 }
         set("smtp_sessions_per_address") { $0.smtpSessionsPerAddress = $1 }
         set("password_hash_queue") { $0.passwordHashQueue = $1 }
+        set("drain_timeout") { $0.drainTimeoutSeconds = Double($1) }
         return limits
     }
 }

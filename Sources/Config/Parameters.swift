@@ -15,6 +15,10 @@ public enum ConfigSection: String, Sendable, CaseIterable {
     case download
     /// `[limits]`
     case limits
+    /// `[admin]`
+    case admin
+    /// `[journal]`
+    case journal
 
     /// How the section is written in a file, with `NAME` for the named ones.
     public var header: String {
@@ -344,6 +348,32 @@ public enum ConfigParameters {
         .init(
             .limits, "password_hash_queue", .integer(1...100_000), .value(.integer(Limits.standard.passwordHashQueue)),
             "Logins waiting for the slow password hash at most; one more gets 454 4.7.0 (IMAP/POP3: a temporary failure)."),
+        .init(
+            .limits, "drain_timeout", .duration(0...3_600),
+            .value(.string(DurationParser.format(Int(Limits.standard.drainTimeoutSeconds)))),
+            "On SIGTERM, how long sessions may finish the message or command in flight before they are closed."),
+        .init(
+            .admin, "listen", .hostPort, .unset,
+            "Status server: /metrics (Prometheus), /stats.json, / (status page); loopback unless TLS and token are set."),
+        .init(.admin, "certificate", .path, .unset, "PEM certificate chain: the status server speaks HTTPS."),
+        .init(.admin, "private_key", .path, .unset, "PEM private key for the status server's certificate."),
+        .init(
+            .admin, "token", .string(maximumLength: 256), .unset,
+            "Every status request must carry it (Authorization: Bearer TOKEN, or as a Basic password); required off loopback."),
+
+        // [journal]: checkpoints of the sent journal and their RFC 3161 time-stamps.
+        .init(
+            .journal, "checkpoint_every_entries", .integer(1...1_000_000), .value(.integer(100)),
+            "serve writes a journal checkpoint once this many entries were added since the last one."),
+        .init(
+            .journal, "checkpoint_every", .duration(60...604_800), .value(.string("1h")),
+            "serve writes a journal checkpoint this long after the last one when entries were added since."),
+        .init(
+            .journal, "tsa_url", .url, .unset,
+            "RFC 3161 time-stamping authority: each checkpoint's hash is time-stamped there (a token per checkpoint)."),
+        .init(
+            .journal, "tsa_ca_file", .path, .unset,
+            "Trust anchors (PEM) for the TSA's HTTPS and for verifying its time-stamp tokens."),
     ]
 
     /// The parameters of one section, in table order.

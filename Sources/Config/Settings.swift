@@ -23,6 +23,10 @@ public struct MailGateConfiguration: Sendable {
     public var logLevel: String
     /// Legal but suspicious settings (e.g. the sample's placeholder client id), to print to stderr.
     public var warnings: [ConfigWarning]
+    /// The status server (`[admin]`); none by default.
+    public var admin = AdminSettings()
+    /// Journal checkpoints and time-stamps (`[journal]`).
+    public var journal = JournalSettings()
 
     public init(
         sourceFile: String, stateDirectory: String, listen: ListenSettings, oauth: [String: OAuthSettings],

@@ -52,6 +52,9 @@ public struct Limits: Sendable, Equatable {
     /// Logins waiting for the slow password hash at most (beyond those being hashed); one more is told
     /// `454 4.7.0` at once instead of queueing without bound (each scrypt costs 32 MiB and ~100 ms of a core).
     public var passwordHashQueue: Int = 256
+    /// Seconds SIGTERM waits for sessions to finish the message or command in flight before SMTP clients get
+    /// `421 4.3.2` and IMAP clients `* BYE` (systemd's own stop timeout is 90 s by default; this stays below it).
+    public var drainTimeoutSeconds: Double = 30
 
     public init() {}
 

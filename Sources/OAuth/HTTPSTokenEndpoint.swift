@@ -33,6 +33,11 @@ public struct HTTPSTokenEndpoint: TokenEndpoint {
     }
 
     public func post(url: String, form: [(String, String)]) async throws(OAuthError) -> HTTPResponse {
+        try await exchange(url: url) { endpoint in Self.request(endpoint: endpoint, form: form) }
+    }
+
+    /// One request on a fresh connection to `url`'s host: `request` makes its bytes for the parsed URL.
+    func exchange(url: String, request: (EndpointURL) -> [UInt8]) async throws(OAuthError) -> HTTPResponse {
         let endpoint = try EndpointURL(parsing: url, allowInsecureLoopback: allowInsecureLoopbackForTesting)
         guard let address = HostPort(host: endpoint.host, port: endpoint.port) else { throw .invalidURL(url: url) }
         let secure = endpoint.scheme == "https"
@@ -49,7 +54,7 @@ public struct HTTPSTokenEndpoint: TokenEndpoint {
             connection.close()
         }
         do {
-            try await connection.write(Self.request(endpoint: endpoint, form: form))
+            try await connection.write(request(endpoint))
         } catch {
             throw watchdog.fired
                 ? .network(reason: "no answer within \(Int(timeout)) seconds") : .network(reason: Self.reason(error))

@@ -59,6 +59,13 @@ public actor TokenService {
     private var flights: [String: Flight] = [:]
     private var nextFlightID: UInt64 = 0
     private var lastUse: [String: Date] = [:]
+    /// Told of every refresh's outcome (account, succeeded), for the statistics; nil outside `serve`.
+    private var onRefresh: (@Sendable (String, Bool) -> Void)?
+
+    /// Sets the refresh observer (serve counts `token.refresh.ok` / `token.refresh.failed` with it).
+    public func observeRefreshes(_ observer: @escaping @Sendable (String, Bool) -> Void) {
+        onRefresh = observer
+    }
 
     /// A service over `client` and `store`; `now` and `sleep` are injected so tests control time.
     public init(
@@ -186,6 +193,7 @@ public actor TokenService {
                 }
             }
         } catch {
+            onRefresh?(account, false)
             if !clientCredentials, let reason = Self.reconnectReason(error) {
                 try await giveUp(account: account, reason: reason)
             }
@@ -201,6 +209,7 @@ public actor TokenService {
             throw .tokenStoreFailed(account: account, reason: Self.describe(error))
         }
         cache[account] = renewed
+        onRefresh?(account, true)
         logger.info(
             "token refreshed",
             metadata: ["account": "\(sanitizeForLog(account))", "expires_in": "\(response.expiresIn)"])

@@ -106,14 +106,6 @@ public struct FolderMapping: Sendable, Hashable {
     public var isIdentity: Bool { clientName == serverName }
 }
 
-/// What an upstream LIST should ask for, so that the client's reference and pattern are answered in full.
-public struct UpstreamListArguments: Sendable, Hashable {
-    public var reference: MailboxName
-    public var pattern: MailboxName
-    /// Whether the arguments differ from the client's (the gateway must then re-encode the command).
-    public var rewritten: Bool
-}
-
 /// The mailbox-name translation between client and server (DESIGN.md §6, issue 8 point 4).
 ///
 /// The client sees `Sent`, `Trash`, `Junk` (names configurable) carrying `\Sent`, `\Trash`, `\Junk`; the server
@@ -256,46 +248,6 @@ public struct FolderMap: Sendable {
 
     // MARK: - LIST and LSUB
 
-    /// What to send upstream for a client's `LIST reference pattern` (or LSUB).
-    ///
-    /// - An empty pattern (the delimiter query `LIST "" ""`) passes unchanged.
-    /// - A pattern without wildcards is a name: mapped like any mailbox argument, reference joined in.
-    /// - A pattern below a mapped client name (`Sent/*`, `Sent/%`) gets the server's name as its prefix.
-    /// - A pattern that could match below a mapped client name in another way (`*`, `S*`, `%/%`) asks the upstream
-    ///   for `*`: the server names of those children share nothing with the client's pattern, so only a full
-    ///   list holds them all; `clientListItem` then keeps what the client's pattern matches.
-    /// - Any other pattern passes unchanged; the mapped folders it matches come from `synthesizedListItems`.
-    public func upstreamListArguments(reference: MailboxName, pattern: MailboxName) -> UpstreamListArguments {
-        let unchanged = UpstreamListArguments(reference: reference, pattern: pattern, rewritten: false)
-        guard !pattern.bytes.isEmpty, !mappings.isEmpty else { return unchanged }
-        let joined = MailboxPattern(reference: reference, mailbox: pattern, delimiter: delimiter)
-        let empty = MailboxName([])
-        if !joined.hasWildcards {
-            let name = MailboxName(joined.bytes)
-            let mapped = serverName(forClient: name)
-            guard mapped != name || mapped.bytes != name.bytes else { return unchanged }
-            return UpstreamListArguments(reference: empty, pattern: mapped, rewritten: true)
-        }
-        for mapping in mappings where !mapping.isIdentity {
-            guard let separator = mapping.delimiter else { continue }
-            let clientPrefix = mapping.clientName.bytes + [separator]
-            if joined.bytes.starts(with: clientPrefix) {
-                let rest = joined.bytes[clientPrefix.count...]
-                return UpstreamListArguments(
-                    reference: empty, pattern: MailboxName(mapping.serverName.bytes + [separator] + rest),
-                    rewritten: true)
-            }
-        }
-        for mapping in mappings where !mapping.isIdentity {
-            guard let separator = mapping.delimiter else { continue }
-            if joined.canMatchExtension(of: MailboxName(mapping.clientName.bytes + [separator])) {
-                if joined.bytes == [MailboxPattern.star] && reference.bytes.isEmpty { return unchanged }
-                return UpstreamListArguments(reference: empty, pattern: MailboxName([MailboxPattern.star]), rewritten: true)
-            }
-        }
-        return unchanged
-    }
-
     /// The client's view of one upstream LIST/LSUB line, or nil when the client must not see it.
     ///
     /// The name is mapped back; a mapped folder gets its attribute (`\Sent`, `\Trash`, `\Junk`); those attributes
@@ -334,8 +286,9 @@ public struct FolderMap: Sendable {
     }
 
     /// The lines to add at the end of a client's LIST for mapped folders its pattern matches but the upstream's
-    /// reply did not carry (the upstream was asked for the server's names, which the pattern may not reach:
-    /// `LIST "" "S%"` on a German mailbox). `listed` are the client-side names already sent for this command.
+    /// reply did not carry: a configured `sent_folder` the upstream does not LIST (the gateway asks upstream for
+    /// `"" "*"` whenever the client's pattern has wildcards, and for the mapped server name when it has none).
+    /// `listed` are the client-side names already sent for this command.
     ///
     /// Only the mapped folders themselves are synthesised (not their children), with the attributes of the
     /// server's LIST line at detection time, else just the role attribute. Not for LSUB: whether the folder is

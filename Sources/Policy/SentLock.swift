@@ -104,6 +104,11 @@ public enum LockDecision: Sendable, Hashable {
 /// `\Draft` and keywords by any STORE mode (replacing the set may drop flags, but never adds `\Deleted`),
 /// `-FLAGS (\Deleted)`, COPY out of Sent, moves between Sent and its own subfolders (the message stays in the
 /// protected tree), and APPEND without `\Deleted`.
+///
+/// Moving or copying a message *into* Sent or one of its subfolders from elsewhere is allowed (decided for
+/// issue 8): a user files sent mail into `Sent/2025` by hand, and a message there is protected from then on like
+/// one in Sent. What this means elsewhere: a journaled message may end up in a subfolder of Sent, so a check of
+/// the journal against the server (`journal verify --against-server`) must search Sent's subfolders too.
 public struct SentLock: Sendable {
     /// The server's Sent folder; nil when none is known (nothing is protected then).
     public let sentFolder: MailboxName?

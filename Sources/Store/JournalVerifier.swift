@@ -134,7 +134,7 @@ public enum JournalVerifier {
 
     /// Where the archived copy of a message with this SHA-256 lives.
     public static func archivePath(sha256: String, directory: String) -> String {
-        directory + "/" + String(sha256.prefix(2)) + "/" + sha256
+        ArchiveLayout.path(sha256: sha256, directory: directory)
     }
 
     /// `nil` when the archived file matches the entry, else the problem.

@@ -4,10 +4,12 @@ internal import GRDB
 
 extension MailGateDatabase {
     /// Journals a message about to be sent and returns its sequence number (max + 1, assigned inside the insert
-    /// transaction, so sequences have no gaps even under concurrent inserts).
+    /// transaction, so sequences have no gaps even under concurrent inserts). `sentCopyJob` is stored in the same
+    /// transaction, pointing at the new row.
     public func insertPendingJournalEntry(
         accountEmail: String, listener: String, mailFrom: String, rcptTo: [String], messageID: String, size: Int64,
-        sha256: String, sentCopyState: SentCopyState = .pending, createdAt: Date = Date()
+        sha256: String, sentCopyState: SentCopyState = .pending, createdAt: Date = Date(),
+        sentCopyJob: SentCopyJobRecord? = nil
     ) throws(StoreError) -> Int64 {
         guard size >= 0, sha256.utf8.count == 64, sha256.utf8.allSatisfy({ Self.isLowerHex($0) }) else {
             throw StoreError.invalidValue("journal entry with size \(size) and sha256 \"\(sha256.prefix(80))\"")
@@ -19,15 +21,19 @@ extension MailGateDatabase {
                 listener: listener, mailFrom: mailFrom, rcptTo: rcptTo, messageID: messageID, size: size,
                 sha256: sha256, sentCopyState: sentCopyState)
             try entry.insert(db)
+            if var job = sentCopyJob {
+                job.journalSequence = entry.sequence
+                try Self.save(job, in: db)
+            }
             return entry.sequence
         }
     }
 
     /// Records the upstream's verdict on a pending entry, adds `counters`, and chains every entry that can now be
-    /// chained, all in one transaction.
+    /// chained, all in one transaction (with `sentCopyJobChange` applied to the message's copy job).
     public func completeJournalEntry(
         sequence: Int64, status: JournalStatus, upstreamReply: String?, sentCopyState: SentCopyState? = nil,
-        counters: [CounterIncrement] = [], completedAt: Date = Date()
+        counters: [CounterIncrement] = [], completedAt: Date = Date(), sentCopyJobChange: SentCopyJobChange? = nil
     ) throws(StoreError) {
         guard status != .pending else {
             throw StoreError.journalEntryNotPending(sequence: sequence, status: "being set back to pending")
@@ -46,18 +52,23 @@ extension MailGateDatabase {
             try entry.update(db)
             try Self.chainCompletedEntries(db)
             try Self.apply(counters, in: db)
+            if let sentCopyJobChange { try Self.apply(sentCopyJobChange, in: db) }
         }
     }
 
     /// Marks every entry still pending as `unknown` (call at startup: their sessions ended with the process) and
-    /// chains them; returns their sequences.
+    /// chains them; returns their sequences. Entries whose sent-copy job awaits a verdict stay pending: the
+    /// sent-copy worker settles them by searching the Sent folder for their Message-ID.
     @discardableResult
     public func markInterruptedJournalEntries(completedAt: Date = Date()) throws(StoreError) -> [Int64] {
         try write("close interrupted journal entries") { db in
             let sequences = try Int64.fetchAll(
-                db, sql: "SELECT sequence FROM journalEntry WHERE status = 'pending' ORDER BY sequence")
+                db,
+                sql: "SELECT sequence FROM journalEntry WHERE status = 'pending' AND sequence NOT IN ("
+                    + Self.awaitingVerdictSequences + ") ORDER BY sequence")
             try db.execute(
-                sql: "UPDATE journalEntry SET status = 'unknown', completedAt = ? WHERE status = 'pending'",
+                sql: "UPDATE journalEntry SET status = 'unknown', completedAt = ? WHERE status = 'pending' "
+                    + "AND sequence NOT IN (" + Self.awaitingVerdictSequences + ")",
                 arguments: [UTCTimestamp.format(completedAt)])
             try Self.chainCompletedEntries(db)
             return sequences

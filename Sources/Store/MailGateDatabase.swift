@@ -191,7 +191,9 @@ public final class MailGateDatabase: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v2-admin-latency", migrate: migrateAdminLatency)
         registerDownloadMigrations(&migrator)
+        registerSentCopyJobMigration(&migrator)
         return migrator
     }
 

@@ -46,7 +46,7 @@ struct JournalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Check and anchor the hash-chained journal of sent messages (lock after send).",
-        subcommands: [JournalVerify.self, JournalCheckpoint.self])
+        subcommands: [JournalVerify.self, JournalCheckpointCommand.self, JournalExport.self])
 }
 
 /// `mailgate config …`

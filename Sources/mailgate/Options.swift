@@ -3,6 +3,7 @@ import ArgumentParser
 import Config
 import Foundation
 import Gateway
+import LogHandling
 import Logging
 import Store
 import Synchronization
@@ -78,9 +79,21 @@ extension GlobalOptions {
     }
 }
 
-/// Logging to stderr through swift-log's StreamLogHandler, bootstrapped once per process.
+/// Logging to stderr through MailGate's handler (plain, journal or JSON lines), bootstrapped once per process.
+/// `serve` sets `format` and `levelOverride` from its flags before the configuration is loaded.
 enum Logs {
     private static let done = Mutex(false)
+    private static let requested = Mutex<(format: LogFormat, level: Logger.Level?)>((.auto, nil))
+
+    /// `--log-format` and `--log-level` of `serve` (the flag wins over the configuration's `log_level`).
+    static func request(format: LogFormat, level: Logger.Level?) {
+        requested.withLock { $0 = (format, level) }
+    }
+
+    /// The level in force: the flag, else `configured` (the configuration's `log_level`).
+    static func effectiveLevel(configured: String) -> Logger.Level {
+        requested.withLock { $0.level } ?? Logger.Level(rawValue: configured) ?? .info
+    }
 
     static func bootstrap(level: String) {
         let first = done.withLock { done in
@@ -88,11 +101,8 @@ enum Logs {
             return !done
         }
         guard first else { return }
-        let logLevel = Logger.Level(rawValue: level) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        LogLevelControl.shared.current = effectiveLevel(configured: level)
+        let format = requested.withLock { $0.format }
+        LoggingSystem.bootstrap { label in MailGateLogHandler(label: label, format: format) }
     }
 }

@@ -302,41 +302,18 @@ struct FolderMapListTests {
         let map = Fixture.englishPlain.map
         let line = MailboxInfo(attributes: [.noSelect], path: MailboxPath(name: wire(""), pathSeparator: UInt8(ascii: "/")))
         #expect(map.clientListItem(line, reference: wire(""), pattern: wire("")) == line)
-        #expect(map.upstreamListArguments(reference: wire(""), pattern: wire("")).rewritten == false)
         #expect(map.synthesizedListItems(reference: wire(""), pattern: wire(""), listed: []).isEmpty)
     }
 
-    /// (client reference, client pattern, upstream pattern or nil when unchanged) for the English Exchange map.
-    static let upstreamArguments: [(String, String, String?)] = [
-        ("", "*", nil), ("", "%", nil), ("", "INBOX", nil), ("", "INBOX/*", nil), ("", "Drafts", nil),
-        ("", "T%", nil), ("", "D*", nil), ("", "S%", nil),
-        ("", "Sent", "Sent Items"), ("", "Sent/2025", "Sent Items/2025"), ("", "Trash", "Deleted Items"),
-        ("", "Sent/%", "Sent Items/%"), ("", "Sent/*", "Sent Items/*"), ("Sent/", "%", "Sent Items/%"),
-        ("Sent", "/*", "Sent Items/*"), ("", "S*", "*"), ("", "%/%", "*"), ("", "*/2025", "*"), ("", "Se*", "*"),
-        ("", "Sent*", "*"), ("Sent/", "*", "Sent Items/*"), ("", "Junk", "Junk Email"),
-    ]
-
-    @Test("upstream LIST arguments", arguments: upstreamArguments)
-    func upstreamListArguments(reference: String, pattern: String, upstream: String?) {
-        let map = Fixture.englishPlain.map
-        let arguments = map.upstreamListArguments(reference: wire(reference), pattern: wire(pattern))
-        if let upstream {
-            #expect(arguments.rewritten)
-            #expect(arguments.reference == wire(""))
-            #expect(arguments.pattern == wire(upstream))
-        } else {
-            #expect(!arguments.rewritten)
-            #expect(arguments.reference == wire(reference))
-            #expect(arguments.pattern == wire(pattern))
-        }
-    }
-
-    /// Runs one client LIST the way the gateway does against a simulated server holding `list`: upstream arguments,
-    /// the server's own pattern match, the rewrite of each line, then the synthesised lines.
+    /// Runs one client LIST the way the gateway does against a simulated server holding `list`: upstream `"" "*"`
+    /// for a pattern with wildcards, else the mapped name; the server's own pattern match, the rewrite of each
+    /// line, then the synthesised lines.
     static func proxiedList(_ map: FolderMap, _ list: [MailboxInfo], reference: String, pattern: String) -> Set<String> {
-        let arguments = map.upstreamListArguments(reference: wire(reference), pattern: wire(pattern))
+        let joined = wire(reference + pattern)
         let delimiter = list.first?.path.pathSeparator
-        let serverPattern = MailboxPattern(reference: arguments.reference, mailbox: arguments.pattern, delimiter: delimiter)
+        let upstreamPattern = MailboxPattern(reference: wire(""), mailbox: joined, delimiter: delimiter).hasWildcards
+            ? wire("*") : map.serverName(forClient: joined)
+        let serverPattern = MailboxPattern(reference: wire(""), mailbox: upstreamPattern, delimiter: delimiter)
         var sent: [MailboxName] = []
         for line in list where serverPattern.matches(line.name) {
             if let item = map.clientListItem(line, reference: wire(reference), pattern: wire(pattern)) {

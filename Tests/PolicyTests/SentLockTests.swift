@@ -40,6 +40,10 @@ struct SentLockTests {
         ("UID MOVE from Sent into its child", sent, .move(uid: true, target: sentChild), .allow),
         ("MOVE from a child back into Sent", sentChild, .move(uid: false, target: sent), .allow),
         ("MOVE from INBOX into Sent", inbox, .move(uid: false, target: sent), .allow),
+        // Decided (issue 8 point 4): moving into Sent's children from outside is allowed like moving into Sent;
+        // from then on the message is protected there too (the row above this one's twin: MOVE out of a child).
+        ("UID MOVE from INBOX into a child of Sent", inbox, .move(uid: true, target: sentChild), .allow),
+        ("COPY from Trash into a child of Sent", trash, .copy(uid: false, target: sentChild), .allow),
         ("COPY out of Sent", sent, .copy(uid: false, target: trash), .allow),
         ("UID COPY out of Sent", sent, .copy(uid: true, target: inbox), .allow),
         ("DELETE Sent", nil, .delete(sent), .refuse(.deleteFolder)),

@@ -12,12 +12,13 @@ struct DatabaseTests {
         let tables = try db.writer.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         }
-        for table in ["account", "counter", "downloadState", "journalEntry", "token"] {
+        for table in ["account", "counter", "downloadState", "journalEntry", "token", "latency"] {
             #expect(tables.contains(table))
         }
         let applied = try db.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
         }
         #expect(applied.first == "v1")
+        #expect(applied.contains("v2-admin-latency"))
     }
 
     @Test("on disk: state directory 0700, database 0600, reopening keeps data")

@@ -128,8 +128,14 @@ class MailGate(Path):
         self.password = self.inner.password
         original = self.inner.toml
 
+        idle = getattr(args, "idle", 0)
+
         def toml():
-            return original().replace("[listen]\n", f'[listen]\nimap = "{HOST}:{self.imap_port}"\n', 1)
+            text = original().replace("[listen]\n", f'[listen]\nimap = "{HOST}:{self.imap_port}"\n', 1)
+            if idle:
+                # --idle N: room for N upstream sessions of one mailbox (Exchange would refuse; the stand-in does not).
+                text += f"\n[limits]\nimap_upstream_sessions = {idle + 50}\n"
+            return text
         self.inner.toml = toml
 
     def prepare(self):
@@ -190,6 +196,83 @@ def logins(path, count):
     return lat
 
 
+def idle_sessions(path, count, pid):
+    """Opens `count` sessions (login, SELECT INBOX, IDLE until `+`) at once; the gateway's RSS before and with
+    them all idling, then DONE and LOGOUT. Raw sockets in one thread: 1,000 imaplib objects would be the cost."""
+    import select
+    import socket
+    import ssl as ssl_module
+
+    before = sb.proc_status_kib(pid, "VmRSS") if pid else None
+    socks, state, buffers = [], {}, {}
+    ok = 0
+    t0 = time.perf_counter()
+    for i in range(count):
+        s = socket.create_connection((HOST, path.port), timeout=60)
+        if path.tls:
+            s = path.ctx.wrap_socket(s, server_hostname=HOST)
+        s.setblocking(False)
+        socks.append(s)
+        state[s.fileno()] = "greeting"
+        buffers[s.fileno()] = b""
+    by_fd = {s.fileno(): s for s in socks}
+    pending = set(by_fd)
+    deadline = time.time() + 300
+    while pending and time.time() < deadline:
+        readable, _, _ = select.select([by_fd[f] for f in list(pending)[:1000]], [], [], 1.0)
+        for s in readable:
+            fd = s.fileno()
+            try:
+                data = s.recv(65536)
+            except (BlockingIOError, ssl_module.SSLWantReadError):
+                continue
+            if not data:
+                pending.discard(fd)
+                continue
+            buffers[fd] += data
+            while b"\r\n" in buffers[fd]:
+                line, buffers[fd] = buffers[fd].split(b"\r\n", 1)
+                st = state[fd]
+                if st == "greeting":
+                    if path.token is not None:
+                        import base64
+                        sasl = base64.b64encode(f"user={ALICE}\x01auth=Bearer {path.token}\x01\x01".encode())
+                        s.sendall(b"L AUTHENTICATE XOAUTH2 " + sasl + b"\r\n")
+                    else:
+                        s.sendall(b'L LOGIN "' + ALICE.encode() + b'" "' + path.password.encode() + b'"\r\n')
+                    state[fd] = "login"
+                elif st == "login" and line.startswith(b"L "):
+                    if not line.startswith(b"L OK"):
+                        pending.discard(fd)
+                        continue
+                    s.sendall(b"S SELECT INBOX\r\n")
+                    state[fd] = "select"
+                elif st == "select" and line.startswith(b"S "):
+                    s.sendall(b"I IDLE\r\n")
+                    state[fd] = "idle"
+                elif st == "idle" and line.startswith(b"+"):
+                    state[fd] = "idling"
+                    ok += 1
+                    pending.discard(fd)
+    setup = time.perf_counter() - t0
+    time.sleep(2)
+    during = sb.proc_status_kib(pid, "VmRSS") if pid else None
+    for s in socks:
+        try:
+            s.setblocking(True)
+            s.sendall(b"DONE\r\nO LOGOUT\r\n")
+        except OSError:
+            pass
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+    per_pair = ((during - before) / ok) if before is not None and during is not None and ok else None
+    return {"sessions": count, "idling": ok, "setup_s": setup, "rss_before_kib": before, "rss_idle_kib": during,
+            "kib_per_pair": per_pair}
+
+
 def median(values):
     values = sorted(v for v in values if v is not None)
     return values[len(values) // 2] if values else None
@@ -203,6 +286,8 @@ def main():
     parser.add_argument("--venv", default=os.path.join(HERE, ".venv"))
     parser.add_argument("--mailgate-bin")
     parser.add_argument("--json", default=os.path.join(HERE, "results", "imap-latest.json"))
+    parser.add_argument("--idle", type=int, default=0,
+                        help="after the rounds: this many sessions in IDLE through MailGate, its memory per pair")
     args = parser.parse_args()
     n_small, n_large, n_noop, n_login = (20, 1, 200, 5) if args.quick else (200, 5, 2000, 20)
 
@@ -235,6 +320,7 @@ def main():
 
     rows = {p.name: {"fetch_100KiB": [], "fetch_20MiB": [], "noop": [], "login": [], "cpu": {}, "bad": 0}
             for p in paths}
+    idle_result = None
     try:
         for r in range(args.rounds):
             for p in paths:
@@ -250,6 +336,11 @@ def main():
                 row["noop"].extend(noops(p, n_noop))
                 row["login"].extend(logins(p, n_login))
             log(f"round {r + 1}/{args.rounds} done")
+        if args.idle:
+            for p in paths:
+                if p.name == "mailgate":
+                    idle_result = idle_sessions(p, args.idle, p.pid())
+                    log(f"idle: {idle_result}")
     finally:
         m = direct.login()
         for folder in folders.values():
@@ -302,6 +393,12 @@ def main():
     for name, reason in skipped.items():
         print(f"{name}: skipped: {reason}")
     print("(direct is TLS end to end; the proxies' client side is plain loopback, their upstream side TLS)")
+    if args.idle and idle_result:
+        r = idle_result
+        print(f"idle: {r['idling']}/{r['sessions']} sessions in IDLE through MailGate (set up in {r['setup_s']:.1f} s); "
+              f"gateway RSS {r['rss_before_kib']} KiB before, {r['rss_idle_kib']} KiB idling: "
+              f"{sb.fmt(r['kib_per_pair'])} KiB per session pair")
+        out["mailgate_idle"] = r
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": sb.machine_info(),

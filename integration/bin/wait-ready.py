@@ -39,6 +39,11 @@ def main():
                       ("exchange-bare", "MAILGATE_STANDIN_EXCHANGE_BARE_IMAPS_PORT")):
         if key in env:
             checks[name] = (lambda port: lambda: banner(port, True, b"* OK"))(env[key])
+    if "MAILGATE_STANDIN_TSA_URL" in env:
+        def tsa():
+            with urllib.request.urlopen(env["MAILGATE_STANDIN_TSA_CONTROL_URL"] + "/served", timeout=3, context=ctx) as r:
+                return r.status == 200
+        checks["tsa"] = tsa
     only = sys.argv[3].split(",") if len(sys.argv) > 3 else list(checks)
     deadline = time.time() + timeout
     pending = list(only)

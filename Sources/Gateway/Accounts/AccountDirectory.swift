@@ -35,6 +35,16 @@ public final class AccountDirectory: UpstreamCredentials {
         tokenServices = services
     }
 
+    /// The same vault and token services under a reloaded configuration (SIGHUP): single-flight refresh stays
+    /// per account across the reload, and `[oauth]` changes wait for a restart.
+    public init(reloading previous: AccountDirectory, configuration: MailGateConfiguration) {
+        self.configuration = configuration
+        database = previous.database
+        logger = previous.logger
+        tokenStore = previous.tokenStore
+        tokenServices = previous.tokenServices
+    }
+
     /// Maps a configuration `[oauth.NAME]` to the OAuth module's settings (Microsoft's defaults already applied
     /// by the configuration loader).
     public static func providerSettings(_ settings: OAuthSettings) throws -> OAuthProviderSettings {

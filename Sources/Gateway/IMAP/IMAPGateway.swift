@@ -3,6 +3,7 @@ import Dispatch
 public import Foundation
 public import Logging
 public import MailCore
+public import Policy
 import Store
 import Synchronization
 public import TLS
@@ -27,6 +28,9 @@ public struct IMAPAccountSettings: Sendable {
     public var clientSentName = "Sent"
     public var clientTrashName = "Trash"
     public var clientJunkName = "Junk"
+    /// `sent_copy`: whether the gateway files its own copy, which decides how a client's APPEND to Sent is
+    /// de-duplicated (`AppendDedup`).
+    public var sentCopy = SentCopyMode.auto
 
     public init(
         endpoint: UpstreamEndpoint, allowInsecureUpstream: Bool = false, lockAfterSend: Bool = true,
@@ -105,13 +109,17 @@ public final class IMAPGateway: Sendable {
         listen: HostPort, implicitTLS: Bool, tls: TLSContext?, configuration: IMAPGatewayConfiguration,
         authenticator: LocalAuthenticator, credentials: any UpstreamCredentials, resolver: @escaping IMAPUpstreamResolver,
         sessionCap: IMAPUpstreamSessionCap, counters: any GatewayCounters = NoCounters(),
-        journal: (any IMAPSentJournal)? = nil, logger: Logger
+        journal: (any IMAPSentJournal)? = nil, logger: Logger,
+        sentCopyCanceller: (any SentCopyCancelling)? = nil, sentFolderSearch: (any SentFolderSearching)? = nil
     ) throws {
         if implicitTLS && tls == nil { throw IMAPGatewaySetupError.implicitTLSWithoutCertificate(listen) }
         let environment = IMAPSessionEnvironment(
             configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
             credentials: credentials, resolver: resolver, sessionCap: sessionCap, counters: counters,
-            journal: journal, tlsContexts: UpstreamTLSContexts(), logger: logger)
+            journal: journal, tlsContexts: UpstreamTLSContexts(), logger: logger,
+            sentCopyCanceller: sentCopyCanceller,
+            sentFolderSearch: sentFolderSearch
+                ?? UpstreamSentFolderSearch(credentials: credentials, limits: configuration.limits))
         let box = IMAPSessionTable()
         self.table = box
         self.logger = logger
@@ -135,6 +143,21 @@ public final class IMAPGateway: Sendable {
 
     /// Client sessions currently open.
     public var activeSessionCount: Int { table.sessions.withLock { $0.count } }
+
+    /// Closes the listening socket only: sessions already open go on (a reload that rebinds this listener).
+    public func stopAccepting() {
+        listener.close()
+    }
+
+    /// For a drain: ends with `* BYE` every session with no command in flight (checked on its queue, so a
+    /// command's tagged reply has been written before the BYE); busy ones are left for the next call.
+    public func shutdownQuietSessions() {
+        table.stopping.withLock { $0 = true }
+        let current = table.sessions.withLock { Array($0.values) }
+        for session in current {
+            session.queue.async { if session.isQuietForShutdown { session.shutdown() } }
+        }
+    }
 
     /// Stops accepting and ends every session with `* BYE` (IMAP has no "finish the command first" for a proxy that
     /// does not know what the client is doing; a client reconnects).
@@ -223,6 +246,6 @@ extension NoCounters: GatewayAmountCounters {
 extension StoreCounters: GatewayAmountCounters {
     func add(_ name: String, amount: Int, account: String?, listener: String) {
         guard amount > 0 else { return }
-        try? database.increment([CounterIncrement(name, account: account, listener: listener, amount: Int64(amount))])
+        batch.add(name, amount: Int64(amount), account: account, listener: listener)
     }
 }

@@ -24,6 +24,10 @@ struct IMAPSessionEnvironment: Sendable {
     var journal: (any IMAPSentJournal)?
     var tlsContexts: UpstreamTLSContexts
     var logger: Logger
+    /// Cancels the gateway's queued sent copy when the client's APPEND files the message (point 6).
+    var sentCopyCanceller: (any SentCopyCancelling)?
+    /// Searches Sent upstream for a Message-ID (a short side session).
+    var sentFolderSearch: any SentFolderSearching
 }
 
 /// One IMAP client connection.
@@ -107,6 +111,14 @@ final class IMAPSession: @unchecked Sendable {
         var listPattern: [UInt8]? = nil
         /// `LIST (SPECIAL-USE) …`: only mailboxes with a special-use attribute (RFC 6154 §3).
         var specialUseOnly = false
+        /// admin (Latency.swift): when the command was complete, and MailGate's own time on its way upstream.
+        var received = DispatchTime.now().uptimeNanoseconds, inbound: UInt64? = nil
+        /// STATUS: the mailbox name exactly as the client wrote it, echoed in the `* STATUS` answer.
+        var statusClientName: [UInt8]? = nil
+        /// LIST: the client's own reference and pattern, and the client-side names already sent for it, so that a
+        /// mapped folder the upstream did not list (a configured `sent_folder`) is still shown.
+        var listClientArguments: (reference: [UInt8], pattern: [UInt8])? = nil
+        var listedNames: Set<MailboxName> = []
     }
 
     /// What to do with the response arriving from upstream (lines after a literal, literal chunks).
@@ -144,6 +156,7 @@ final class IMAPSession: @unchecked Sendable {
     private var scanner: IMAPStreamScanner
     private var assembling: Assembly?
     private var inFlight: [InFlight] = []
+    private var upstreamLoginStarted: UInt64 = 0  // admin: Latency.swift
     private var upstreamQueue: [Segment] = []
     private var awaitingUpstreamContinuation = false
     private var responseDisposition = ResponseDisposition.forward
@@ -176,7 +189,11 @@ final class IMAPSession: @unchecked Sendable {
     private var resyncTag: String?
     /// The client sent LOGOUT: the upstream closing is expected.
     private var clientLoggedOut = false
+    /// An upstream `* BYE` (other than token expiry) was passed to the client: it needs no second BYE of ours.
+    private var upstreamSaidBye = false
     private var account: String?
+    /// The account's settings, resolved once at login (the resolver reads the store: never per command).
+    private var accountSettings: IMAPAccountSettings?
     private var holdsCapSlot = false
     private var lastAccessToken: Redacted<String>?
     private var upstreamCapabilities: [Capability] = []
@@ -253,6 +270,11 @@ final class IMAPSession: @unchecked Sendable {
     }
 
     private var isEnded: Bool { if case .ended = phase { true } else { false } }
+
+    /// No client command is in flight or half-received, so a BYE now cuts nothing short (SIGTERM drain).
+    var isQuietForShutdown: Bool {
+        inFlight.isEmpty && assembling == nil && upstreamQueue.isEmpty && !awaitingUpstreamContinuation
+    }
 
     private func teardown(reason: String?) {
         guard !isEnded else { return }
@@ -492,6 +514,8 @@ final class IMAPSession: @unchecked Sendable {
                         "Too many IMAP sessions for \(account) (at most \(environment.sessionCap.maximum)); close another mail program"))
         }
         self.account = account
+        upstreamLoginStarted = DispatchTime.now().uptimeNanoseconds
+        accountSettings = settings
         holdsCapSlot = true
         logger[metadataKey: "account"] = "\(account)"
         phase = .loggingIn(account: account)
@@ -546,6 +570,7 @@ final class IMAPSession: @unchecked Sendable {
             case .needToken:
                 fetchToken(for: link, forceRefresh: attempt > 1 || isReconnecting)
             case .ready(let capabilities):
+                if case .loggingIn = phase { environment.counters.latency(.imapUpstreamLogin, since: upstreamLoginStarted, account: account) }
                 upstream = .open(link)
                 upstreamCapabilities = capabilities
                 link.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
@@ -827,27 +852,12 @@ final class IMAPSession: @unchecked Sendable {
         if let parsed, command.name != "APPEND", let refusal = lockDecision(parsed) {
             return sendClient("\(command.tag) NO [CANNOT] \(refusal)\r\n")
         }
+        if command.name == "STATUS", let parsed { entry.statusClientName = Self.bytes(of: parsed.arguments.first) }
         if let map = folderMap, let parsed { applyFolderMap(map, to: &command, parsed: parsed, entry: &entry) }
         if command.name == "APPEND", let parsed, let journal = environment.journal, let account,
             appendTargetsSent(command.raw), let messageID = Self.appendedMessageID(parsed)
         {
-            awaitingJournal = true
-            let since = Date().addingTimeInterval(-limits.imapAppendDedupWindowSeconds)
-            let queue = self.queue
-            let pending = UncheckedBox((command, entry))
-            let deadline = DispatchTime.now() + Self.queuedCopyWait
-            // A queued copy may be made in a moment, or find that the server filed the message itself: wait for
-            // the job's verdict (bounded) so that exactly one copy ends in Sent.
-            @Sendable func ask() {
-                let state = journal.copyState(account: account, messageID: messageID, since: since)
-                if state == .queued, DispatchTime.now() < deadline {
-                    DispatchQueue.global(qos: .userInitiated).asyncAfter(deadline: .now() + 0.25) { ask() }
-                    return
-                }
-                queue.async { [self] in appendDecided(pending.value.0, pending.value.1, state, messageID: messageID) }
-            }
-            DispatchQueue.global(qos: .userInitiated).async { ask() }
-            return
+            return startAppendDedup(command, entry, journal: journal, account: account, messageID: messageID)
         }
         if command.name == "CLOSE", closeBecomesUnselect() {
             // CLOSE expunges; in Sent it must not: UNSELECT leaves the mailbox the same way without expunging.
@@ -871,6 +881,7 @@ final class IMAPSession: @unchecked Sendable {
         default:
             break
         }
+        entry.inbound = DispatchTime.now().uptimeNanoseconds - entry.received
         inFlight.append(entry)
         sendUpstream(command)
     }
@@ -895,31 +906,142 @@ final class IMAPSession: @unchecked Sendable {
         return MessageID.extract(fromHeaderOf: messages[0])
     }
 
-    private func appendDecided(_ command: Assembly, _ entry: InFlight, _ state: IMAPJournalCopyState, messageID: String) {
+    /// Point 6: looks the Message-ID up in the journal and lets Policy's `AppendDedup` decide; client input waits
+    /// meanwhile (order is kept). Every path ends in `finishDedup` or an OK without storing.
+    private func startAppendDedup(
+        _ command: Assembly, _ entry: InFlight, journal: any IMAPSentJournal, account: String, messageID: String
+    ) {
+        awaitingJournal = true
+        redecideDedup(command, entry, journal: journal, account: account, messageID: messageID, round: 1)
+    }
+
+    private func redecideDedup(
+        _ command: Assembly, _ entry: InFlight, journal: any IMAPSentJournal, account: String, messageID: String,
+        round: Int
+    ) {
+        let window = limits.imapAppendDedupWindowSeconds
+        let since = Date().addingTimeInterval(-window)
+        let mode = accountSettings?.sentCopy ?? .auto
+        let pending = UncheckedBox((command, entry))
+        let queue = self.queue
+        DispatchQueue.global(qos: .userInitiated).async {
+            let send = IMAPJournalLookup.send(journal, account: account, messageID: messageID, since: since)
+            let decision = AppendDedup.decide(
+                toSentFolder: true, messageID: messageID, journal: send, mode: mode, now: Date(), window: window)
+            queue.async { [self] in dedupStep(pending.value.0, pending.value.1, decision, messageID: messageID, round: round) }
+        }
+    }
+
+    private func dedupStep(_ command: Assembly, _ entry: InFlight, _ decision: AppendDedupDecision, messageID: String, round: Int) {
+        guard !isEnded, let account else { return }
+        let pending = UncheckedBox((command, entry))
+        let queue = self.queue
+        let id = sanitizeForLog(messageID)
+        switch decision {
+        case .forward:
+            finishDedup(forward: command, entry)
+        case .forwardCancellingQueuedCopy:
+            guard let canceller = environment.sentCopyCanceller, let journal = environment.journal else {
+                // Nothing to cancel with: wait (bounded) for the queued copy's own verdict, then decide again.
+                return waitForQueuedCopy(command, entry, messageID: messageID, round: round)
+            }
+            DispatchQueue.global(qos: .userInitiated).async {
+                let cancelled = canceller.cancelQueuedCopy(accountEmail: account, messageID: messageID)
+                queue.async { [self] in
+                    guard !isEnded else { return }
+                    if cancelled || round >= 3 {
+                        logger.info(
+                            "IMAP APPEND to Sent filed by the client; the gateway's queued copy \(cancelled ? "was cancelled" : "could not be cancelled")",
+                            metadata: ["messageID": "\(id)"])
+                        finishDedup(forward: pending.value.0, pending.value.1)
+                    } else {
+                        // The copy was made or decided meanwhile: decide again on what the journal says now.
+                        redecideDedup(
+                            pending.value.0, pending.value.1, journal: journal, account: account, messageID: messageID,
+                            round: round + 1)
+                    }
+                }
+            }
+        case .searchSent(let wanted, let cancel):
+            let fallback: AppendDedupDecision = cancel ? .forwardCancellingQueuedCopy : .forward
+            guard let folder = serverFolders[.sent], let settings = accountSettings, environment.sessionCap.acquire(account)
+            else {
+                logger.info("IMAP APPEND to Sent: Sent cannot be searched now (no folder or no free upstream session)")
+                return dedupStep(command, entry, fallback, messageID: messageID, round: round)
+            }
+            let search = environment.sentFolderSearch
+            let cap = environment.sessionCap
+            Task {
+                let result: (uids: [UInt32], uidValidity: UInt32?)?
+                do {
+                    result = try await search.search(account: account, settings: settings, folder: folder, messageID: wanted)
+                } catch {
+                    result = nil
+                }
+                cap.release(account)
+                let delivered = UncheckedBox(result)
+                queue.async { [self] in
+                    guard let found = delivered.value else {
+                        logger.warning("IMAP APPEND to Sent: the search of Sent failed; the APPEND goes through")
+                        return dedupStep(pending.value.0, pending.value.1, fallback, messageID: messageID, round: round)
+                    }
+                    dedupStep(
+                        pending.value.0, pending.value.1,
+                        AppendDedup.afterSearch(foundUIDs: found.uids, uidValidity: found.uidValidity, cancelQueuedCopy: cancel),
+                        messageID: messageID, round: round)
+                }
+            }
+        case .alreadyFiled(let existing, let cancel):
+            if cancel, let canceller = environment.sentCopyCanceller {
+                DispatchQueue.global(qos: .userInitiated).async {
+                    _ = canceller.cancelQueuedCopy(accountEmail: account, messageID: messageID)
+                }
+            }
+            logger.info("IMAP APPEND to Sent de-duplicated", metadata: ["messageID": "\(id)"])
+            count("imap.append_deduplicated", account: account)
+            sendClient(
+                IMAPAppendDedupAnswer.line(
+                    tag: command.tag, existing: existing, uidPlus: postLoginCapabilityList.contains(.uidPlus)))
+            awaitingJournal = false
+            unblockClient()
+        }
+    }
+
+    /// Without a canceller: polls the journal until the queued copy is decided (made, or skipped because it found
+    /// the message), at most `queuedCopyWait`, then decides once more; still queued then, the APPEND goes through.
+    private func waitForQueuedCopy(_ command: Assembly, _ entry: InFlight, messageID: String, round: Int) {
+        guard round == 1, let journal = environment.journal, let account else { return finishDedup(forward: command, entry) }
+        let since = Date().addingTimeInterval(-limits.imapAppendDedupWindowSeconds)
+        let deadline = DispatchTime.now() + Self.queuedCopyWait
+        let pending = UncheckedBox((command, entry))
+        let queue = self.queue
+        @Sendable func ask() {
+            let state = journal.copyState(account: account, messageID: messageID, since: since)
+            if state == .queued, DispatchTime.now() < deadline {
+                DispatchQueue.global(qos: .userInitiated).asyncAfter(deadline: .now() + 0.25) { ask() }
+                return
+            }
+            queue.async { [self] in
+                guard !isEnded else { return }
+                redecideDedup(pending.value.0, pending.value.1, journal: journal, account: account, messageID: messageID, round: 2)
+            }
+        }
+        DispatchQueue.global(qos: .userInitiated).async { ask() }
+    }
+
+    /// The APPEND goes upstream after all.
+    private func finishDedup(forward command: Assembly, _ entry: InFlight) {
         guard !isEnded else { return }
         awaitingJournal = false
-        switch state {
-        case .filed:
-            logger.info("IMAP APPEND to Sent de-duplicated", metadata: ["messageID": "\(sanitizeForLog(messageID))"])
-            count("imap.append_deduplicated", account: account)
-            sendClient("\(command.tag) OK APPEND completed (MailGate: this message is already in Sent)\r\n")
-        case .queued, .unknown:
-            if state == .queued {
-                logger.info(
-                    "IMAP APPEND to Sent of a message whose copy is still queued; filed, the queued copy will find it",
-                    metadata: ["messageID": "\(sanitizeForLog(messageID))"])
-            }
-            inFlight.append(entry)
-            sendUpstream(command)
-        }
+        inFlight.append(entry)
+        sendUpstream(command)
         unblockClient()
     }
 
     // MARK: - Lock after send
 
     private var lockAfterSend: Bool {
-        guard let account, let settings = environment.resolver(account) else { return false }
-        return settings.lockAfterSend
+        accountSettings?.lockAfterSend ?? false
     }
 
     /// Whether a server-side name is Sent or one of its children.
@@ -1032,6 +1154,7 @@ final class IMAPSession: @unchecked Sendable {
             guard arguments.count >= 2, let reference = Self.bytes(of: arguments[0]),
                 let pattern = Self.bytes(of: arguments[1])
             else { return }
+            if parsed.name == "LIST" { entry.listClientArguments = (reference, pattern) }
             if extended {
                 let tag = command.tag
                 command.raw = Array("\(tag) \(parsed.name) \"\" \"*\"\r\n".utf8)
@@ -1220,7 +1343,7 @@ final class IMAPSession: @unchecked Sendable {
         default:
             // STATUS (the parser keeps it raw): `* STATUS name (…)`, the name mapped back.
             if let line = IMAPCommandLine.parse(bytes), line.name == "STATUS", let name = Self.bytes(of: line.arguments.first) {
-                let client = map.clientName(forServer: MailboxName(name)).bytes
+                let client = statusEcho(forServer: name) ?? map.clientName(forServer: MailboxName(name)).bytes
                 if client != name {
                     return forwardToClient(line.replacing([0: IMAPCommandLine.encodeAstring(client)], in: bytes))
                 }
@@ -1242,12 +1365,38 @@ final class IMAPSession: @unchecked Sendable {
         {
             return
         }
+        if keyword == "LIST", let index = inFlight.firstIndex(where: { $0.name == keyword }) {
+            inFlight[index].listedNames.insert(view.name)
+        }
         forwardToClient(IMAPFolderRewriting.encodeList(view, keyword: keyword))
+    }
+
+    /// The client's own spelling of the mailbox a `* STATUS` answers (RFC 3501 §7.2.4 names the mailbox the
+    /// client asked about; `sent`, `Sent` and `Sent Items` all reach Exchange's `Sent Items`).
+    private func statusEcho(forServer name: [UInt8]) -> [UInt8]? {
+        let asked = inFlight.compactMap(\.statusClientName)
+        let server = MailboxName(name)
+        if let exact = asked.first(where: { client in
+            let mapped = serverSideName(MailboxName(client))
+            return mapped == server || (mapped.isInbox && server.isInbox)
+        }) {
+            return exact
+        }
+        return asked.count == 1 ? asked[0] : nil
+    }
+
+    /// Before a LIST's tagged OK: the mapped folders its pattern matches that the upstream did not list.
+    private func sendSynthesizedListItems(_ done: InFlight) {
+        guard let map = folderMap as? FolderMap, let arguments = done.listClientArguments else { return }
+        let missing = map.synthesizedListItems(
+            reference: MailboxName(arguments.reference), pattern: MailboxName(arguments.pattern),
+            listed: done.listedNames, specialUseOnly: done.specialUseOnly)
+        for info in missing { forwardToClient(IMAPFolderRewriting.encodeList(info, keyword: "LIST")) }
     }
 
     private func finishDiscovery(ok: Bool) {
         guard case .loggingIn = phase else { return }
-        let settings = account.flatMap { environment.resolver($0) }
+        let settings = accountSettings
         let map = FolderMap(
             configuration: FolderMapConfiguration(
                 sentFolder: settings?.sentFolder, trashFolder: settings?.trashFolder, spamFolder: settings?.spamFolder,
@@ -1277,6 +1426,7 @@ final class IMAPSession: @unchecked Sendable {
 
     /// Looks at the first line of an upstream response and decides what happens to it.
     private func startOfResponse(_ line: [UInt8]) -> ResponseDisposition {
+        let arrived = DispatchTime.now().uptimeNanoseconds
         if line.first == UInt8(ascii: "+") { return continuation() }
         let words = Self.firstWords(line, count: 3)
         guard words.count >= 2 else { return .forward }
@@ -1295,6 +1445,7 @@ final class IMAPSession: @unchecked Sendable {
             if words[1].uppercased() == "BYE" {
                 let text = String(decoding: line, as: UTF8.self)
                 if text.contains("AccessTokenExpired") { return accessTokenExpired() }
+                if !clientLoggedOut && !isReconnecting { upstreamSaidBye = true }
             }
             return isReconnecting ? .swallow : .forward
         }
@@ -1319,6 +1470,7 @@ final class IMAPSession: @unchecked Sendable {
         }
         guard let index = inFlight.firstIndex(where: { $0.tag == tag }) else { return .forward }
         let done = inFlight.remove(at: index)
+        defer { if let inbound = done.inbound { environment.counters.latency(.imapAdded, nanoseconds: inbound + DispatchTime.now().uptimeNanoseconds - arrived, account: account) } }
         switch (done.name, status) {
         case ("SELECT", "OK"), ("EXAMINE", "OK"):
             selectedTail = done.selectTail
@@ -1327,6 +1479,8 @@ final class IMAPSession: @unchecked Sendable {
         case ("SELECT", _), ("EXAMINE", _), ("CLOSE", "OK"), ("UNSELECT", "OK"):
             selectedTail = nil
             selectedMailbox = nil
+        case ("LIST", "OK"):
+            sendSynthesizedListItems(done)
         case ("LOGOUT", _):
             // The upstream session is over: its slot is free before the client hears the OK (and may log in again).
             releaseCapSlot()
@@ -1451,6 +1605,11 @@ final class IMAPSession: @unchecked Sendable {
         }
         count("imap.upstream_errors", account: account)
         logger.warning("IMAP upstream connection lost", metadata: ["reason": "\(reason ?? "closed")"])
+        if upstreamSaidBye {
+            // The client has the upstream's own BYE (with its reason): one BYE is what RFC 3501 §7.1.5 allows.
+            client.closeAfterFlushing()
+            return teardown(reason: "upstream said BYE")
+        }
         bye("Connection to Microsoft 365 lost (\(sanitizeForLog(reason ?? "closed", maximumLength: 200)))", reason: "upstream lost")
     }
 

@@ -125,6 +125,11 @@ public final class SMTPGateway: Sendable {
         logger.info("SMTP listener stopped", metadata: ["sessions": "\(current.count)", "drain": "\(drain)"])
     }
 
+    /// Closes the listening socket only: sessions already open go on (a reload that rebinds this listener).
+    public func stopAccepting() {
+        listener.close()
+    }
+
     /// For tests: runs `body` on each open session's queue and collects the results.
     func inspectSessions<T: Sendable>(_ body: @escaping @Sendable (SMTPSession) -> T) -> [T] {
         let current = table.sessions.withLock { Array($0.values) }

@@ -36,6 +36,13 @@ public protocol MessageRecordingProtocol: AnyObject {
     func commit(upstreamReply: String, on queue: DispatchQueue, completion: @escaping (Result<Void, any Error>) -> Void)
     /// The message was not (or may not have been) sent: `fateUnknown` when the final dot went out but no reply came.
     func abandon(reason: String, fateUnknown: Bool)
+    /// Message-ID and size of the message as relayed, for the session's "message relayed" log line.
+    var logSummary: (messageID: String, size: Int) { get }
+}
+
+extension MessageRecordingProtocol {
+    /// Recorders that do not know them (test doubles) log none.
+    public var logSummary: (messageID: String, size: Int) { ("", 0) }
 }
 
 /// Statistics the SMTP gateway counts (the Store's `increment`); called off the session queue.

@@ -194,6 +194,7 @@ final class SMTPSession: @unchecked Sendable {
     private var messagesAccepted = 0
     private var messagesRefused = 0
     private var bytesForwarded = 0
+    private var latencyMarks = (upstreamOpen: UInt64(0), endOfData: UInt64(0))  // admin: Latency.swift
     private let remoteIP: IPAddress?
     var onEnd: (() -> Void)?
 
@@ -487,6 +488,7 @@ final class SMTPSession: @unchecked Sendable {
         account: String, settings: SMTPUpstreamSettings, attempt: Int, rejected: Redacted<String>?,
         completions: [(UpstreamOpenFailure?) -> Void]
     ) {
+        if attempt == 1 { latencyMarks.upstreamOpen = DispatchTime.now().uptimeNanoseconds }
         let link: SMTPUpstreamLink
         do throws(SMTPUpstreamError) {
             link = try SMTPUpstreamLink(
@@ -522,6 +524,7 @@ final class SMTPSession: @unchecked Sendable {
                 fetchToken(for: link, rejected: rejected)
             case .ready(let extensions):
                 environment.extensionsCache.record(extensions, for: link.settings.cacheKey)
+                environment.counters.latency(.smtpUpstreamLogin, since: latencyMarks.upstreamOpen, account: link.account)
                 finishOpening(link, nil)
             case .authenticationFailed(let reply):
                 logger.info("SMTP upstream refused the token", metadata: ["reply": "\(sanitizeForLog(reply.description))"])
@@ -652,6 +655,7 @@ final class SMTPSession: @unchecked Sendable {
     }
 
     private func endOfMessage() {
+        latencyMarks.endOfData = DispatchTime.now().uptimeNanoseconds
         guard case .receiving(let recording) = phase.message, let link = readyLink else {
             abandonRecording(reason: "upstream connection lost", fateUnknown: false)
             return feed(.upstreamReply(SMTPGatewayReplies.upstreamLost))
@@ -752,7 +756,12 @@ final class SMTPSession: @unchecked Sendable {
                     if case .failure(let error) = result {
                         logger.error("SMTP sent message could not be journaled", metadata: ["error": "\(error)"])
                     }
+                    let summary = recording.logSummary
+                    logger.info(
+                        "SMTP message relayed",
+                        metadata: ["size": "\(summary.size)", "messageID": "\(sanitizeForLog(summary.messageID))"])
                     messagesAccepted += 1
+                    environment.counters.latency(.smtpReply250, since: latencyMarks.endOfData, account: transactionAccount)
                     feed(.upstreamReply(reply))
                 }
             } else {

@@ -1,5 +1,7 @@
 // Gateway/SentMail: the lock-after-send archive: each sent message's exact bytes, named by their SHA-256.
 
+import Store
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -17,7 +19,7 @@ struct MessageArchive: Sendable {
 
     /// `<archive>/<aa>/<sha256>`, the layout `journal verify` reads.
     func path(sha256: String) -> String {
-        directory + "/" + String(sha256.prefix(2)) + "/" + sha256
+        ArchiveLayout.path(sha256: sha256, directory: directory)
     }
 
     /// Stores `message` under `sha256` unless an archived file of that name and `size` exists already (same hash,

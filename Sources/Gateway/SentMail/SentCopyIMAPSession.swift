@@ -16,6 +16,10 @@ enum SentCopyIMAPSession {
         case made(folder: String)
         /// Found by Message-ID; nothing appended.
         case skipped(folder: String)
+        /// Fate search (`resolveFate`): found by Message-ID.
+        case found(folder: String)
+        /// Fate search: no message with the Message-ID.
+        case notFound(folder: String)
     }
 
     /// Makes the copy of `job` (its bytes from `message`, `size` bytes) and logs out.
@@ -49,6 +53,7 @@ enum SentCopyIMAPSession {
         let folderName = (try? folder.decodedName) ?? sanitizeForLog(folder.bytes)
 
         var step = SentCopyDecision.firstStep(mode: SentCopyMode(rawValue: job.mode) ?? .always)
+        if job.resolveFate == true { step = .searchFolder }
         if step == .searchFolder {
             _ = try await expectOK(session, .examine(folder), "EXAMINE")
             let (_, found) = try await expectOK(
@@ -56,6 +61,10 @@ enum SentCopyIMAPSession {
             var uids: [UInt32] = []
             for case .search(let numbers) in found { uids += numbers }
             step = SentCopyDecision.afterSearch(foundUIDs: uids)
+            if job.resolveFate == true {
+                try? await session.logout()
+                return uids.isEmpty ? .notFound(folder: folderName) : .found(folder: folderName)
+            }
         }
         let outcome: Outcome
         switch step {

@@ -1,11 +1,14 @@
 // Gateway/SentMail: the persisted sent-copy job, `<state>/spool/<id>.job.json` next to `<id>.eml`.
 
 import Foundation
+import Store
 import Transport
 
-/// One message waiting for its copy in the Sent folder. Written atomically next to the spooled message before
-/// the client gets its 250, so the copy survives a restart; removed only after the copy was made or found.
-/// A job whose attempts are used up stays on disk with `gaveUp` set, for an administrator to see.
+/// One message waiting for its copy in the Sent folder. Kept in the state database (`sentCopyJob`): with
+/// lock-after-send in the same transaction as the pending journal row, before the final dot goes upstream, and
+/// pointing at the archived bytes; without it, next to the spooled message `<spool>/<id>.eml` once the upstream
+/// accepted. Removed only after the copy was made, found or cancelled. A job whose attempts are used up stays with
+/// `gaveUp` set, for an administrator to see. Job files `<spool>/<id>.job.json` of earlier versions are still read.
 struct SentCopyJob: Codable, Sendable, Equatable {
     /// Random hex id; names the `.eml` and `.job.json` files.
     var id: String
@@ -34,6 +37,51 @@ struct SentCopyJob: Codable, Sendable, Equatable {
     var lastError: String?
     /// Attempts used up: kept on disk and logged, never retried automatically.
     var gaveUp: Bool
+    /// The bytes are the archived original (`<archive>/<aa>/<sha256>`), not a spooled `.eml`.
+    var inArchive: Bool? = nil
+    /// Found at start-up still waiting for the upstream's verdict: the message's fate is settled by searching the
+    /// Sent folder for its Message-ID before any copy is made.
+    var resolveFate: Bool? = nil
+
+    /// The job once its fate is settled and a copy is still to be made: due now.
+    func unsettled() -> SentCopyJob {
+        var job = self
+        job.resolveFate = nil
+        job.nextAttemptAt = 0
+        return job
+    }
+
+    /// The job as a database row in `state`.
+    func record(state: SentCopyJobState) throws(SentMailError) -> SentCopyJobRecord {
+        SentCopyJobRecord(
+            id: id, accountEmail: account, messageID: messageID, journalSequence: journalSequence, state: state,
+            payload: String(decoding: try encoded(), as: UTF8.self))
+    }
+
+    /// Stores the job (insert or replace) in `state`.
+    func save(in database: MailGateDatabase, state: SentCopyJobState) throws(SentMailError) {
+        let record = try record(state: state)
+        do {
+            try database.saveSentCopyJob(record)
+        } catch {
+            throw .journalFailed(reason: error.description)
+        }
+    }
+
+    /// The job a database row holds (its id, account and journal row taken from the row's columns).
+    static func decode(_ record: SentCopyJobRecord) throws(SentMailError) -> SentCopyJob {
+        var job: SentCopyJob
+        do {
+            job = try JSONDecoder().decode(SentCopyJob.self, from: Data(record.payload.utf8))
+        } catch {
+            throw .invalidUse("sent-copy job \(record.id) in the database is not a job description")
+        }
+        job.id = record.id
+        job.journalSequence = record.journalSequence
+        job.gaveUp = job.gaveUp || record.state == .gaveUp
+        if record.state == .awaitingVerdict { job.resolveFate = true }
+        return job
+    }
 
     /// The IMAP endpoint recorded in the job.
     var endpoint: UpstreamIMAPEndpoint? {
@@ -51,7 +99,7 @@ struct SentCopyJob: Codable, Sendable, Equatable {
     /// The job as JSON bytes.
     func encoded() throws(SentMailError) -> [UInt8] {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.outputFormatting = [.sortedKeys]
         do {
             return Array(try encoder.encode(self))
         } catch {

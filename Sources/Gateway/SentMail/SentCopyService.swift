@@ -31,12 +31,17 @@ actor SentCopyService {
     private var endpointRewrite: (@Sendable (UpstreamEndpoint) -> UpstreamEndpoint)?
     /// Attempts made so far (all jobs), for tests and logs.
     private(set) var attemptCount = 0
+    private var holdAll = false
+    private let testHooks: SentMailTestHooks
+    /// Which queued jobs exist and which one runs, readable without the actor (`cancelQueuedCopy`).
+    private nonisolated let registry = SentCopyRegistry()
 
     init(
         spoolDirectory: String, archive: MessageArchive, database: MailGateDatabase,
         credentials: any UpstreamCredentials, logger: Logger, retryDelays: [Double], limits: Limits,
-        attemptTimeout: Double = 600
+        attemptTimeout: Double = 600, testHooks: SentMailTestHooks = SentMailTestHooks()
     ) {
+        self.testHooks = testHooks
         self.spoolDirectory = spoolDirectory
         self.archive = archive
         self.database = database
@@ -49,35 +54,56 @@ actor SentCopyService {
 
     // MARK: - Life cycle
 
-    /// Reads every job file left in the spool (gave-up jobs are logged and left alone) and removes spill files of
+    /// Reads every job left by an earlier run from the database (gave-up jobs are logged and left alone), moves
+    /// job files of earlier versions (`<spool>/<id>.job.json`) into the database, and removes spill files of
     /// messages that never got the upstream's 250: their fate is in the journal and, with lock-after-send, their
     /// bytes in the archive; nothing waits for them.
-    nonisolated static func loadJobs(spoolDirectory: String, logger: Logger) -> [SentCopyJob] {
-        var jobs: [SentCopyJob] = []
+    nonisolated static func loadJobs(spoolDirectory: String, database: MailGateDatabase, logger: Logger) -> [SentCopyJob] {
         for name in DurableFile.list(spoolDirectory) where name.hasSuffix(".job.json") {
             let path = spoolDirectory + "/" + name
-            do {
+            do throws(SentMailError) {
                 let job = try SentCopyJob.load(path: path)
+                try job.save(in: database, state: job.gaveUp ? .gaveUp : .queued)
+                DurableFile.remove(path)
+            } catch {
+                logger.warning(
+                    "A sent-copy job file cannot be read; it is left in place",
+                    metadata: ["job": "\(path)", "error": "\(error)"])
+            }
+        }
+        var jobs: [SentCopyJob] = []
+        let records: [SentCopyJobRecord]
+        do {
+            records = try database.sentCopyJobs()
+        } catch {
+            logger.error("The sent-copy jobs cannot be read", metadata: ["error": "\(error.description)"])
+            records = []
+        }
+        for record in records {
+            do throws(SentMailError) {
+                let job = try SentCopyJob.decode(record)
                 if job.gaveUp {
                     logger.warning(
                         "A sent copy was given up earlier and is kept for an administrator",
                         metadata: [
-                            "job": "\(path)", "account": "\(job.account)",
+                            "job": "\(record.id)", "account": "\(job.account)",
                             "messageID": "\(sanitizeForLog(job.messageID))",
                         ])
                     continue
                 }
                 jobs.append(job)
             } catch {
-                logger.warning(
-                    "A sent-copy job file cannot be read; it is left in place", metadata: ["error": "\(error)"])
+                logger.warning("A sent-copy job cannot be read; it is left in place", metadata: ["error": "\(error)"])
             }
         }
         for name in DurableFile.list(spoolDirectory) where name.hasSuffix(".eml.part") {
             DurableFile.remove(spoolDirectory + "/" + name)
         }
         if !jobs.isEmpty {
-            logger.info("Sent copies waiting from an earlier run", metadata: ["count": "\(jobs.count)"])
+            let unsettled = jobs.filter { $0.resolveFate == true }.count
+            logger.info(
+                "Sent copies waiting from an earlier run",
+                metadata: ["count": "\(jobs.count)", "fateToSettle": "\(unsettled)"])
         }
         return jobs
     }
@@ -86,7 +112,10 @@ actor SentCopyService {
     func start(with loaded: [SentCopyJob]) {
         guard loop == nil else { return }
         stopping = false
-        for job in loaded where jobs[job.id] == nil { jobs[job.id] = job }
+        for job in loaded where jobs[job.id] == nil {
+            jobs[job.id] = job
+            registry.add(job)
+        }
         loop = Task { await self.run() }
     }
 
@@ -99,14 +128,57 @@ actor SentCopyService {
         timer?.cancel()
     }
 
-    /// Adds a job (already saved on disk) and wakes the loop.
+    /// Adds a job (already saved) and wakes the loop.
     func enqueue(_ job: SentCopyJob) {
+        registry.add(job)
+        guard !registry.isCancelled(job.id) else { return }
         jobs[job.id] = job
         wake()
     }
 
+    /// `enqueue` from a queue: the job is visible to `cancelQueuedCopy` at once, the loop learns of it soon.
+    nonisolated func enqueueSaved(_ job: SentCopyJob) {
+        registry.add(job)
+        Task { await self.enqueue(job) }
+    }
+
+    /// A client appended its own copy of `messageID` to Sent (IMAP) while the gateway's copy is still queued:
+    /// the queued job is dropped (journal copy state `skipped`, counter `sent_copy_cancelled`) and true is
+    /// returned. False when there is no such job in this process, or it is running or done.
+    nonisolated func cancelQueuedCopy(accountEmail: String, messageID: String) -> Bool {
+        guard let job = registry.cancel(accountEmail: accountEmail, messageID: messageID) else { return false }
+        do {
+            try database.finishSentCopyJob(
+                id: job.id, journalSequence: job.journalSequence, sentCopyState: .skipped,
+                counters: [CounterIncrement("sent_copy_cancelled", account: job.account, listener: job.listener)])
+        } catch {
+            // The job stays in the database: after a restart `auto` finds the client's copy and appends nothing.
+            logger.warning(
+                "A cancelled sent copy could not be removed from the database",
+                metadata: ["account": "\(job.account)", "error": "\(error.description)"])
+        }
+        logger.info(
+            "Queued sent copy cancelled: the client appended its own",
+            metadata: ["account": "\(job.account)", "messageID": "\(sanitizeForLog(messageID))"])
+        Task { await self.dropCancelled() }
+        return true
+    }
+
+    private func dropCancelled() {
+        for id in jobs.keys where registry.isCancelled(id) {
+            jobs[id] = nil
+            registry.remove(id)
+        }
+    }
+
     /// The jobs still queued (not given up), for tests and `stats`.
     var queuedJobs: [SentCopyJob] { Array(jobs.values) }
+
+    /// Test hook: while true the loop attempts nothing (jobs stay queued).
+    func setHoldAll(_ hold: Bool) {
+        holdAll = hold
+        wake()
+    }
 
     /// Test hook: see `endpointRewrite`.
     func setEndpointRewrite(_ rewrite: (@Sendable (UpstreamEndpoint) -> UpstreamEndpoint)?) {
@@ -122,8 +194,13 @@ actor SentCopyService {
     // MARK: - The loop
 
     private func run() async {
+        await testHooks.holdSentCopies()
         while !stopping {
             let now = Date().timeIntervalSince1970
+            if holdAll {
+                await sleep(seconds: 3_600)
+                continue
+            }
             if let job = jobs.values.filter({ $0.nextAttemptAt <= now }).min(by: { $0.nextAttemptAt < $1.nextAttemptAt }
             ) {
                 await attempt(job)
@@ -155,6 +232,13 @@ actor SentCopyService {
 
     private func attempt(_ queued: SentCopyJob) async {
         var job = queued
+        guard registry.claim(job.id) else {
+            // Cancelled by a client's own APPEND between the loop's pick and now.
+            jobs[job.id] = nil
+            registry.remove(job.id)
+            return
+        }
+        defer { registry.release(job.id) }
         attemptCount += 1
         guard var endpoint = job.endpoint else {
             await giveUp(&job, reason: "the job names no usable IMAP endpoint")
@@ -164,7 +248,9 @@ actor SentCopyService {
         let messagePath = SentCopyJob.messagePath(id: job.id, spool: spoolDirectory)
         let archived = archive.path(sha256: job.sha256)
         let source: SpooledMessage
-        if DurableFile.exists(messagePath) {
+        if job.inArchive == true, DurableFile.exists(archived) {
+            source = .file(path: archived)
+        } else if DurableFile.exists(messagePath) {
             source = .file(path: messagePath)
         } else if DurableFile.exists(archived) {
             source = .file(path: archived)
@@ -176,6 +262,8 @@ actor SentCopyService {
             job: job, message: source, endpoint: endpoint, credentials: credentials, limits: limits,
             timeout: attemptTimeout)
         switch result {
+        case .success(let outcome) where job.resolveFate == true:
+            settle(&job, outcome)
         case .success(let outcome):
             finish(job, outcome)
         case .failure(let error):
@@ -233,16 +321,104 @@ actor SentCopyService {
                     "account": "\(job.account)", "folder": "\(sanitizeForLog(folder))",
                     "messageID": "\(sanitizeForLog(job.messageID))",
                 ])
+        case .found, .notFound:
+            logger.error("The sent-copy search answered an attempt that asked for a copy")
+            return
         }
         record(job, state: state, counter: counter)
-        DurableFile.remove(SentCopyJob.jobPath(id: job.id, spool: spoolDirectory))
         DurableFile.remove(SentCopyJob.messagePath(id: job.id, spool: spoolDirectory))
         jobs[job.id] = nil
+        registry.remove(job.id)
+    }
+
+    /// A job found at start-up still waiting for the upstream's verdict (MailGate stopped between the final dot
+    /// and the journal completion): the search of Sent settles the row. Exchange files what it sends, so found
+    /// means sent (row `sent`, copy `skipped`); not found leaves the row `unknown` with a log line, and a copy is
+    /// made only with `sent_copy = "always"` (`auto` trusts the server to file what it sent).
+    private func settle(_ job: inout SentCopyJob, _ outcome: SentCopyIMAPSession.Outcome) {
+        let found: Bool
+        let folder: String
+        switch outcome {
+        case .found(let name), .skipped(let name):
+            found = true
+            folder = name
+        case .notFound(let name), .made(let name):
+            found = false
+            folder = name
+        }
+        let always = SentCopyMode(rawValue: job.mode) == .always
+        var counters = [CounterIncrement(found ? "messages_relayed" : "messages_fate_unknown", account: job.account, listener: job.listener)]
+        if found {
+            counters.append(CounterIncrement("bytes_relayed", account: job.account, listener: job.listener, amount: Int64(job.size)))
+            counters.append(CounterIncrement("sent_copy_skipped", account: job.account, listener: job.listener))
+        }
+        let copyAnyway = !found && always
+        do {
+            if let sequence = job.journalSequence, try database.journalEntry(sequence: sequence)?.status == .pending {
+                let reply =
+                    found
+                    ? "(settled at restart: MailGate stopped before recording the upstream's reply; the message was found in \(sanitizeForLog(folder)) by its Message-ID)"
+                    : "(fate unknown: MailGate stopped before recording the upstream's reply, and \(sanitizeForLog(folder)) holds no message with its Message-ID)"
+                try database.completeJournalEntry(
+                    sequence: sequence, status: found ? .sent : .unknown, upstreamReply: reply,
+                    sentCopyState: found ? .skipped : (copyAnyway ? .pending : .failed), counters: counters,
+                    sentCopyJobChange: copyAnyway ? .queue(id: job.id) : .remove(id: job.id))
+            } else {
+                try database.finishSentCopyJob(
+                    id: job.id, journalSequence: job.journalSequence,
+                    sentCopyState: found ? .skipped : (copyAnyway ? .pending : .failed),
+                    keep: copyAnyway ? try? job.unsettled().record(state: .queued) : nil)
+            }
+        } catch {
+            logger.warning(
+                "The settled fate of an interrupted message could not be recorded; it is searched again",
+                metadata: ["account": "\(job.account)", "error": "\(error)"])
+            job.nextAttemptAt = Date().timeIntervalSince1970 + (retryDelays.first ?? 5)
+            jobs[job.id] = job
+            return
+        }
+        let metadata: Logger.Metadata = [
+            "account": "\(job.account)", "messageID": "\(sanitizeForLog(job.messageID))",
+            "folder": "\(sanitizeForLog(folder))", "sequence": "\(job.journalSequence.map(String.init) ?? "-")",
+        ]
+        if found {
+            logger.notice("Interrupted message found in the Sent folder: journaled as sent, no copy needed", metadata: metadata)
+        } else if copyAnyway {
+            logger.warning(
+                "Interrupted message not in the Sent folder: its fate stays unknown; sent_copy = always, so MailGate files its copy",
+                metadata: metadata)
+        } else {
+            logger.warning(
+                "Interrupted message not in the Sent folder: its fate stays unknown and MailGate makes no copy (sent_copy = auto trusts the server to file what it sent); check with the recipients or `mailgate journal verify`",
+                metadata: metadata)
+        }
+        if copyAnyway {
+            let queued = job.unsettled()
+            jobs[job.id] = queued
+        } else {
+            jobs[job.id] = nil
+            registry.remove(job.id)
+        }
     }
 
     private func fail(_ job: inout SentCopyJob, error: SentMailError) async {
         job.attempts += 1
         job.lastError = String(error.description.prefix(500))
+        if job.resolveFate == true, let sequence = job.journalSequence {
+            // The search that would settle an interrupted message failed: its row becomes `unknown` now, so it
+            // does not hold back the chain; the search is retried and settles only the copy.
+            do {
+                if try database.journalEntry(sequence: sequence)?.status == .pending {
+                    try database.completeJournalEntry(
+                        sequence: sequence, status: .unknown,
+                        upstreamReply: "(fate unknown: MailGate stopped before recording the upstream's reply, and the Sent folder could not be searched: \(String(error.description.prefix(300))))",
+                        counters: [CounterIncrement("messages_fate_unknown", account: job.account, listener: job.listener)])
+                }
+            } catch {
+                logger.warning(
+                    "An interrupted journal row could not be marked unknown", metadata: ["error": "\(error.description)"])
+            }
+        }
         guard let delay = SentCopyDecision.retryDelay(afterFailedAttempts: job.attempts, delays: retryDelays) else {
             await giveUp(&job, reason: error.description)
             return
@@ -261,40 +437,36 @@ actor SentCopyService {
     private func giveUp(_ job: inout SentCopyJob, reason: String) async {
         job.gaveUp = true
         job.lastError = String(reason.prefix(500))
-        save(job)
         jobs[job.id] = nil
-        record(job, state: .failed, counter: "sent_copy_failed")
+        registry.remove(job.id)
+        record(job, state: .failed, counter: "sent_copy_failed", keep: try? job.record(state: .gaveUp))
         logger.warning(
             "Sent copy given up; the message and its job stay in the spool for an administrator",
             metadata: [
                 "account": "\(job.account)", "messageID": "\(sanitizeForLog(job.messageID))",
-                "job": "\(SentCopyJob.jobPath(id: job.id, spool: spoolDirectory))", "error": "\(reason)",
+                "job": "\(job.id)", "error": "\(reason)",
             ])
     }
 
     private func save(_ job: SentCopyJob) {
-        do {
-            try job.save(spool: spoolDirectory)
+        do throws(SentMailError) {
+            try job.save(in: database, state: job.resolveFate == true ? .awaitingVerdict : .queued)
         } catch {
             logger.error("A sent-copy job could not be saved", metadata: ["error": "\(error.description)"])
         }
     }
 
-    /// The journal's copy state (when journaled) and the counter.
-    private func record(_ job: SentCopyJob, state: SentCopyState, counter: String) {
-        if let sequence = job.journalSequence {
-            do {
-                try database.updateSentCopyState(sequence: sequence, state: state)
-            } catch {
-                logger.warning(
-                    "The journal's sent-copy state could not be updated",
-                    metadata: ["sequence": "\(sequence)", "error": "\(error.description)"])
-            }
-        }
+    /// The journal's copy state (when journaled), the job removed (or kept as given up) and the counter, in one
+    /// transaction.
+    private func record(_ job: SentCopyJob, state: SentCopyState, counter: String, keep: SentCopyJobRecord? = nil) {
         do {
-            try database.increment([CounterIncrement(counter, account: job.account, listener: job.listener)])
+            try database.finishSentCopyJob(
+                id: job.id, journalSequence: job.journalSequence, sentCopyState: state,
+                counters: [CounterIncrement(counter, account: job.account, listener: job.listener)], keep: keep)
         } catch {
-            logger.warning("A counter could not be written", metadata: ["error": "\(error.description)"])
+            logger.warning(
+                "The sent-copy outcome could not be recorded",
+                metadata: ["job": "\(job.id)", "error": "\(error.description)"])
         }
     }
 }
@@ -339,5 +511,60 @@ final class ResultGate<Value: Sendable>: @unchecked Sendable {
         lock.unlock()
         continuation.resume(returning: value)
         for action in actions { action() }
+    }
+}
+
+/// The queued jobs of this process by account and Message-ID, and which one is running: the part of the worker's
+/// state that `cancelQueuedCopy` reads from an IMAP session's queue, without waiting for the actor.
+final class SentCopyRegistry: @unchecked Sendable {
+    // @unchecked Sendable: every field is read and written under `lock`.
+    private struct Entry {
+        var job: SentCopyJob
+        var running = false
+        var cancelled = false
+    }
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+
+    func add(_ job: SentCopyJob) {
+        lock.withLock {
+            if entries[job.id] == nil { entries[job.id] = Entry(job: job) }
+        }
+    }
+
+    func remove(_ id: String) {
+        lock.withLock { _ = entries.removeValue(forKey: id) }
+    }
+
+    func isCancelled(_ id: String) -> Bool {
+        lock.withLock { entries[id]?.cancelled ?? false }
+    }
+
+    /// Marks the job running; false when it was cancelled.
+    func claim(_ id: String) -> Bool {
+        lock.withLock {
+            guard entries[id]?.cancelled != true else { return false }
+            entries[id]?.running = true
+            return true
+        }
+    }
+
+    func release(_ id: String) {
+        lock.withLock { entries[id]?.running = false }
+    }
+
+    /// Cancels the queued (not running) job of `messageID` for `accountEmail`; returns it, or nil.
+    func cancel(accountEmail: String, messageID: String) -> SentCopyJob? {
+        let account = accountEmail.lowercased()
+        return lock.withLock {
+            guard
+                let (id, entry) = entries.first(where: {
+                    $0.value.job.account.lowercased() == account && $0.value.job.messageID == messageID
+                        && !$0.value.cancelled
+                }), !entry.running
+            else { return nil }
+            entries[id]?.cancelled = true
+            return entry.job
+        }
     }
 }

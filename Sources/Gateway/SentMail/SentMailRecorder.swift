@@ -26,6 +26,8 @@ public final class SentMailRecorder: Sendable {
     let logger: Logger
     let autoFileDelay: Double
     let service: SentCopyService
+    /// Crash-test windows and injected failures (inert unless a test sets them).
+    let testHooks: SentMailTestHooks
 
     /// - Parameters:
     ///   - database: where the journal rows and counters go.
@@ -46,9 +48,11 @@ public final class SentMailRecorder: Sendable {
         self.limits = limits
         self.logger = logger
         self.autoFileDelay = autoFileDelay
+        let hooks = SentMailTestHooks()
+        self.testHooks = hooks
         self.service = SentCopyService(
             spoolDirectory: spoolDirectory, archive: archive, database: database, credentials: credentials,
-            logger: logger, retryDelays: copyRetryDelays, limits: limits)
+            logger: logger, retryDelays: copyRetryDelays, limits: limits, testHooks: hooks)
     }
 
     /// Starts the background sent-copy worker and re-queues every spooled copy left by an earlier run (the job
@@ -60,7 +64,7 @@ public final class SentMailRecorder: Sendable {
         } catch {
             logger.error("The sent-mail directories cannot be made", metadata: ["error": "\(error.description)"])
         }
-        let jobs = SentCopyService.loadJobs(spoolDirectory: spoolDirectory, logger: logger)
+        let jobs = SentCopyService.loadJobs(spoolDirectory: spoolDirectory, database: database, logger: logger)
         let service = self.service
         Task { await service.start(with: jobs) }
     }
@@ -130,11 +134,15 @@ public final class MessageRecording: @unchecked Sendable {
     private var verdict = Verdict.open
     /// On `work` only.
     private var journalSequence: Int64?
+    /// The copy job stored with the pending row (lock-after-send with a copy to make); on `work` only.
+    private var copyJob: SentCopyJob?
 
     /// The Message-ID the relayed message carries (its own or the generated one); set by `finishInput`.
     public private(set) var messageID = ""
     /// Bytes forwarded upstream (after a Message-ID was added, if it was).
     public private(set) var size = 0
+    /// Both, for the SMTP session's log line.
+    public var logSummary: (messageID: String, size: Int) { (messageID, size) }
     /// SHA-256 of exactly the forwarded bytes, lowercase hex; set by `finishInput`.
     public private(set) var sha256Hex = ""
 
@@ -246,12 +254,14 @@ public final class MessageRecording: @unchecked Sendable {
                 counters.append(counter(name))
             }
             let database = recorder.database
+            let change = copyJob.map { SentCopyJobChange.remove(id: $0.id) }
+            copyJob = nil
             do {
                 if let sequence = journalSequence {
                     try database.completeJournalEntry(
                         sequence: sequence, status: fateUnknown ? .unknown : .failed,
                         upstreamReply: sanitizeForLog(reason, maximumLength: 1_000), sentCopyState: .disabled,
-                        counters: counters)
+                        counters: counters, sentCopyJobChange: change)
                 } else if !counters.isEmpty {
                     try database.increment(counters)
                 }
@@ -265,7 +275,7 @@ public final class MessageRecording: @unchecked Sendable {
                     retryCompletion(sequence: sequence) { () throws(StoreError) in
                         try database.completeJournalEntry(
                             sequence: sequence, status: status, upstreamReply: reply, sentCopyState: .disabled,
-                            counters: counters)
+                            counters: counters, sentCopyJobChange: change)
                     }
                 }
             }
@@ -283,14 +293,27 @@ public final class MessageRecording: @unchecked Sendable {
         if policy.lockAfterSend {
             do {
                 try recorder.archive.store(sealed, sha256: sha256Hex, size: size)
-                let needsJob = SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil)
+                // The copy job goes into the pending row's own transaction and reads the archived bytes: a crash
+                // from here on leaves a job whose fate the next start settles, and the message is written once.
+                var record: SentCopyJobRecord?
+                if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil),
+                    let imap = policy.imap
+                {
+                    var job = makeJob(endpoint: imap)
+                    job.inArchive = true
+                    record = try job.record(state: .awaitingVerdict)
+                    copyJob = job
+                }
                 journalSequence = try recorder.database.insertPendingJournalEntry(
                     accountEmail: account, listener: listener, mailFrom: mailFrom, rcptTo: recipients,
                     messageID: messageID, size: Int64(size), sha256: sha256Hex,
-                    sentCopyState: needsJob ? .pending : .disabled, createdAt: receivedAt)
+                    sentCopyState: record != nil ? .pending : .disabled, createdAt: receivedAt, sentCopyJob: record)
+                copyJob?.journalSequence = journalSequence
             } catch let error as SentMailError {
+                copyJob = nil
                 return .failure(error)
             } catch {
+                copyJob = nil
                 return .failure(.journalFailed(reason: "\(error)"))
             }
         }
@@ -306,54 +329,46 @@ public final class MessageRecording: @unchecked Sendable {
         }
         guard verdict == .prepared else { return .failure(.invalidUse("commit after the verdict")) }
         verdict = .committed
+        recorder.testHooks.holdAfterUpstreamReply()
         let logger = recorder.logger
-        var copyState: SentCopyState = .disabled
-        var job: SentCopyJob?
-        if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap
-        {
-            do {
-                job = try persistJob(sealed, endpoint: imap)
-                copyState = .pending
-            } catch {
-                copyState = .failed
-                logger.error(
-                    "The sent copy could not be queued; the message was sent but gets no copy",
-                    metadata: [
-                        "account": "\(account)", "messageID": "\(sanitizeForLog(messageID))",
-                        "error": "\(error.description)",
-                    ])
-            }
-        }
-        if job == nil, case .file(let path) = sealed { DurableFile.remove(path) }
         let counters = [counter("messages_relayed"), counter("bytes_relayed", amount: Int64(size))]
+        let reply = sanitizeForLog(upstreamReply, maximumLength: 1_000)
         var result: Result<Void, SentMailError> = .success(())
-        do {
-            if let sequence = journalSequence {
-                try recorder.database.completeJournalEntry(
-                    sequence: sequence, status: .sent,
-                    upstreamReply: sanitizeForLog(upstreamReply, maximumLength: 1_000),
-                    sentCopyState: copyState, counters: counters)
-            } else {
-                try recorder.database.increment(counters)
-            }
-        } catch {
-            logger.error(
-                "The journal could not record a sent message; retrying",
-                metadata: ["account": "\(account)", "error": "\(error)"])
-            if let sequence = journalSequence {
+        if let sequence = journalSequence {
+            // Journaled: the bytes are archived and the job (if any) is stored with the row; the completion
+            // makes it due in the same transaction. The copy state was set at the insert; leaving it alone here
+            // means a retried completion cannot overwrite what the copy worker recorded meanwhile.
+            if case .file(let path) = sealed { DurableFile.remove(path) }
+            let change = copyJob.map { SentCopyJobChange.queue(id: $0.id) }
+            let database = recorder.database
+            do {
+                try database.completeJournalEntry(
+                    sequence: sequence, status: .sent, upstreamReply: reply, counters: counters,
+                    sentCopyJobChange: change)
+            } catch {
+                logger.error(
+                    "The journal could not record a sent message; retrying",
+                    metadata: ["account": "\(account)", "error": "\(error)"])
                 result = .failure(.journalFailed(reason: "\(error)"))
-                let database = recorder.database
-                let reply = sanitizeForLog(upstreamReply, maximumLength: 1_000)
                 retryCompletion(sequence: sequence) { () throws(StoreError) in
                     try database.completeJournalEntry(
-                        sequence: sequence, status: .sent, upstreamReply: reply, sentCopyState: copyState,
-                        counters: counters)
+                        sequence: sequence, status: .sent, upstreamReply: reply, counters: counters,
+                        sentCopyJobChange: change)
                 }
             }
+            if let job = copyJob { recorder.service.enqueueSaved(job) }
+            return result
         }
-        if let job {
-            let service = recorder.service
-            Task { await service.enqueue(job) }
+        do {
+            try recorder.database.increment(counters)
+        } catch {
+            logger.error("The relay counters could not be written", metadata: ["error": "\(error)"])
+        }
+        if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap
+        {
+            persistJob(sealed, job: makeJob(endpoint: imap), attempt: 1)
+        } else if case .file(let path) = sealed {
+            DurableFile.remove(path)
         }
         return result
     }
@@ -375,28 +390,62 @@ public final class MessageRecording: @unchecked Sendable {
         }
     }
 
-    /// Moves the spooled bytes to `<spool>/<id>.eml` (fsynced) and saves the job next to it.
-    private func persistJob(_ sealed: SpooledMessage, endpoint: UpstreamEndpoint) throws(SentMailError) -> SentCopyJob {
+    /// Without a journal row: moves the spooled bytes to `<spool>/<id>.eml` (fsynced), stores the job as queued
+    /// and hands it to the worker. A failure (disk full, database locked) is retried with the completion's
+    /// back-off — the spooled bytes are kept meanwhile — rather than leaving the message without a copy for ever.
+    private func persistJob(_ sealed: SpooledMessage, job: SentCopyJob, attempt: Int) {
+        dispatchPrecondition(condition: .onQueue(work))
         let spoolDirectory = recorder.spoolDirectory
-        try DurableFile.makeDirectory(spoolDirectory)
-        let path = SentCopyJob.messagePath(id: id, spool: spoolDirectory)
-        switch sealed {
-        case .memory(let bytes):
-            try DurableFile.writeAtomically(bytes, to: path)
-        case .file(let partPath):
-            try DurableFile.syncFile(partPath)
-            try DurableFile.rename(partPath, to: path)
-            try DurableFile.syncDirectory(spoolDirectory)
+        let path = SentCopyJob.messagePath(id: job.id, spool: spoolDirectory)
+        do throws(SentMailError) {
+            try recorder.testHooks.failPersist()
+            try DurableFile.makeDirectory(spoolDirectory)
+            switch sealed {
+            case .memory(let bytes):
+                if !DurableFile.exists(path) { try DurableFile.writeAtomically(bytes, to: path) }
+            case .file(let partPath):
+                if DurableFile.exists(partPath) {
+                    try DurableFile.syncFile(partPath)
+                    try DurableFile.rename(partPath, to: path)
+                    try DurableFile.syncDirectory(spoolDirectory)
+                }
+            }
+            try job.save(in: recorder.database, state: .queued)
+            if attempt > 1 {
+                recorder.logger.notice(
+                    "The sent copy was queued on retry", metadata: ["account": "\(account)", "attempts": "\(attempt)"])
+            }
+            recorder.service.enqueueSaved(job)
+        } catch {
+            let retry = completionRetry
+            guard attempt < retry.maximumAttempts else {
+                recorder.logger.error(
+                    "The sent copy could not be queued after \(attempt) attempts; the message was sent but gets no copy",
+                    metadata: [
+                        "account": "\(account)", "messageID": "\(sanitizeForLog(messageID))",
+                        "error": "\(error.description)",
+                    ])
+                if case .file(let partPath) = sealed { DurableFile.remove(partPath) }
+                return
+            }
+            recorder.logger.warning(
+                "The sent copy could not be queued; retrying",
+                metadata: ["account": "\(account)", "attempt": "\(attempt)", "error": "\(error.description)"])
+            work.asyncAfter(deadline: .now() + retry.delay(beforeAttempt: attempt)) { [self] in
+                persistJob(sealed, job: job, attempt: attempt + 1)
+            }
         }
+    }
+
+    /// The job for this message (not yet stored).
+    private func makeJob(endpoint: UpstreamEndpoint) -> SentCopyJob {
         let now = Date().timeIntervalSince1970
-        let job = SentCopyJob(
+        return SentCopyJob(
             id: id, account: account, listener: listener, messageID: messageID, journalSequence: journalSequence,
             sha256: sha256Hex, size: size, mode: policy.sentCopy.rawValue, sentFolder: policy.sentFolder,
             imapHost: endpoint.address.host, imapPort: endpoint.address.port, imapSecurity: endpoint.security.rawValue,
             caFile: endpoint.caFile, sentAt: now, attempts: 0,
             nextAttemptAt: now + (policy.sentCopy == .auto ? recorder.autoFileDelay : 0), lastError: nil, gaveUp: false)
-        try job.save(spool: spoolDirectory)
-        return job
     }
 
     private func counter(_ name: String, amount: Int64 = 1) -> CounterIncrement {

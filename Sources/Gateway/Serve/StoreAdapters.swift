@@ -11,12 +11,18 @@ struct StorePasswordLookup: PasswordHashLookup {
     }
 }
 
-/// Session counters as Store counter increments (hour buckets), written off the session queue.
-struct StoreCounters: GatewayCounters {
-    let database: MailGateDatabase
+/// Session counters as Store counter increments (hour buckets), summed in memory by a `CounterBatch` that
+/// writes them every few seconds (not a SQLite transaction per event).
+struct StoreCounters: GatewayCounters, LatencyRecording {
+    let batch: CounterBatch
+    /// Where latencies go (nil: not kept).
+    var latency: LatencyBook? = nil
 
     func increment(_ name: String, account: String?, listener: String) {
-        // A lost counter must not fail a session; the Store logs nothing secret, so the error is dropped here.
-        try? database.increment([CounterIncrement(name, account: account, listener: listener)])
+        batch.add(name, account: account, listener: listener)
+    }
+
+    func record(_ metric: LatencyMetric, microseconds: UInt64, account: String?) {
+        latency?.record(metric, microseconds: microseconds, account: account)
     }
 }

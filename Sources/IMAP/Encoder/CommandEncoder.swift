@@ -73,6 +73,27 @@ public struct IMAPCommandEncoder: Sendable {
             writer.writeAstring(Array(field.utf8))
             writer.write(" ")
             writer.writeString(Array(value.utf8))  // quoted even when an atom would do: servers expect it
+        case .uidSearchHeaderAny(let field, let values):
+            writer.write("UID SEARCH ")
+            if !(values.joined() + field).utf8.allSatisfy({ $0 < 0x80 }) { writer.write("CHARSET UTF-8 ") }
+            if values.isEmpty { writer.write("NOT ALL") }  // no values: a valid search that matches nothing
+            for _ in values.dropFirst() { writer.write("OR ") }
+            for (index, value) in values.enumerated() {
+                if index > 0 { writer.write(" ") }
+                writer.write("HEADER ")
+                writer.writeAstring(Array(field.utf8))
+                writer.write(" ")
+                writer.writeString(Array(value.utf8))
+            }
+        case .uidFetchHeaderFields(let uids, let fields):
+            writer.write("UID FETCH ")
+            writer.write(uids.isEmpty ? "0" : uids.map(String.init).joined(separator: ","))
+            writer.write(" (UID BODY.PEEK[HEADER.FIELDS (")
+            for (index, field) in fields.enumerated() {
+                if index > 0 { writer.write(" ") }
+                writer.writeAstring(Array(field.utf8))
+            }
+            writer.write(")])")
         case .append(let mailbox, let flags, let internalDate, let message):
             writer.write("APPEND ")
             writer.writeMailbox(mailbox)

@@ -42,6 +42,16 @@ public enum IMAPCommand: Equatable, Sendable {
     ///
     ///     C: A0007 IDLE
     case idle
+    /// `UID SEARCH` for messages whose header `field` contains any of `values`: `OR` nests the keys (RFC 3501
+    /// §6.4.4), so one command covers a batch; a single value is plain `HEADER field value`.
+    ///
+    ///     C: A0008 UID SEARCH OR HEADER Message-ID "<1@contoso.com>" HEADER Message-ID "<2@contoso.com>"
+    case uidSearchHeaderAny(field: String, values: [String])
+    /// `UID FETCH uid,uid,… (UID BODY.PEEK[HEADER.FIELDS (fields)])`: some header fields of known messages,
+    /// without setting \Seen.
+    ///
+    ///     C: A0009 UID FETCH 4,7 (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])
+    case uidFetchHeaderFields(uids: [UInt32], fields: [String])
 
     /// The command's name, for logs and errors.
     public var name: String {
@@ -57,6 +67,8 @@ public enum IMAPCommand: Equatable, Sendable {
         case .uidSearchHeader: return "UID SEARCH"
         case .append: return "APPEND"
         case .idle: return "IDLE"
+        case .uidSearchHeaderAny: return "UID SEARCH"
+        case .uidFetchHeaderFields: return "UID FETCH"
         }
     }
 }

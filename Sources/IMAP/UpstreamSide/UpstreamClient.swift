@@ -155,7 +155,8 @@ public struct IMAPUpstreamClient: Sendable {
             case (.authenticated, .list), (.authenticated, .select), (.authenticated, .examine),
                 (.authenticated, .append), (.authenticated, .idle),
                 (.selected, .list), (.selected, .select), (.selected, .examine), (.selected, .append),
-                (.selected, .idle), (.selected, .uidSearchHeader):
+                (.selected, .idle), (.selected, .uidSearchHeader), (.selected, .uidSearchHeaderAny),
+                (.selected, .uidFetchHeaderFields):
                 allowed = true
             default:
                 allowed = false

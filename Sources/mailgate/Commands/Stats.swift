@@ -1,67 +1,55 @@
-// mailgate: `stats`: the counters of the last DURATION, per statistic, account and listener.
+// mailgate: `stats`: figures per account and protocol, latency percentiles; table, JSON (versioned) or CSV.
 import ArgumentParser
 import Config
 import Foundation
+import Gateway
 import Store
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
-        abstract: "Show statistics (messages sent, logins, failures) per account and listener.")
+        abstract: "Show statistics per account and protocol: sessions, logins, messages, sent copies, bytes, refusals, errors, latency.",
+        discussion: """
+            Reads the state database, so it works whether `mailgate serve` runs or not (a running serve writes its \
+            figures every few seconds). --json prints the documented shape {"version": 1, …} (README, "Statistics, \
+            metrics and the status page"); --csv prints kind,account,protocol,name,value rows.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
-    @Flag(help: "Print JSON instead of a table.")
+    @Flag(help: "Print JSON (the versioned shape that /stats.json serves too).")
     var json = false
 
-    @Option(help: ArgumentHelp("How far back: 30m, 24h, 7d … (counted in whole UTC hours).", valueName: "DURATION"))
-    var since = "24h"
+    @Flag(help: "Print CSV rows: kind,account,protocol,name,value.")
+    var csv = false
+
+    @Option(
+        help: ArgumentHelp(
+            "From when: a duration back from now (30m, 1h, 7d) or a UTC date (2026-12-01, 2026-12-01T10:00); counted in whole UTC hours. Default: everything stored.",
+            valueName: "DURATION|DATE"))
+    var since: String?
 
     @Option(help: ArgumentHelp("Only this account.", valueName: "EMAIL"))
     var account: String?
 
-    struct Report: Encodable {
-        var since: String
-        var totals: [Total]
-    }
-
-    struct Total: Encodable {
-        var name: String
-        var account: String?
-        var listener: String?
-        var value: Int64
-    }
-
     func validate() throws {
-        guard let seconds = DurationParser.seconds(since), seconds > 0 else {
-            throw ValidationError("--since \"\(since)\" is not a duration such as 30m, 24h or 7d.")
+        if json && csv { throw ValidationError("--json and --csv exclude each other; choose one.") }
+        if let since, SinceParser.parse(since, seconds: DurationParser.seconds) == nil {
+            throw ValidationError(
+                "--since \"\(since)\" is neither a duration such as 1h or 7d nor a date such as 2026-12-01 or 2026-12-01T10:00.")
         }
     }
 
     func run() throws {
         let (_, _, database) = try global.openStore()
-        let start = Date().addingTimeInterval(-Double(DurationParser.seconds(since) ?? 86_400))
-        let totals = try database.counters(since: start, account: account)
-        let report = Report(
-            since: UTCTimestamp.format(start),
-            totals: totals.map {
-                Total(name: $0.name, account: $0.accountEmail, listener: $0.listener, value: $0.value)
-            })
+        let start = since.flatMap { SinceParser.parse($0, seconds: DurationParser.seconds) }
+        let report = try StatsReport.load(from: database, since: start, account: account)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
-            return
-        }
-        print("Statistics since \(report.since) (hour buckets, UTC):")
-        guard !totals.isEmpty else {
-            print("  nothing counted")
-            return
-        }
-        for total in totals {
-            var who = total.accountEmail ?? "-"
-            if let listener = total.listener { who += " via \(listener)" }
-            print("  \(total.name)  \(who)  \(total.value)")
+            print(report.json())
+        } else if csv {
+            print(report.csv(), terminator: "")
+        } else {
+            print(report.table(), terminator: "")
         }
     }
 }

@@ -50,7 +50,7 @@ struct SMTPUpstreamLossTests {
                         ehloHostname: "mailgate.test",
                         sentMailPolicy: SentMailPolicy(
                             lockAfterSend: true, sentCopy: .never, messageIDDomain: "contoso.com", imap: nil))
-                }, counters: StoreCounters(database: database), logger: quietLogger)
+                }, counters: StoreCounters(batch: CounterBatch(database: database, logger: quietLogger)), logger: quietLogger)
         }
 
         func stop() {

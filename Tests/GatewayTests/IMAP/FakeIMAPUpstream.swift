@@ -31,6 +31,11 @@ final class FakeIMAPUpstream: Sendable {
         ]
         /// Put the SPECIAL-USE attributes on LIST lines (Exchange does, without advertising SPECIAL-USE).
         var specialUseAttributes = true
+        /// Commands (upper-cased names) answered with `* BYE <byeText>` and the connection closed.
+        var byeOn: Set<String> = []
+        var byeText = "Server shutting down for maintenance"
+        /// `UID SEARCH HEADER Message-ID "<id>"` answers: Message-ID → UIDs (in whatever mailbox is selected).
+        var searchResults: [String: [UInt32]] = [:]
     }
 
     struct Record: Sendable {
@@ -119,6 +124,10 @@ final class FakeIMAPUpstream: Sendable {
                     try await send(connection, "* BYE Session invalidated - AccessTokenExpired")
                     return
                 }
+                if script.withLock({ $0.byeOn.contains(name) }) {
+                    try await send(connection, "* BYE \(script.withLock { $0.byeText })")
+                    return
+                }
                 switch name {
                 case "CAPABILITY":
                     try await send(connection, "* CAPABILITY \(capabilities)")
@@ -178,6 +187,27 @@ final class FakeIMAPUpstream: Sendable {
                     _ = try await reader.line()
                     record.withLock { $0.appended.append(message) }
                     try await send(connection, "\(tag) OK [APPENDUID 14 7] APPEND completed.")
+                case "STATUS":
+                    // Echoes the mailbox as it was sent (quoted or atom), like Exchange and Dovecot.
+                    let rest = line.dropFirst(tag.count + " STATUS ".count)
+                    let mailbox: Substring
+                    if rest.hasPrefix("\""), let close = rest.dropFirst().firstIndex(of: "\"") {
+                        mailbox = rest[rest.startIndex...close]
+                    } else {
+                        mailbox = rest.prefix { $0 != " " }
+                    }
+                    try await send(connection, "* STATUS \(mailbox) (MESSAGES 3)")
+                    try await send(connection, "\(tag) OK STATUS completed.")
+                case "UNSELECT", "CLOSE":
+                    try await send(connection, "\(tag) OK \(name) completed.")
+                case "ENABLE":
+                    try await send(connection, "* ENABLED")
+                    try await send(connection, "\(tag) OK ENABLE completed.")
+                case "UID" where line.uppercased().contains(" UID SEARCH HEADER MESSAGE-ID "):
+                    let id = line.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+                    let uids = script.withLock { $0.searchResults[id] ?? [] }
+                    try await send(connection, "* SEARCH" + uids.map { " \($0)" }.joined())
+                    try await send(connection, "\(tag) OK SEARCH completed.")
                 case "FETCH", "UID":
                     try await send(connection, "* 1 FETCH (UID 5 FLAGS (\\Seen))")
                     try await send(connection, "\(tag) OK FETCH completed.")
@@ -207,7 +237,9 @@ final class IMAPGatewayHarness: @unchecked Sendable {
 
     init(
         script: FakeIMAPUpstream.Script = .init(), idleReissueSeconds: Double = 540, limits: Limits = .standard,
-        certificate: Bool = false, implicitTLS: Bool = false
+        certificate: Bool = false, implicitTLS: Bool = false,
+        settings adjust: @escaping @Sendable (inout IMAPAccountSettings) -> Void = { _ in },
+        journal: (any IMAPSentJournal)? = nil, sentCopyCanceller: (any SentCopyCancelling)? = nil
     ) throws {
         let upstream = try FakeIMAPUpstream(script: script)
         self.upstream = upstream
@@ -231,10 +263,13 @@ final class IMAPGatewayHarness: @unchecked Sendable {
                 listenerName: "imap", limits: limits, idleReissueSeconds: idleReissueSeconds),
             authenticator: LocalAuthenticator(lookup: passwords, settings: authSettings), credentials: credentials,
             resolver: { _ in
-                IMAPAccountSettings(
+                var settings = IMAPAccountSettings(
                     endpoint: UpstreamEndpoint(address: address, security: .none, caFile: nil),
                     allowInsecureUpstream: true)
-            }, sessionCap: cap, logger: Logger(label: "mailgate.test.imap"))
+                adjust(&settings)
+                return settings
+            }, sessionCap: cap, journal: journal, logger: Logger(label: "mailgate.test.imap"),
+            sentCopyCanceller: sentCopyCanceller)
     }
 
     func stop() {

@@ -178,6 +178,8 @@ extension StandInTests {
                 let appended = try IMAPEndToEnd.run("appendfile", Self.arguments(installation, imapPort: 27412) + [file])
                 #expect((appended["append"] as? String)?.contains("OK") == true, "\(label): \(appended)")
                 #expect((appended["append"] as? String)?.contains("already in Sent") == true, "\(label): \(appended)")
+                // UIDPLUS is on (Dovecot): the answer names the copy found in Sent (searched on a side session).
+                #expect((appended["append"] as? String)?.contains("OK [APPENDUID ") == true, "\(label): \(appended)")
                 Thread.sleep(forTimeInterval: 1)
                 let copies = try Self.count(standIn, user: Self.alice, folder: "Sent Items", messageID: id)
                 #expect(copies == 1, "\(label): \(copies) copies of \(id) in Sent Items")

@@ -157,9 +157,14 @@ extension StandInTests {
                 endpoint: wrong)
             let service = harness.recorder.service
             #expect(await eventually(10) { await service.attemptCount >= 1 })
-            // The job is still on disk, with its attempt counted, while the server is unreachable.
-            let jobPath = harness.state.path + "/spool/" + recording.spoolID + ".job.json"
-            #expect(await eventually(5) { ((try? SentCopyJob.load(path: jobPath))?.attempts ?? 0) >= 1 })
+            // The job is still stored, with its attempt counted, while the server is unreachable.
+            let database = harness.database
+            let jobID = recording.spoolID
+            #expect(
+                await eventually(5) {
+                    let record = (try? database.sentCopyJobs())?.first { $0.id == jobID }
+                    return ((record.flatMap { try? SentCopyJob.decode($0) })?.attempts ?? 0) >= 1
+                })
             #expect(try harness.database.journalEntries().first?.sentCopyState == .pending)
 
             let right = standIn.endpoint()

@@ -308,10 +308,14 @@ struct SentMailRecorderTests {
         }
         #expect(givenUp)
         #expect(await fixture.recorder.service.attemptCount == 3)
-        let id = recording.spoolID
-        let spool = fixture.state.path + "/spool/"
-        #expect(FileManager.default.contents(atPath: spool + id + ".eml").map(Array.init) == out)
-        let job = try SentCopyJob.load(path: spool + id + ".job.json")
+        // Lock-after-send: the job reads the archived original (written once) and stays in the database.
+        let archived = fixture.state.path + "/archive/" + String(recording.sha256Hex.prefix(2)) + "/" + recording.sha256Hex
+        #expect(FileManager.default.contents(atPath: archived).map(Array.init) == out)
+        #expect(fixture.state.files(in: "spool").isEmpty)
+        let records = try fixture.database.sentCopyJobs()
+        #expect(records.map(\.state) == [.gaveUp])
+        let job = try SentCopyJob.decode(try #require(records.first))
+        #expect(job.id == recording.spoolID)
         #expect(job.gaveUp)
         #expect(job.attempts == 3)
         #expect(job.messageID == recording.messageID)
@@ -328,7 +332,8 @@ struct SentMailRecorderTests {
         try await recording.prepare().get()
         try await recording.commit(reply: "250 OK").get()
         let files = fixture.state.files(in: "spool")
-        #expect(files == [recording.spoolID + ".eml", recording.spoolID + ".job.json"])
+        #expect(files == [recording.spoolID + ".eml"])
+        #expect(try fixture.database.sentCopyJobs().map(\.state) == [.queued])
 
         // A new process: a second recorder on the same state directory re-queues the job.
         let restarted = SentMailRecorder(
@@ -342,7 +347,8 @@ struct SentMailRecorderTests {
         #expect(queued.first?.messageID == recording.messageID)
         #expect(queued.first?.mode == "auto")
         await restarted.shutdown()
-        // Stopped with the copy still owed: both files are still there for the next start.
+        // Stopped with the copy still owed: the message and its job are still there for the next start.
         #expect(fixture.state.files(in: "spool") == files)
+        #expect(try fixture.database.sentCopyJobs().map(\.id) == [recording.spoolID])
     }
 }

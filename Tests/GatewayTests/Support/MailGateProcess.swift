@@ -115,22 +115,30 @@ final class MailGateInstallation: @unchecked Sendable {
         guard connect.status == 0 else { throw StandInError("account connect \(email) failed: \(connect.stderr)") }
     }
 
-    /// Starts `mailgate serve` in the background and waits until it says it is listening.
-    func startServe() throws {
-        _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
+    /// Starts `mailgate serve` in the background and waits until it says it is listening; `environment` is added
+    /// to the test's own (the debug build's crash-test hooks read it).
+    func startServe(environment: [String: String] = [:]) throws {
+        if !FileManager.default.fileExists(atPath: serveLog) {
+            _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["serve", "--config", configPath]
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let log = FileHandle(forWritingAtPath: serveLog)
+        log?.seekToEndOfFile()
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let logged = serveOutput.components(separatedBy: "mailgate serve: listening on").count
         try process.run()
         serveProcess = process
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
-            if serveOutput.contains("mailgate serve: listening on") { return }
+            if serveOutput.components(separatedBy: "mailgate serve: listening on").count > logged { return }
             guard process.isRunning else { throw StandInError("serve exited: \(serveOutput.suffix(600))") }
             Thread.sleep(forTimeInterval: 0.05)
         }
@@ -142,6 +150,14 @@ final class MailGateInstallation: @unchecked Sendable {
 
     /// Everything `serve` wrote to stdout and stderr so far (its log).
     var serveOutput: String { (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? "" }
+
+    /// SIGKILL (a crash: nothing runs on the way out), then wait for the exit.
+    func killServe() {
+        guard let process = serveProcess else { return }
+        serveProcess = nil
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
 
     /// SIGTERM, then wait (bounded) for the exit status.
     @discardableResult
