@@ -41,6 +41,9 @@ USERS = {
     "bob@contoso.test": {"name": "Bob Example", "oid": "b0b00000-0000-4000-8000-000000000002"},
     "info@contoso.test": {"name": "Info (shared)", "oid": "1f000000-0000-4000-8000-000000000003"},
     "hans@contoso.test": {"name": "Hans Beispiel", "oid": "4a450000-0000-4000-8000-000000000004"},
+    # Mailboxes only the download tests use (they delete what they download; nobody else's mail is touched).
+    "dora@contoso.test": {"name": "Dora Download", "oid": "d0aa0000-0000-4000-8000-000000000005"},
+    "dirk@contoso.test": {"name": "Dirk Download", "oid": "d1a00000-0000-4000-8000-000000000006"},
 }
 
 # Who may open which other mailbox with their own token (Exchange FullAccess).

@@ -6,12 +6,14 @@ import Testing
 
 @testable import Gateway
 
-@Suite("Download end to end (serve and mailgate download)", .serialized)
+extension DownloadAgainstStandIn {
+@Suite("Download end to end (serve and mailgate download)")
 struct DownloadProcessEndToEndTests {
     @Test("the schedule inside serve stores each new message exactly once across a restart")
     func scheduleAcrossRestart() async throws {
         guard let standIn = StandIn.load() else { return }
-        let user = "bob@contoso.test"
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let user = DownloadTesting.dora
         let installation = try DownloadTesting.installation(
             standIn, smtpPort: 26701, accounts: [user], download: "every = \"1s\"")
         let first = try await DownloadTesting.deliver(standIn, to: user, count: 3, label: "restart-a")
@@ -39,7 +41,8 @@ struct DownloadProcessEndToEndTests {
     @Test("kill -9 in the middle of `mailgate download`: the next run completes it, each message exactly once")
     func killDuringRun() async throws {
         guard let standIn = StandIn.load() else { return }
-        let user = "hans@contoso.test"
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let user = DownloadTesting.dora
         let installation = try DownloadTesting.installation(standIn, smtpPort: 26702, accounts: [user])
         let ids = try await DownloadTesting.deliver(standIn, to: user, count: 30, size: 400_000, label: "kill")
         let store = MaildirStore(stateDirectory: installation.stateDirectory, account: user)
@@ -76,7 +79,8 @@ struct DownloadProcessEndToEndTests {
     @Test("a UIDVALIDITY change: known messages are re-identified by Message-ID and size, only new ones fetched")
     func uidValidityChange() async throws {
         guard let standIn = StandIn.load() else { return }
-        let user = "alice@contoso.test"
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let user = DownloadTesting.dora
         let installation = try DownloadTesting.installation(standIn, smtpPort: 26703, accounts: [user])
         let before = try await DownloadTesting.deliver(standIn, to: user, count: 3, label: "validity-a")
         let first = try installation.run(["download"])
@@ -87,12 +91,12 @@ struct DownloadProcessEndToEndTests {
         let oldUIDs = Set(stored.rows.map(\.uid))
         // As if the mailbox were recreated: every message gets a new UID (moved out and back), then UIDVALIDITY
         // changes too.
-        try doveadm(standIn, ["mailbox", "create", "-u", user, "Download-Parking"])
-        try doveadm(standIn, ["move", "-u", user, "Download-Parking", "mailbox", "INBOX", "ALL"])
-        try doveadm(standIn, ["move", "-u", user, "INBOX", "mailbox", "Download-Parking", "ALL"])
-        try doveadm(standIn, ["mailbox", "delete", "-u", user, "Download-Parking"])
+        try DownloadTesting.doveadm(standIn, ["mailbox", "create", "-u", user, "Download-Parking"])
+        try DownloadTesting.doveadm(standIn, ["move", "-u", user, "Download-Parking", "mailbox", "INBOX", "ALL"])
+        try DownloadTesting.doveadm(standIn, ["move", "-u", user, "INBOX", "mailbox", "Download-Parking", "ALL"])
+        try DownloadTesting.doveadm(standIn, ["mailbox", "delete", "-u", user, "Download-Parking"])
         let newValidity = oldValidity + 1_000
-        try doveadm(standIn, ["mailbox", "update", "--uid-validity", "\(newValidity)", "-u", user, "INBOX"])
+        try DownloadTesting.doveadm(standIn, ["mailbox", "update", "--uid-validity", "\(newValidity)", "-u", user, "INBOX"])
         let after = try await DownloadTesting.deliver(standIn, to: user, count: 2, label: "validity-b")
         let second = try installation.run(["download"])
         #expect(second.status == 0, "\(second.stdout) \(second.stderr)")
@@ -114,8 +118,9 @@ struct DownloadProcessEndToEndTests {
     @Test("one failing account does not stop the others; the command says which and exits 1")
     func oneAccountFails() async throws {
         guard let standIn = StandIn.load() else { return }
-        let good = "bob@contoso.test"
-        let bad = "hans@contoso.test"
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let good = DownloadTesting.dora
+        let bad = DownloadTesting.dirk
         let installation = try DownloadTesting.installation(standIn, smtpPort: 26704, accounts: [good, bad])
         let ids = try await DownloadTesting.deliver(standIn, to: good, count: 2, label: "others")
         let blocked = MaildirStore(stateDirectory: installation.stateDirectory, account: bad).root
@@ -137,7 +142,8 @@ struct DownloadProcessEndToEndTests {
     @Test("a 25 MiB message is downloaded by serve without being held in memory")
     func largeMessageStreams() async throws {
         guard let standIn = StandIn.load() else { return }
-        let user = "bob@contoso.test"
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let user = DownloadTesting.dora
         let installation = try DownloadTesting.installation(
             standIn, smtpPort: 26705, accounts: [user], download: "every = \"1s\"")
         let warm = try await DownloadTesting.deliver(standIn, to: user, count: 1, label: "warm")
@@ -190,17 +196,5 @@ struct DownloadProcessEndToEndTests {
             s.sendmail(user, [user], open(path, "rb").read())
         """#
 
-    private func doveadm(_ standIn: StandIn, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/doveadm")
-        process.arguments = ["-c", standIn["DOVECOT_CONF"]] + arguments
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw StandInError("doveadm \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
-        }
-    }
+}
 }

@@ -8,7 +8,8 @@ import Testing
 
 @testable import Gateway
 
-@Suite("Download runner against the stand-in", .serialized)
+extension DownloadAgainstStandIn {
+@Suite("Download runner against the stand-in")
 struct DownloadRunnerEndToEndTests {
     /// One state directory, database and runner for `user`.
     struct Rig {
@@ -51,7 +52,8 @@ struct DownloadRunnerEndToEndTests {
     @Test("each new message is stored once, byte for byte as the server has it; a second run fetches nothing")
     func storesOnce() async throws {
         guard let standIn = StandIn.load() else { return }
-        let rig = try Rig(standIn, user: "bob@contoso.test")
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let rig = try Rig(standIn, user: DownloadTesting.dora)
         let ids = try await DownloadTesting.deliver(standIn, to: rig.user, count: 3, size: 150_000, label: "once")
         let first = await rig.runner.runAccount(rig.user)
         #expect(first.failure == nil, "\(first.failure?.description ?? "")")
@@ -82,8 +84,9 @@ struct DownloadRunnerEndToEndTests {
     @Test("delete_after_loading never deletes a message whose local write failed (store full, or a file where the store should be)")
     func deleteAfterLoadingOnlyAfterDurableWrite() async throws {
         guard let standIn = StandIn.load() else { return }
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
         // 1. max_store_bytes too small for the message.
-        let small = try Rig(standIn, user: "hans@contoso.test", deleteAfterLoading: true, maxStoreBytes: 4_096)
+        let small = try Rig(standIn, user: DownloadTesting.dora, deleteAfterLoading: true, maxStoreBytes: 4_096)
         let ids = try await DownloadTesting.deliver(standIn, to: small.user, count: 1, size: 20_000, label: "full")
         let full = await small.runner.runAccount(small.user)
         #expect(full.failure == .storeFull(limit: 4_096))
@@ -94,7 +97,7 @@ struct DownloadRunnerEndToEndTests {
         #expect(try small.counter("download.failures.store_full") == 1)
 
         // 2. A plain file where the account's Maildir should be.
-        let blocked = try Rig(standIn, user: "hans@contoso.test", deleteAfterLoading: true)
+        let blocked = try Rig(standIn, user: DownloadTesting.dora, deleteAfterLoading: true)
         let root = MaildirStore(stateDirectory: blocked.state, account: blocked.user).root
         try DurableFile.makeDirectory(DurableFile.directoryName(of: root))
         #expect(FileManager.default.createFile(atPath: root, contents: Data("not a directory".utf8)))
@@ -122,7 +125,8 @@ struct DownloadRunnerEndToEndTests {
     @Test("delete_after_days deletes on the server what was downloaded N days ago by the test's clock, not before")
     func deleteAfterDays() async throws {
         guard let standIn = StandIn.load() else { return }
-        let rig = try Rig(standIn, user: "alice@contoso.test", deleteAfterDays: 3)
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let rig = try Rig(standIn, user: DownloadTesting.dora, deleteAfterDays: 3)
         let ids = try await DownloadTesting.deliver(standIn, to: rig.user, count: 2, label: "days")
         let first = await rig.runner.runAccount(rig.user)
         #expect(first.failure == nil, "\(first.failure?.description ?? "")")
@@ -148,7 +152,8 @@ struct DownloadRunnerEndToEndTests {
     @Test("reload fetches again what was downloaded and deleted locally; UIDLs stay the same")
     func reload() async throws {
         guard let standIn = StandIn.load() else { return }
-        let rig = try Rig(standIn, user: "bob@contoso.test")
+        try DownloadTesting.emptyInbox(standIn, DownloadTesting.dora)
+        let rig = try Rig(standIn, user: DownloadTesting.dora)
         let ids = try await DownloadTesting.deliver(standIn, to: rig.user, count: 2, label: "reload")
         #expect(await rig.runner.runAccount(rig.user).failure == nil)
         let before = try rig.holdings()
@@ -168,4 +173,5 @@ struct DownloadRunnerEndToEndTests {
         #expect(after.consistent())
         #expect(ids.compactMap { after.present($0).first?.id } == rowIDs)
     }
+}
 }

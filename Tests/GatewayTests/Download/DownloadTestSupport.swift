@@ -8,7 +8,35 @@ import Testing
 
 @testable import Gateway
 
+/// Every download test against the stand-in, one at a time: they share the download mailboxes.
+@Suite("Download against the stand-in", .serialized)
+struct DownloadAgainstStandIn {}
+
 enum DownloadTesting {
+    /// The stand-in's mailboxes that only these tests use (they delete what they download).
+    static let dora = "dora@contoso.test"
+    static let dirk = "dirk@contoso.test"
+
+    /// Empties `user`'s INBOX on the server, so that a test sees only its own mail.
+    static func emptyInbox(_ standIn: StandIn, _ user: String) throws {
+        try doveadm(standIn, ["expunge", "-u", user, "mailbox", "INBOX", "all"])
+    }
+
+    /// Runs doveadm against the stand-in's Dovecot.
+    static func doveadm(_ standIn: StandIn, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/doveadm")
+        process.arguments = ["-c", standIn["DOVECOT_CONF"]] + arguments
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw StandInError("doveadm \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
+        }
+    }
+
     /// A message with a unique Message-ID and about `size` bytes of body (CRLF lines).
     static func message(_ label: String, size: Int = 2_000) -> (messageID: String, bytes: [UInt8]) {
         let id = "<dl-\(label)-\(UInt64.random(in: 0...UInt64.max))@contoso.test>"
