@@ -9,6 +9,15 @@ import Testing
 
 @testable import Gateway
 
+/// The journal fields every manifest row carries (JournalEntry's columns plus the exported file and its hash).
+enum ExportFields {
+    static let all = [
+        "sequence", "status", "createdAt", "completedAt", "accountEmail", "listener", "mailFrom", "rcptTo",
+        "messageID", "size", "sha256", "upstreamReply", "sentCopyState", "previousHash", "entryHash", "file",
+        "fileSHA256",
+    ]
+}
+
 extension StandInTests {
     /// Skipped with a message when the stand-in is not running; failed when MAILGATE_REQUIRE_INTEGRATION=1.
     /// Listener ports 27200-27219.
@@ -353,6 +362,8 @@ extension StandInTests {
                 Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: target + "/manifest.json")))
             #expect(manifest.entries.map(\.sequence) == [2, 3])
             #expect(manifest.entries.allSatisfy { $0.sha256 == $0.fileSHA256 })
+            let json = try String(contentsOfFile: target + "/manifest.json", encoding: .utf8)
+            for field in ExportFields.all { #expect(json.contains("\"\(field)\" :"), "manifest.json lacks \(field)") }
             #expect(manifest.entries.map(\.messageID) == Array(golden.messageIDs.dropFirst()))
             let report = try String(contentsOfFile: target + "/verification-report.txt", encoding: .utf8)
             #expect(report.contains("summary: OK"), "\(report)")
