@@ -89,7 +89,7 @@ extension StandInTests {
                 guard copy == .made else { throw StandInError("sent copy of \(index) is \(String(describing: copy))") }
                 if index == 1 {
                     // The checkpoint of 2 entries is written by serve's poll within a second or two.
-                    let written = try await eventually(15) {
+                    let written = await eventually(15) {
                         installation.serveOutput.contains("journal checkpoint 2 ")
                             && FileManager.default.fileExists(atPath: tokenPath(installation.stateDirectory, 2))
                     }
@@ -379,6 +379,50 @@ extension StandInTests {
             // A second export into the same, now non-empty directory is refused.
             let again = try installation.run(["journal", "export", "--since", "2000-01-01", target])
             #expect(again.status == 1)
+        }
+
+        /// Sets the stand-in TSA's answer mode (`ok`, `http-error`, `garbage`).
+        static func tsaMode(_ standIn: StandIn, _ mode: String) throws {
+            let result = try shell(
+                #"curl -sf --cacert "$1" --data-binary "$2" -H 'Content-Type: text/plain' "$3/mode""#,
+                [standIn.caFile, mode, standIn["TSA_CONTROL_URL"]])
+            guard result.status == 0 else { throw StandInError("TSA mode \(mode): \(result.stderr)") }
+        }
+
+        @Test("a TSA answering garbage or HTTP 503: serve logs it, the checkpoint stays without a token, verify warns")
+        func failingTSA() async throws {
+            guard let standIn = StandIn.load() else { return }
+            let installation = try MailGateInstallation(standIn, smtpPort: 27209)
+            try Self.appendJournalSection(installation, standIn, every: 1)
+            try installation.addAndConnect(Self.alice, password: EndToEnd.password)
+            try installation.startServe()
+            defer { try? Self.tsaMode(standIn, "ok") }
+            for (index, mode) in ["garbage", "http-error"].enumerated() {
+                try Self.tsaMode(standIn, mode)
+                let id = EndToEnd.uniqueID("tsa-\(mode)")
+                let file = try EndToEnd.write(
+                    EndToEnd.message(from: Self.alice, to: ["bob@contoso.test"], subject: "tsa \(mode)", id: id),
+                    named: "tsa-\(index).eml", in: installation.directory)
+                let sent = try EndToEnd.sendWithPython(
+                    port: installation.smtpPort, user: Self.alice, from: Self.alice, to: ["bob@contoso.test"], file: file)
+                #expect(sent.status == 0, "\(sent.error)")
+                let logged = await eventually(15) {
+                    installation.serveOutput.contains("journal checkpoint \(index + 1): time-stamping at")
+                }
+                #expect(logged, "\(installation.serveOutput.suffix(1500))")
+            }
+            try Self.tsaMode(standIn, "ok")
+            installation.stopServe()
+            let log = installation.serveOutput
+            #expect(log.contains("journal checkpoint 1: time-stamping at \(standIn["TSA_URL"].dropLast()) failed: The data is not an RFC 3161"), "\(log.suffix(1500))")
+            #expect(log.contains("journal checkpoint 2: time-stamping at \(standIn["TSA_URL"].dropLast()) failed: The time-stamping authority refused the request (status 503"), "\(log.suffix(1500))")
+            let state = installation.stateDirectory
+            #expect(!FileManager.default.fileExists(atPath: Self.tokenPath(state, 1)))
+            #expect(!FileManager.default.fileExists(atPath: Self.tokenPath(state, 2)))
+            let verify = try installation.run(["journal", "verify", "--checkpoints", JournalCheckpointFile.path(stateDirectory: state)])
+            #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+            #expect(verify.stdout.contains("warning: checkpoint 1: its time-stamp token"), "\(verify.stdout)")
+            #expect(verify.stdout.contains("0 time-stamps verified, 2 missing"), "\(verify.stdout)")
         }
     }
 }
