@@ -73,6 +73,17 @@ public struct IMAPCommandEncoder: Sendable {
             writer.writeAstring(Array(field.utf8))
             writer.write(" ")
             writer.writeString(Array(value.utf8))  // quoted even when an atom would do: servers expect it
+        case .uidSearchHeaderAny(let field, let values):
+            writer.write("UID SEARCH ")
+            if !(field + values.joined()).utf8.allSatisfy({ $0 < 0x80 }) { writer.write("CHARSET UTF-8 ") }
+            for (index, value) in values.enumerated() {
+                if index < values.count - 1 { writer.write("OR ") }
+                writer.write("HEADER ")
+                writer.writeAstring(Array(field.utf8))
+                writer.write(" ")
+                writer.writeString(Array(value.utf8))
+                if index < values.count - 1 { writer.write(" ") }
+            }
         case .append(let mailbox, let flags, let internalDate, let message):
             writer.write("APPEND ")
             writer.writeMailbox(mailbox)

@@ -33,6 +33,11 @@ public enum IMAPCommand: Equatable, Sendable {
     ///
     ///     C: A0005 UID SEARCH HEADER Message-ID "<1234@contoso.com>"
     case uidSearchHeader(field: String, value: String)
+    /// `UID SEARCH OR HEADER field v1 OR HEADER field v2 HEADER field v3`: any of several values (the sent-copy
+    /// worker's batch check of Message-IDs). With one value it is `uidSearchHeader`.
+    ///
+    ///     C: A0008 UID SEARCH OR HEADER Message-ID "<1@c>" HEADER Message-ID "<2@c>"
+    case uidSearchHeaderAny(field: String, values: [String])
     /// `APPEND mailbox [(flags)] [date-time] literal`; `internalDate` is an RFC 3501 date-time without quotes,
     /// e.g. `17-Jul-1996 02:44:25 -0700`.
     ///
@@ -55,6 +60,7 @@ public enum IMAPCommand: Equatable, Sendable {
         case .select: return "SELECT"
         case .examine: return "EXAMINE"
         case .uidSearchHeader: return "UID SEARCH"
+        case .uidSearchHeaderAny: return "UID SEARCH"
         case .append: return "APPEND"
         case .idle: return "IDLE"
         }

@@ -155,7 +155,7 @@ public struct IMAPUpstreamClient: Sendable {
             case (.authenticated, .list), (.authenticated, .select), (.authenticated, .examine),
                 (.authenticated, .append), (.authenticated, .idle),
                 (.selected, .list), (.selected, .select), (.selected, .examine), (.selected, .append),
-                (.selected, .idle), (.selected, .uidSearchHeader):
+                (.selected, .idle), (.selected, .uidSearchHeader), (.selected, .uidSearchHeaderAny):
                 allowed = true
             default:
                 allowed = false
