@@ -73,13 +73,37 @@ public struct DotUnstuffer: Sendable {
     public var isFinished: Bool { if case .done = position { true } else { false } }
 
     /// Consumes a chunk of raw DATA bytes.
+    ///
+    /// Inside a line (no problem so far) the bytes up to the next CR, LF or NUL are copied as one run: only those
+    /// three and a line's first bytes need the state machine, and a run stops where the line or size bound would
+    /// be crossed, so the byte-wise path still decides every bound.
     public mutating func feed(_ chunk: [UInt8]) -> Output {
         var out = [UInt8]()
         out.reserveCapacity(chunk.count)
         var index = 0
-        while index < chunk.count, !isFinished {
-            step(chunk[index], into: &out)
-            index += 1
+        chunk.withUnsafeBufferPointer { buffer in
+            let count = buffer.count
+            while index < count, !isFinished {
+                if case .middle = position, problem == nil {
+                    let room = min(maximumLineLength - lineLength, maximumMessageSize - messageSize)
+                    let limit = room <= 0 ? index : (room >= count - index ? count : index + room)
+                    var end = index
+                    while end < limit {
+                        let byte = buffer[end]
+                        if byte == 0x0D || byte == 0x0A || byte == 0 { break }
+                        end += 1
+                    }
+                    if end > index {
+                        out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<end]))
+                        lineLength += end - index
+                        messageSize += end - index
+                        index = end
+                        continue
+                    }
+                }
+                step(buffer[index], into: &out)
+                index += 1
+            }
         }
         let finished = isFinished
         return Output(message: out, finished: finished, leftover: finished ? Array(chunk[index...]) : [])
@@ -180,31 +204,54 @@ public struct DotStuffer: Sendable {
 
     public init() {}
 
-    /// Stuffs one chunk of message bytes.
+    /// Stuffs one chunk of message bytes. Inside a line the bytes up to the next CR, LF or NUL are copied as one
+    /// run; only those three and a line's first byte go through the state machine.
     public mutating func stuff(_ chunk: [UInt8]) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(chunk.count + 8)
-        for byte in chunk where byte != 0x00 {
-            if position == .afterCR, byte != 0x0A {
-                // The CR before this byte was bare: complete it to CRLF; this byte starts a line.
-                out.append(0x0A)
-                position = .lineStart
-            }
-            switch byte {
-            case 0x0D:
-                out.append(0x0D)
-                position = .afterCR
-            case 0x0A:
-                if position != .afterCR { out.append(0x0D) }
-                out.append(0x0A)
-                position = .lineStart
-            default:
-                if position == .lineStart, byte == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
-                out.append(byte)
-                position = .middle
+        chunk.withUnsafeBufferPointer { buffer in
+            var index = 0
+            while index < buffer.count {
+                if position == .middle {
+                    var end = index
+                    while end < buffer.count {
+                        let byte = buffer[end]
+                        if byte == 0x0D || byte == 0x0A || byte == 0 { break }
+                        end += 1
+                    }
+                    if end > index {
+                        out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<end]))
+                        index = end
+                        continue
+                    }
+                }
+                let byte = buffer[index]
+                index += 1
+                if byte != 0x00 { step(byte, into: &out) }
             }
         }
         return out
+    }
+
+    private mutating func step(_ byte: UInt8, into out: inout [UInt8]) {
+        if position == .afterCR, byte != 0x0A {
+            // The CR before this byte was bare: complete it to CRLF; this byte starts a line.
+            out.append(0x0A)
+            position = .lineStart
+        }
+        switch byte {
+        case 0x0D:
+            out.append(0x0D)
+            position = .afterCR
+        case 0x0A:
+            if position != .afterCR { out.append(0x0D) }
+            out.append(0x0A)
+            position = .lineStart
+        default:
+            if position == .lineStart, byte == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
+            out.append(byte)
+            position = .middle
+        }
     }
 
     /// The end of the message: CRLF if needed, then `.` CRLF.

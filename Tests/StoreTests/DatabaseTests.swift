@@ -19,6 +19,8 @@ struct DatabaseTests {
         }
         #expect(applied.first == "v1")
         #expect(applied.contains("v2-admin-latency"))
+        #expect(applied.contains("v2-smtpfast-sentcopyjob"))
+        #expect(tables.contains("sentCopyJob"))
     }
 
     @Test("on disk: state directory 0700, database 0600, reopening keeps data")

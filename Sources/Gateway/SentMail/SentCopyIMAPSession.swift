@@ -1,5 +1,6 @@
 // Gateway/SentMail: one IMAP conversation that files a sent message in the account's Sent folder.
 
+import Foundation
 import IMAP
 import MailCore
 import Policy
@@ -8,7 +9,8 @@ import Policy
 /// the Message-ID, and APPENDs the message flagged `\Seen`, streaming the literal from disk.
 ///
 /// The conversation itself (greeting, STARTTLS, commands, the streamed APPEND) is `IMAPUpstreamSession`'s; this
-/// type holds the sent-copy steps and turns every failure into a `SentMailError`. One instance per attempt.
+/// type holds the sent-copy steps and turns every failure into a `SentMailError`. The worker keeps one logged-in
+/// `Connection` per account for the copies that follow (closed after a minute without use).
 enum SentCopyIMAPSession {
     /// How the copy ended.
     enum Outcome: Sendable, Equatable {
@@ -22,17 +24,61 @@ enum SentCopyIMAPSession {
         case notFound(folder: String)
     }
 
-    /// Makes the copy of `job` (its bytes from `message`, `size` bytes) and logs out.
-    static func copy(
-        job: SentCopyJob, message: SpooledMessage, endpoint: UpstreamIMAPEndpoint, credentials: any UpstreamCredentials,
-        limits: Limits, deadline: ResultGate<Result<Outcome, SentMailError>>? = nil
-    ) async throws(SentMailError) -> Outcome {
+    /// A logged-in session with the Sent folder found: kept by the worker for the next copies of the same account
+    /// (one TLS handshake, login and LIST per account and idle period instead of per message).
+    final class Connection: @unchecked Sendable {
+        // @unchecked Sendable: used by the worker's one attempt at a time; `close` may come from a watchdog.
+        let session: IMAPUpstreamSession
+        let folder: MailboxName
+        let folderName: String
+        /// Seconds since 1970 of the last use (for the idle close).
+        var lastUsed: Double
+        /// Whether a failure ended it: it is not handed out again.
+        var broken = false
+
+        init(session: IMAPUpstreamSession, folder: MailboxName, folderName: String, lastUsed: Double) {
+            self.session = session
+            self.folder = folder
+            self.folderName = folderName
+            self.lastUsed = lastUsed
+        }
+
+        func close() {
+            broken = true
+            session.close()
+        }
+
+        /// LOGOUT, then close.
+        func logout() async {
+            broken = true
+            try? await session.logout()
+        }
+    }
+
+    /// Connects, logs in with XOAUTH2 as `account` and finds the Sent folder (`configured` first).
+    static func open(
+        account: String, configured: String?, endpoint: UpstreamIMAPEndpoint, credentials: any UpstreamCredentials,
+        limits: Limits
+    ) async throws(SentMailError) -> Connection {
         do {
             let session = try await IMAPUpstreamSession.open(
                 endpoint, timeout: limits.connectTimeoutSeconds, limits: limits)
-            defer { session.close() }
-            deadline?.whenResolved { session.close() }
-            return try await run(job: job, message: message, session: session, credentials: credentials)
+            do {
+                try await logIn(account: account, session: session, credentials: credentials)
+                let (_, listed) = try await expectOK(
+                    session, .list(reference: MailboxName([]), pattern: Array("*".utf8)), "LIST")
+                guard let folder = SentFolderFinder.find(in: listed, configured: configured) else {
+                    throw SentMailError.copyFailed(
+                        reason: "the server lists no Sent folder; set sent_folder for this server")
+                }
+                let folderName = (try? folder.decodedName) ?? sanitizeForLog(folder.bytes)
+                return Connection(
+                    session: session, folder: folder, folderName: folderName,
+                    lastUsed: Date().timeIntervalSince1970)
+            } catch {
+                session.close()
+                throw error
+            }
         } catch let error as SentMailError {
             throw error
         } catch {
@@ -40,20 +86,67 @@ enum SentCopyIMAPSession {
         }
     }
 
-    private static func run(
-        job: SentCopyJob, message: SpooledMessage, session: IMAPUpstreamSession, credentials: any UpstreamCredentials
-    ) async throws -> Outcome {
-        try await logIn(account: job.account, session: session, credentials: credentials)
+    /// Makes the copy of `job` (its bytes from `message`, `size` bytes) over a fresh session and logs out.
+    static func copy(
+        job: SentCopyJob, message: SpooledMessage, endpoint: UpstreamIMAPEndpoint, credentials: any UpstreamCredentials,
+        limits: Limits, deadline: ResultGate<Result<Outcome, SentMailError>>? = nil
+    ) async throws(SentMailError) -> Outcome {
+        let connection = try await open(
+            account: job.account, configured: job.sentFolder, endpoint: endpoint, credentials: credentials,
+            limits: limits)
+        deadline?.whenResolved { connection.close() }
+        defer { connection.close() }
+        let outcome = try await copy(job: job, message: message, on: connection)
+        await connection.logout()
+        return outcome
+    }
 
-        let (_, listed) = try await expectOK(
-            session, .list(reference: MailboxName([]), pattern: Array("*".utf8)), "LIST")
-        guard let folder = SentFolderFinder.find(in: listed, configured: job.sentFolder) else {
-            throw SentMailError.copyFailed(reason: "the server lists no Sent folder; set sent_folder for this server")
+    /// The copy of `job` over `connection` (which stays open): EXAMINE and search when the mode (or the fate
+    /// search) asks for it, then APPEND flagged `\Seen`. A failure marks the connection broken.
+    static func copy(job: SentCopyJob, message: SpooledMessage, on connection: Connection) async throws(SentMailError)
+        -> Outcome
+    {
+        do {
+            let outcome = try await run(job: job, message: message, on: connection)
+            connection.lastUsed = Date().timeIntervalSince1970
+            return outcome
+        } catch let error as SentMailError {
+            connection.close()
+            throw error
+        } catch {
+            connection.close()
+            throw .copyFailed(reason: "\(error)")
         }
-        let folderName = (try? folder.decodedName) ?? sanitizeForLog(folder.bytes)
+    }
 
+    /// Searches the Sent folder once for several Message-IDs (`UID SEARCH OR HEADER Message-ID a HEADER …`); true
+    /// when at least one of them is there. An empty answer settles all of them as not filed with one round trip.
+    static func anyFiled(messageIDs: [String], on connection: Connection) async throws(SentMailError) -> Bool {
+        do {
+            _ = try await expectOK(connection.session, .examine(connection.folder), "EXAMINE")
+            let (_, found) = try await expectOK(
+                connection.session, .uidSearchHeaderAny(field: "Message-ID", values: messageIDs), "UID SEARCH")
+            connection.lastUsed = Date().timeIntervalSince1970
+            for case .search(let numbers) in found where !numbers.isEmpty { return true }
+            return false
+        } catch let error as SentMailError {
+            connection.close()
+            throw error
+        } catch {
+            connection.close()
+            throw .copyFailed(reason: "\(error)")
+        }
+    }
+
+    private static func run(job: SentCopyJob, message: SpooledMessage, on connection: Connection) async throws
+        -> Outcome
+    {
+        let session = connection.session
+        let folder = connection.folder
+        let folderName = connection.folderName
         var step = SentCopyDecision.firstStep(mode: SentCopyMode(rawValue: job.mode) ?? .always)
         if job.resolveFate == true { step = .searchFolder }
+        if job.knownNotFiled == true && job.resolveFate != true { step = .append }
         if step == .searchFolder {
             _ = try await expectOK(session, .examine(folder), "EXAMINE")
             let (_, found) = try await expectOK(
@@ -62,11 +155,9 @@ enum SentCopyIMAPSession {
             for case .search(let numbers) in found { uids += numbers }
             step = SentCopyDecision.afterSearch(foundUIDs: uids)
             if job.resolveFate == true {
-                try? await session.logout()
                 return uids.isEmpty ? .notFound(folder: folderName) : .found(folder: folderName)
             }
         }
-        let outcome: Outcome
         switch step {
         case .append:
             let reader = try SpooledMessageReader(message)
@@ -75,14 +166,12 @@ enum SentCopyIMAPSession {
                 throw SentMailError.copyFailed(
                     reason: "the server refused APPEND to \(folderName): \(sanitizeForLog(result.text))")
             }
-            outcome = .made(folder: folderName)
+            return .made(folder: folderName)
         case .finished:
-            outcome = .skipped(folder: folderName)
+            return .skipped(folder: folderName)
         case .searchFolder:
             throw SentMailError.invalidUse("the sent-copy decision asked for a second search")
         }
-        try? await session.logout()
-        return outcome
     }
 
     /// AUTHENTICATE XOAUTH2; on NO, one forced refresh and one more try.

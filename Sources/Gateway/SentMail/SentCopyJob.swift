@@ -42,6 +42,9 @@ struct SentCopyJob: Codable, Sendable, Equatable {
     /// Found at start-up still waiting for the upstream's verdict: the message's fate is settled by searching the
     /// Sent folder for its Message-ID before any copy is made.
     var resolveFate: Bool? = nil
+    /// `auto`: a batch search of the Sent folder (after the server's filing delay) found none of the batch's
+    /// Message-IDs, so the copy is appended without a search of its own.
+    var knownNotFiled: Bool? = nil
 
     /// The job once its fate is settled and a copy is still to be made: due now.
     func unsettled() -> SentCopyJob {

@@ -5,6 +5,7 @@ import Logging
 import MailCore
 import Policy
 import Store
+import Transport
 
 /// Works through the persisted sent-copy jobs one at a time, never on a session's queue.
 ///
@@ -32,6 +33,13 @@ actor SentCopyService {
     /// Attempts made so far (all jobs), for tests and logs.
     private(set) var attemptCount = 0
     private var holdAll = false
+    /// The kept upstream connections, by `connectionKey`.
+    private var connections: [String: SentCopyIMAPSession.Connection] = [:]
+    /// Seconds a kept connection may sit unused before it is logged out.
+    private let idleClose: Double
+    /// Connections opened so far and batch searches made (tests, logs).
+    private(set) var connectionsOpened = 0
+    private(set) var batchSearches = 0
     private let testHooks: SentMailTestHooks
     /// Which queued jobs exist and which one runs, readable without the actor (`cancelQueuedCopy`).
     private nonisolated let registry = SentCopyRegistry()
@@ -39,9 +47,10 @@ actor SentCopyService {
     init(
         spoolDirectory: String, archive: MessageArchive, database: MailGateDatabase,
         credentials: any UpstreamCredentials, logger: Logger, retryDelays: [Double], limits: Limits,
-        attemptTimeout: Double = 600, testHooks: SentMailTestHooks = SentMailTestHooks()
+        attemptTimeout: Double = 600, idleClose: Double = 60, testHooks: SentMailTestHooks = SentMailTestHooks()
     ) {
         self.testHooks = testHooks
+        self.idleClose = idleClose
         self.spoolDirectory = spoolDirectory
         self.archive = archive
         self.database = database
@@ -206,9 +215,11 @@ actor SentCopyService {
                 await attempt(job)
                 continue
             }
-            let next = jobs.values.map(\.nextAttemptAt).min()
+            let idle = await closeIdleConnections(now: now)
+            let next = (jobs.values.map(\.nextAttemptAt) + (idle.map { [$0] } ?? [])).min()
             await sleep(seconds: next.map { max(0.005, $0 - now) } ?? 3_600)
         }
+        _ = await closeIdleConnections(now: Date().timeIntervalSince1970, all: true)
     }
 
     private func sleep(seconds: Double) async {
@@ -258,9 +269,7 @@ actor SentCopyService {
             await giveUp(&job, reason: "the spooled message \(messagePath) is missing and there is no archived copy")
             return
         }
-        let result = await Self.copyWithDeadline(
-            job: job, message: source, endpoint: endpoint, credentials: credentials, limits: limits,
-            timeout: attemptTimeout)
+        let result = await pooledCopy(&job, message: source, endpoint: endpoint)
         switch result {
         case .success(let outcome) where job.resolveFate == true:
             settle(&job, outcome)
@@ -271,30 +280,143 @@ actor SentCopyService {
         }
     }
 
-    /// Runs one IMAP attempt; a watchdog ends it after `timeout` seconds (the transport does not observe task
-    /// cancellation, so the attempt is raced against a timer and abandoned when the timer wins).
-    private static func copyWithDeadline(
-        job: SentCopyJob, message: SpooledMessage, endpoint: UpstreamEndpoint, credentials: any UpstreamCredentials,
-        limits: Limits, timeout: Double
+    /// Copies `job` over the account's kept connection (opened, logged in and its Sent folder found on first
+    /// use; closed after `idleClose` seconds without use). A kept connection that fails is dropped and the copy
+    /// tried once more over a fresh one (the server may have closed it while idle). Before a search in `auto`
+    /// mode, the due jobs of the same account are checked together with one `UID SEARCH OR …`: when none of them
+    /// is filed, each goes straight to APPEND without its own search.
+    private func pooledCopy(
+        _ job: inout SentCopyJob, message: SpooledMessage, endpoint: UpstreamEndpoint
     ) async -> Result<SentCopyIMAPSession.Outcome, SentMailError> {
-        let gate = ResultGate<Result<SentCopyIMAPSession.Outcome, SentMailError>>()
-        return await withCheckedContinuation { continuation in
+        let key = Self.connectionKey(job, endpoint)
+        for round in 1...2 {
+            let connection: SentCopyIMAPSession.Connection
+            let reused: Bool
+            if let existing = connections[key], !existing.broken {
+                connection = existing
+                reused = true
+            } else {
+                connections[key] = nil
+                let (account, configured, credentials, limits) = (job.account, job.sentFolder, credentials, limits)
+                let opened = await Self.withDeadline(attemptTimeout, onLateSuccess: { $0.close() }) {
+                    () async throws(SentMailError) -> SentCopyIMAPSession.Connection in
+                    try await SentCopyIMAPSession.open(
+                        account: account, configured: configured, endpoint: endpoint, credentials: credentials,
+                        limits: limits)
+                }
+                switch opened {
+                case .failure(let error): return .failure(error)
+                case .success(let fresh):
+                    connection = fresh
+                    connections[key] = fresh
+                    connectionsOpened += 1
+                }
+                reused = false
+            }
+            if case .failure(let error) = await checkBatch(&job, key: key, on: connection) {
+                connections[key] = nil
+                if reused && round == 1 { continue }
+                return .failure(error)
+            }
+            let current = job
+            let result = await Self.withDeadline(attemptTimeout, onTimeout: { connection.close() }) {
+                () async throws(SentMailError) -> SentCopyIMAPSession.Outcome in
+                try await SentCopyIMAPSession.copy(job: current, message: message, on: connection)
+            }
+            if case .failure = result {
+                connection.close()
+                connections[key] = nil
+                if reused && round == 1 { continue }
+            }
+            return result
+        }
+        return .failure(.copyFailed(reason: "no IMAP connection could be made"))
+    }
+
+    /// The batch check of `pooledCopy`: marks `job` and the other due `auto` jobs of its connection
+    /// `knownNotFiled` when one search finds none of them.
+    private func checkBatch(
+        _ job: inout SentCopyJob, key: String, on connection: SentCopyIMAPSession.Connection
+    ) async -> Result<Void, SentMailError> {
+        guard job.mode == SentCopyMode.auto.rawValue, job.resolveFate != true, job.knownNotFiled != true else {
+            return .success(())
+        }
+        let now = Date().timeIntervalSince1970
+        let rewrite = endpointRewrite
+        let batch = jobs.values.filter { other in
+            guard other.id != job.id, other.nextAttemptAt <= now, other.mode == SentCopyMode.auto.rawValue,
+                other.resolveFate != true, other.knownNotFiled != true, var endpoint = other.endpoint
+            else { return false }
+            if let rewrite { endpoint = rewrite(endpoint) }
+            return Self.connectionKey(other, endpoint) == key
+        }.prefix(Self.batchLimit - 1).map(\.id)
+        guard !batch.isEmpty else { return .success(()) }
+        let ids = [job.messageID] + batch.compactMap { jobs[$0]?.messageID }
+        let result = await Self.withDeadline(attemptTimeout, onTimeout: { connection.close() }) {
+            () async throws(SentMailError) -> Bool in
+            try await SentCopyIMAPSession.anyFiled(messageIDs: ids, on: connection)
+        }
+        switch result {
+        case .failure(let error):
+            return .failure(error)
+        case .success(true):
+            batchSearches += 1
+            return .success(())
+        case .success(false):
+            batchSearches += 1
+            job.knownNotFiled = true
+            for id in batch { jobs[id]?.knownNotFiled = true }
+            return .success(())
+        }
+    }
+
+    /// Logs out of the kept connections idle for `idleClose` seconds (all of them with `all`); returns when the
+    /// next one falls idle.
+    private func closeIdleConnections(now: Double, all: Bool = false) async -> Double? {
+        for (key, connection) in connections where all || connection.broken || connection.lastUsed + idleClose <= now {
+            connections[key] = nil
+            if !connection.broken { await connection.logout() }
+        }
+        return connections.values.map { $0.lastUsed + idleClose }.min()
+    }
+
+    /// One kept connection per account, endpoint and configured Sent folder.
+    private static func connectionKey(_ job: SentCopyJob, _ endpoint: UpstreamEndpoint) -> String {
+        [job.account.lowercased(), endpoint.address.host, String(endpoint.address.port), endpoint.security.rawValue,
+            job.sentFolder ?? ""].joined(separator: "\u{1}")
+    }
+
+    /// Message-IDs per batch search (the nested ORs stay short for every server).
+    static let batchLimit = 32
+
+    /// Runs `operation`; a watchdog ends the wait after `timeout` seconds (the transport does not observe task
+    /// cancellation, so the operation is raced against a timer: `onTimeout` closes what it uses, and a result
+    /// that arrives after the timer won goes to `onLateSuccess`).
+    private static func withDeadline<T: Sendable>(
+        _ timeout: Double, onTimeout: (@Sendable () -> Void)? = nil, onLateSuccess: (@Sendable (T) -> Void)? = nil,
+        _ operation: @escaping @Sendable () async throws(SentMailError) -> T
+    ) async -> Result<T, SentMailError> {
+        let gate = ResultGate<Result<T, SentMailError>>()
+        let watchdog = Task {
+            try? await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
+            if Task.isCancelled { return }
+            if gate.resolve(.failure(.copyFailed(reason: "the attempt took longer than \(Int(timeout)) seconds"))) {
+                onTimeout?()
+            }
+        }
+        let result = await withCheckedContinuation { continuation in
             gate.install(continuation)
             Task {
                 do throws(SentMailError) {
-                    let outcome = try await SentCopyIMAPSession.copy(
-                        job: job, message: message, endpoint: endpoint, credentials: credentials, limits: limits,
-                        deadline: gate)
-                    gate.resolve(.success(outcome))
+                    let value = try await operation()
+                    if !gate.resolve(.success(value)) { onLateSuccess?(value) }
                 } catch {
                     gate.resolve(.failure(error))
                 }
             }
-            Task {
-                try? await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
-                gate.resolve(.failure(.copyFailed(reason: "the attempt took longer than \(Int(timeout)) seconds")))
-            }
         }
+        watchdog.cancel()
+        return result
     }
 
     // MARK: - Outcomes
@@ -498,11 +620,13 @@ final class ResultGate<Value: Sendable>: @unchecked Sendable {
         lock.unlock()
     }
 
-    func resolve(_ value: Value) {
+    /// Resolves the gate with `value`; false when it was resolved already (the value is dropped).
+    @discardableResult
+    func resolve(_ value: Value) -> Bool {
         lock.lock()
         guard !resolved, let continuation else {
             lock.unlock()
-            return
+            return false
         }
         resolved = true
         self.continuation = nil
@@ -511,6 +635,7 @@ final class ResultGate<Value: Sendable>: @unchecked Sendable {
         lock.unlock()
         continuation.resume(returning: value)
         for action in actions { action() }
+        return true
     }
 }
 
