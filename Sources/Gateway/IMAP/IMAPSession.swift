@@ -413,7 +413,9 @@ final class IMAPSession: @unchecked Sendable {
         guard !isEnded else { return }
         if !clientBlocked {
             resumeClient()
-            queue.async { [self] in processClient() }
+            // Only when client input is waiting in the scanner: an empty hop per tagged answer costs a Dispatch
+            // wake-up on the NOOP path (the profile in the README).
+            if scanner.bufferedByteCount > 0 { queue.async { [self] in processClient() } }
         }
     }
 
