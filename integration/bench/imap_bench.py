@@ -133,8 +133,9 @@ class MailGate(Path):
         def toml():
             text = original().replace("[listen]\n", f'[listen]\nimap = "{HOST}:{self.imap_port}"\n', 1)
             if idle:
-                # --idle N: room for N upstream sessions of one mailbox (Exchange would refuse; the stand-in does not).
-                text += f"\n[limits]\nimap_upstream_sessions = {idle + 50}\n"
+                # --idle N: room for N upstream sessions of one mailbox (Exchange would refuse; the stand-in does not);
+                # imap_upstream_sessions stops at 100, so one mailbox gives at most ~95 idle pairs.
+                text += f"\n[limits]\nimap_upstream_sessions = {min(100, idle + 5)}\n"
             return text
         self.inner.toml = toml
 

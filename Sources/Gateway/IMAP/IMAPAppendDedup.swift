@@ -2,8 +2,8 @@
 // journal in Policy's `AppendDedup` terms, cancelling the gateway's own queued copy, and searching Sent upstream.
 import Foundation
 public import IMAP
-public import MailCore
-public import Policy
+import MailCore
+import Policy
 import Store
 
 /// Cancels the gateway's own sent copy that is still queued, because the client's APPEND will file the message.

@@ -161,6 +161,9 @@ public final class IMAPGateway: Sendable {
         }
     }
 
+    /// Writes of relayed upstream output per open session (tests: one upstream burst, one client write).
+    var relayedClientWrites: [Int] { table.sessions.withLock { $0.values.map { $0.clientWrites.load(ordering: .relaxed) } } }
+
     /// Stops accepting and ends every session with `* BYE` (IMAP has no "finish the command first" for a proxy that
     /// does not know what the client is doing; a client reconnects).
     public func stop() {

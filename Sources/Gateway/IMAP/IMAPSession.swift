@@ -8,6 +8,7 @@ import Logging
 import MailCore
 import Policy
 import SASL
+import Synchronization
 import TLS
 import Transport
 
@@ -212,6 +213,13 @@ final class IMAPSession: @unchecked Sendable {
     private var bytesToUpstreamUncounted = 0
     private var bytesToClientUncounted = 0
     private static let flushEvery = 500
+
+    /// Upstream output gathered during one read burst (small pieces only; bounded by `clientBatchBound`).
+    private var clientBatch: [UInt8] = []
+    private var batchingClientOutput = false
+    static let clientBatchBound = 16_384
+    /// Writes to the client connection after login (tests check that one upstream burst is one write).
+    let clientWrites = Atomic<Int>(0)
 
     /// Peak bytes queued towards the client (tests check that a big FETCH is not held).
     private(set) var peakClientPendingBytes = 0
@@ -421,7 +429,9 @@ final class IMAPSession: @unchecked Sendable {
         guard !isEnded else { return }
         if !clientBlocked {
             resumeClient()
-            queue.async { [self] in processClient() }
+            // Only when client input is waiting in the scanner: an empty hop per tagged answer costs a Dispatch
+            // wake-up on the NOOP path (the profile in the README).
+            if scanner.bufferedByteCount > 0 { queue.async { [self] in processClient() } }
         }
     }
 
@@ -588,16 +598,21 @@ final class IMAPSession: @unchecked Sendable {
                 upstreamLoginFailed(
                     .unavailable(reason: "the upstream IMAP server: \(sanitizeForLog(reason ?? "closed", maximumLength: 120))"),
                     logText: reason ?? "closed")
-            case .stream, .writable:
+            case .stream, .writable, .burstEnd:
                 break
             }
         case .open(let current) where current === link:
             switch event {
             case .stream(let scanned):
+                batchingClientOutput = true
                 upstreamStream(scanned)
+            case .burstEnd:
+                batchingClientOutput = false
+                flushClientBatch()
             case .writable:
                 unblockClient()
             case .ended(let reason):
+                flushClientBatch()
                 upstream = .none
                 upstreamLost(reason: reason)
             case .needToken, .ready, .authenticationFailed:
@@ -1415,6 +1430,27 @@ final class IMAPSession: @unchecked Sendable {
 
     private func forwardToClient(_ bytes: [UInt8]) {
         count(bytesToClient: bytes.count)
+        if batchingClientOutput && bytes.count < Self.clientBatchBound {
+            // Small pieces of one upstream read (`)` CRLF, the next `* n FETCH … {size}`, untagged lines before a
+            // tagged OK) go out together at `.burstEnd`: one send and one segment instead of one per line.
+            clientBatch += bytes
+            if clientBatch.count >= Self.clientBatchBound { flushClientBatch() }
+            return
+        }
+        flushClientBatch()
+        writeToClient(bytes)
+    }
+
+    /// What `forwardToClient` gathered during an upstream burst, written now (before anything else goes out).
+    private func flushClientBatch() {
+        guard !clientBatch.isEmpty else { return }
+        let bytes = clientBatch
+        clientBatch = []
+        writeToClient(bytes)
+    }
+
+    private func writeToClient(_ bytes: [UInt8]) {
+        clientWrites.add(1, ordering: .relaxed)
         client.write(bytes)
         let pending = client.pendingWriteBytes
         peakClientPendingBytes = max(peakClientPendingBytes, pending)
@@ -1616,6 +1652,7 @@ final class IMAPSession: @unchecked Sendable {
     // MARK: - Output and counters
 
     private func sendClient(_ text: String) {
+        flushClientBatch()
         let bytes = Array(text.utf8)
         count(bytesToClient: bytes.count)
         client.write(bytes)

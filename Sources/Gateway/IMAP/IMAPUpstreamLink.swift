@@ -31,6 +31,9 @@ final class IMAPUpstreamLink: @unchecked Sendable {
         case authenticationFailed(String)
         /// Proxy phase: one scanner event from upstream.
         case stream(IMAPStreamScanner.Event)
+        /// Proxy phase: the bytes read so far are all handed out as `.stream` (the session writes what it
+        /// gathered from them to the client in one piece, not one small send per line).
+        case burstEnd
         /// The write queue drained.
         case writable
         /// Finished; nil after an orderly close, else safe-to-log text.
@@ -176,7 +179,10 @@ final class IMAPUpstreamLink: @unchecked Sendable {
             } catch {
                 return finish("the upstream sent \(error.description)")
             }
-            guard let event else { return }
+            guard let event else {
+                if case .proxying = phase { onEvent?(.burstEnd) }
+                return
+            }
             if case .proxying = phase {
                 onEvent?(.stream(event))
                 continue

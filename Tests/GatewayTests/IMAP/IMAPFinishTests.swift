@@ -91,4 +91,22 @@ struct IMAPFinishTests {
         let out = try await client.until("M2")
         #expect(out.last?.hasPrefix("M2 NO [CANNOT]") == true, "\(out)")
     }
+
+    @Test("the lines of one upstream read reach the client in one write (not one small send per line)")
+    func oneWritePerUpstreamBurst() async throws {
+        let harness = try IMAPGatewayHarness()
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        _ = try await client.login()
+        try await client.send("S1 SELECT INBOX\r\n")
+        _ = try await client.until("S1")
+        let before = harness.gateway.relayedClientWrites.reduce(0, +)
+        await harness.upstream.push("* 4 EXISTS\r\n* 1 RECENT\r\n* 3 FETCH (FLAGS (\\Seen))")
+        #expect(try await client.line() == "* 4 EXISTS")
+        #expect(try await client.line() == "* 1 RECENT")
+        #expect(try await client.line() == "* 3 FETCH (FLAGS (\\Seen))")
+        let writes = harness.gateway.relayedClientWrites.reduce(0, +) - before
+        #expect(writes == 1, "three lines of one upstream read, \(writes) writes to the client")
+    }
 }
