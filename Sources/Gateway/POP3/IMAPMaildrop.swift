@@ -189,7 +189,7 @@ final class IMAPMaildrop: POP3Maildrop, @unchecked Sendable {
             }
         case .stream(let scanned):
             stream(scanned)
-        case .writable:
+        case .writable, .burstEnd:
             break
         case .ended(let reason):
             self.link = nil
