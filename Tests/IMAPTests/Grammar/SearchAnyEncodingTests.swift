@@ -17,10 +17,10 @@ import Testing
                 == text(.uidSearchHeader(field: "Message-ID", value: "<1@c>")))
     }
 
-    @Test func severalValuesNestOrsToTheRight() {
+    @Test func severalValuesNestOrsToTheLeft() {
         #expect(
             text(.uidSearchHeaderAny(field: "Message-ID", values: ["<1@c>", "<2@c>", "<3@c>"]))
-                == "B1 UID SEARCH OR HEADER Message-ID \"<1@c>\" OR HEADER Message-ID \"<2@c>\" HEADER Message-ID \"<3@c>\"\r\n")
+                == "B1 UID SEARCH OR OR HEADER Message-ID \"<1@c>\" HEADER Message-ID \"<2@c>\" HEADER Message-ID \"<3@c>\"\r\n")
     }
 
     @Test func aNonASCIIValueAsksForUTF8() {
