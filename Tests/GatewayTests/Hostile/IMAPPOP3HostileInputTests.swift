@@ -16,8 +16,8 @@ import Transport
 /// Small timeouts so that the timeout rows take seconds.
 private let hostileLimits: Limits = {
     var limits = Limits.standard
-    limits.idleTimeoutSeconds = 1
-    limits.handshakeTimeoutSeconds = 2
+    limits.idleTimeoutSeconds = 3
+    limits.handshakeTimeoutSeconds = 4
     return limits
 }()
 
@@ -97,7 +97,7 @@ struct IMAPHostileInputTests {
         defer { bad.close() }
         // 20 KB: past the 8 KiB line bound, small enough to sit in the socket buffers (see the report on 100 KB).
         try? await bad.send("A1 NOOP " + String(repeating: "x", count: 20_000) + "\r\n")
-        let answer = try #require(try await readToClose(bad.connection, within: 5), "must be closed")
+        let answer = try #require(try await readToClose(bad.connection, within: 12), "must be closed")
         #expect(answer == "* BYE Line too long\r\n", "answer: \(answer.prefix(200))")
         try await checkServed(harness, good)
     }
@@ -144,7 +144,7 @@ struct IMAPHostileInputTests {
         let goAhead = try #require(try await bad.line(within: 5))
         #expect(goAhead.hasPrefix("+"), "continuation: \(goAhead)")
         try await bad.send(String(repeating: "u", count: 10))
-        let closed = try await keepingAlive(good) { try await readToClose(bad.connection, within: 5) }
+        let closed = try await keepingAlive(good) { try await readToClose(bad.connection, within: 12) }
         let answer = try #require(closed, "must be closed by the timeout")
         #expect(answer == "* BYE Autologout; idle for too long\r\n", "answer: \(answer)")
         try await checkServed(harness, good)
@@ -159,7 +159,7 @@ struct IMAPHostileInputTests {
         let bad = try await greeted(harness)
         defer { bad.close() }
         for _ in 0..<hostileLimits.errorBudget { try? await bad.send(bytes: [0x00, 0xFF, 0x41, 0x00, 0xFE, 0x0D, 0x0A]) }
-        let answer = try #require(try await readToClose(bad.connection, within: 5), "must be closed")
+        let answer = try #require(try await readToClose(bad.connection, within: 12), "must be closed")
         let lines = answer.split(separator: "\r\n").map(String.init)
         #expect(lines.count == hostileLimits.errorBudget + 1, "lines: \(lines)")
         #expect(lines.dropLast().allSatisfy { $0.contains(" BAD ") }, "\(lines)")
@@ -177,7 +177,7 @@ struct IMAPHostileInputTests {
         defer { bad.close() }
         try await bad.send("A1 NOOP\r\n")
         bad.connection.shutdownWrite()
-        let answer = try #require(try await readToClose(bad.connection, within: 5), "must be closed")
+        let answer = try #require(try await readToClose(bad.connection, within: 12), "must be closed")
         #expect(answer.hasPrefix("A1 OK"), "answer: \(answer)")
         try await checkServed(harness, good)
     }
@@ -189,7 +189,7 @@ struct IMAPHostileInputTests {
         let bad = try await AsyncConnection.connect(to: harness.gateway.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { bad.close() }
         try await bad.write(Array("A1 CAPABILITY\r\n".utf8))
-        let answer = try #require(try await readToClose(bad, within: 10), "must be closed")
+        let answer = try #require(try await readToClose(bad, within: 12), "must be closed")
         #expect(!answer.contains("* OK") && !answer.contains("A1 "), "no IMAP text in cleartext")
         let good = try await RawIMAPClient(harness.gateway.boundAddress, tlsCA: harness.certificates?.caFile)
         defer { good.close() }
@@ -307,7 +307,7 @@ struct POP3HostileInputTests {
         let bad = try await greeted(listener)
         defer { bad.close() }
         for _ in 0..<hostileLimits.errorBudget { try? await bad.send(bytes: [0x00, 0xFF, 0x41, 0x00, 0xFE, 0x0D, 0x0A]) }
-        let answer = try #require(try await readToClose(bad.connection, within: 5), "must be closed")
+        let answer = try #require(try await readToClose(bad.connection, within: 12), "must be closed")
         let lines = answer.split(separator: "\r\n").map(String.init)
         #expect(lines.count == hostileLimits.errorBudget + 1, "\(lines)")
         #expect(lines.dropLast().allSatisfy { $0 == "-ERR Invalid command: the line contains control characters" }, "\(lines)")
@@ -325,7 +325,7 @@ struct POP3HostileInputTests {
         defer { bad.close() }
         try await bad.send("NOOP\r\n")
         bad.connection.shutdownWrite()
-        let answer = try #require(try await readToClose(bad.connection, within: 5), "must be closed")
+        let answer = try #require(try await readToClose(bad.connection, within: 12), "must be closed")
         #expect(answer == "-ERR Log in first\r\n", "answer: \(answer)")
         try await checkServed(listener, good)
     }
@@ -336,7 +336,7 @@ struct POP3HostileInputTests {
         defer { listener.stop() }
         let bad = try await greeted(listener)
         defer { bad.close() }
-        let answer = try #require(try await readToClose(bad.connection, within: 5), "must be closed by the timeout")
+        let answer = try #require(try await readToClose(bad.connection, within: 12), "must be closed by the timeout")
         #expect(answer == "-ERR Idle for too long; closing (nothing was deleted)\r\n", "answer: \(answer)")
     }
 
@@ -347,7 +347,7 @@ struct POP3HostileInputTests {
         let bad = try await AsyncConnection.connect(to: listener.gateway.boundAddress, tls: nil, serverName: nil, timeout: 5)
         defer { bad.close() }
         try await bad.write(Array("CAPA\r\n".utf8))
-        let answer = try #require(try await readToClose(bad, within: 10), "must be closed")
+        let answer = try #require(try await readToClose(bad, within: 12), "must be closed")
         #expect(!answer.contains("+OK") && !answer.contains("-ERR"), "no POP3 text in cleartext")
     }
 

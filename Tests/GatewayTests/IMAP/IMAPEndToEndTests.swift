@@ -161,6 +161,8 @@ extension StandInTests {
             let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27462, imapPort: 27412, accounts: [Self.alice])
             try standIn.control("autofile", json: #"{"enabled": false}"#)
             defer { _ = try? standIn.control("autofile", json: #"{"enabled": false}"#) }
+            var deduplicated: Int64 = 0
+            var forwardedWithCancel: Int64 = 0
             for (label, waitFirst, autofile) in [("made", true, false), ("queued", false, false), ("autofiled", true, true)] {
                 try standIn.control("autofile", json: "{\"enabled\": \(autofile)}")
                 let id = EndToEnd.uniqueID("dedup-\(label)")
@@ -176,17 +178,34 @@ extension StandInTests {
                     Thread.sleep(forTimeInterval: 0.5)  // the journal's copy state is written after the copy
                 }
                 let appended = try IMAPEndToEnd.run("appendfile", Self.arguments(installation, imapPort: 27412) + [file])
-                #expect((appended["append"] as? String)?.contains("OK") == true, "\(label): \(appended)")
-                #expect((appended["append"] as? String)?.contains("already in Sent") == true, "\(label): \(appended)")
-                // UIDPLUS is on (Dovecot): the answer names the copy found in Sent (searched on a side session).
-                #expect((appended["append"] as? String)?.contains("OK [APPENDUID ") == true, "\(label): \(appended)")
+                let answer = appended["append"] as? String ?? ""
+                // UIDPLUS is on (Dovecot): either way the answer names the one copy in Sent — the one found there
+                // (searched on a side session), or the client's own that went through.
+                #expect(answer.contains("OK [APPENDUID "), "\(label): \(appended)")
+                if answer.contains("already in Sent") {
+                    deduplicated += 1
+                } else {
+                    forwardedWithCancel += 1
+                }
+                if waitFirst {
+                    #expect(answer.contains("already in Sent"), "\(label): the copy was in Sent: \(appended)")
+                }
+                // With the copy still queued (the normal case right after the 250: auto waits for the server's
+                // own filing), the client's APPEND goes through and the gateway's copy is cancelled (issue 8
+                // point 6); a loaded machine may have made the copy first, and then it is de-duplicated.
                 Thread.sleep(forTimeInterval: 1)
                 let copies = try Self.count(standIn, user: Self.alice, folder: "Sent Items", messageID: id)
                 #expect(copies == 1, "\(label): \(copies) copies of \(id) in Sent Items")
             }
             #expect(installation.serveOutput.contains("IMAP APPEND to Sent de-duplicated"))
-            let counters = try Self.awaitStats(installation, account: Self.alice) { ($0["imap.append_deduplicated"] ?? 0) >= 3 }
-            #expect(counters["imap.append_deduplicated"] == 3, "\(counters)")
+            if forwardedWithCancel > 0 {
+                #expect(installation.serveOutput.contains("the gateway's queued copy was cancelled"))
+            }
+            let counters = try Self.awaitStats(installation, account: Self.alice) {
+                ($0["imap.append_deduplicated"] ?? 0) >= deduplicated
+            }
+            #expect(counters["imap.append_deduplicated"] == deduplicated, "\(counters)")
+            #expect((counters["sent_copy_cancelled"] ?? 0) >= forwardedWithCancel, "\(counters)")
         }
 
         @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")

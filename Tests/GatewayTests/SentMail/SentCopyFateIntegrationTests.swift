@@ -50,6 +50,9 @@ extension StandInTests.SentCopyIntegrationTests {
         // The upstream accepted it and filed it in Sent; MailGate "died" before recording the 250.
         let token = try await harness.credentials.xoauth2(for: alice).token.revealed
         try await submitDirectly(standIn, user: alice, token: token, to: "bob@contoso.test", message: message)
+        // The stand-in files SMTP mail after delivery, as Exchange does; the premise is that it has done so.
+        let filed = await eventually(20) { ((try? await harness.copies(of: id, user: alice, folder: "Sent Items"))?.count ?? 0) == 1 }
+        try #require(filed, "the stand-in filed its own copy in Sent Items")
 
         let (_, restarted) = try await interruptAndRestart(harness, message, account: alice, mode: .auto)
         #expect(await settledStatus(harness.database, within: 20) == .sent)
