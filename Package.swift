@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
 // MailGate: a mail gateway that lets password-only SMTP/IMAP/POP3 clients use Microsoft 365 (XOAUTH2).
+import Foundation
 import PackageDescription
 
 /// Strictness switched on for every target (STYLE.md §3).
@@ -90,5 +91,17 @@ let package = Package(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),
         .testTarget(name: "LogHandlingTests", dependencies: ["LogHandling"], swiftSettings: strict),
+        .target(
+            name: "FuzzTargets", dependencies: ["MailCore", "IMAP", "SMTP", "POP3", "OAuth", "Config"],
+            swiftSettings: strict),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: strict),
     ]
 )
+
+// The libFuzzer binary exists only for `scripts/fuzz` (MAILGATE_FUZZ=1): it has no `main` of its own, so it
+// links only with `-sanitize=fuzzer`, which the normal build does not use.
+if ProcessInfo.processInfo.environment["MAILGATE_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(name: "MailGateFuzz", dependencies: ["FuzzTargets"], path: "Fuzz/MailGateFuzz"))
+    package.products.append(.executable(name: "mailgate-fuzz", targets: ["MailGateFuzz"]))
+}
