@@ -74,3 +74,34 @@ struct ProgressGuard {
         require(rounds <= limit, target, "no progress after \(limit) rounds on \(limit / 8) input bytes")
     }
 }
+
+/// What the driver does after one action.
+enum FuzzStep<Action> {
+    /// Go on, with these actions answered first (the machine's reply to the harness's answer).
+    case next([Action])
+    /// The machine is done with the connection (closed or handed over).
+    case stop
+}
+
+/// Feeds a server-side machine the input's chunks and works off its actions in order, as a session would.
+/// Returns the chunks not fed yet when `perform` stopped (empty when every chunk was fed).
+@discardableResult
+func driveMachine<Action>(
+    _ input: FuzzInput, _ target: FuzzTarget, connected: [Action], received: ([UInt8]) -> [Action],
+    perform: (Action) -> FuzzStep<Action>
+) -> ArraySlice<[UInt8]> {
+    var progress = ProgressGuard(target, inputSize: input.payload.count)
+    var actions = connected[...]
+    var chunks = input.chunks[...]
+    while true {
+        while let action = actions.popFirst() {
+            progress.tick()
+            switch perform(action) {
+            case .next(let followUps): actions = followUps[...] + actions
+            case .stop: return chunks
+            }
+        }
+        guard let chunk = chunks.popFirst() else { return chunks }
+        actions += received(chunk)
+    }
+}

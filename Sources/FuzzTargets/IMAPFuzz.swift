@@ -9,44 +9,37 @@ enum IMAPServerFuzz {
         var machine = IMAPServerSide(
             configuration: .init(
                 tlsAvailable: input.option(0), clientIsLoopback: !input.option(1), allowPlaintext: input.option(2)))
-        var progress = ProgressGuard(target, inputSize: input.payload.count)
-        var actions = machine.handle(.connected)
-        var chunks = input.chunks[...]
         var handedOver: [UInt8]?
-        while handedOver == nil {
-            var answered = false
-            while let action = actions.first, handedOver == nil {
-                actions.removeFirst()
-                progress.tick()
-                switch action {
-                case .send(let bytes):
-                    requireWholeLines(bytes, target)
-                case .startTLS:
-                    actions += machine.handle(.tlsStarted)
-                case .verify(let username, _, _):
-                    require(!username.isEmpty, target, "a login to verify without a user name")
-                    let result: IMAPServerSide.Input =
-                        input.option(3)
-                        ? .loginSucceeded(capabilities: [.imap4rev1, .literalPlus])
-                        : .loginFailed(input.option(4) ? .authenticationFailed : .unavailable(reason: "fuzz\r\n\u{0}"))
-                    actions += machine.handle(result)
-                    answered = true
-                case .authenticated(_, let leftover):
-                    handedOver = leftover
-                case .close:
-                    return
-                }
+        let rest = driveMachine(
+            input, target, connected: machine.handle(.connected), received: { machine.handle(.received($0)) }
+        ) { action in
+            switch action {
+            case .send(let bytes):
+                requireWholeLines(bytes, target)
+                return .next([])
+            case .startTLS:
+                return .next(machine.handle(.tlsStarted))
+            case .verify(let username, _, _):
+                require(!username.isEmpty, target, "a login to verify without a user name")
+                let result: IMAPServerSide.Input =
+                    input.option(3)
+                    ? .loginSucceeded(capabilities: [.imap4rev1, .literalPlus])
+                    : .loginFailed(input.option(4) ? .authenticationFailed : .unavailable(reason: "fuzz\r\n\u{0}"))
+                return .next(machine.handle(result))
+            case .authenticated(_, let leftover):
+                handedOver = leftover
+                return .stop
+            case .close:
+                return .stop
             }
-            if handedOver != nil { break }
-            guard let chunk = chunks.popFirst() else { return }
-            _ = answered
-            actions += machine.handle(.received(chunk))
         }
+        guard let handedOver else { return }
+        var progress = ProgressGuard(target, inputSize: input.payload.count)
         // After login the proxy frames commands with the full limits and LITERAL+ (as Exchange offers it).
         var framer = IMAPCommandFramer(limits: .standard, literalPlusAdvertised: true)
-        framer.append(handedOver ?? [])
+        framer.append(handedOver)
         drain(&framer, input: input, progress: &progress)
-        for chunk in chunks {
+        for chunk in rest {
             framer.append(chunk)
             drain(&framer, input: input, progress: &progress)
         }

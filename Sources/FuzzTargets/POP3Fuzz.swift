@@ -15,36 +15,28 @@ enum POP3ServerFuzz {
             configuration: .init(
                 tlsAvailable: input.option(0), clientIsLoopback: !input.option(1), allowPlaintext: input.option(2)))
         let maildrop = (0..<3).map { POP3ServerSide.MaildropEntry(uidl: "1.\($0 + 1)", size: message.count) }
-        var progress = ProgressGuard(target, inputSize: input.payload.count)
-        var actions = machine.handle(.connected)
-        for chunk in input.chunks + [[]] {
-            if !chunk.isEmpty { actions += machine.handle(.received(chunk)) }
-            while !actions.isEmpty {
-                let action = actions.removeFirst()
-                progress.tick()
-                switch action {
-                case .send(let bytes):
-                    requireWholeLines(bytes, target)
-                case .startTLS:
-                    actions += machine.handle(.tlsStarted)
-                case .verify:
-                    actions += machine.handle(
-                        input.option(3) ? .loginSucceeded(.maildrop(maildrop)) : .loginFailed(.authenticationFailed))
-                case .retrieve(let index, _):
-                    require(maildrop.indices.contains(index), target, "RETR/TOP of message \(index) that does not exist")
-                    require(!machine.deleted.contains(index), target, "RETR/TOP of a message marked deleted")
-                    if input.option(4) {
-                        actions += machine.handle(.retrieveFinished(.temporary("fuzz: upstream gone")))
-                    } else {
-                        actions += machine.handle(.messageData(message))
-                        actions += machine.handle(.retrieveFinished(nil))
-                    }
-                case .commit(let deleting):
-                    require(deleting.allSatisfy(maildrop.indices.contains), target, "DELE of messages that do not exist")
-                    actions += machine.handle(.commitFinished(input.option(5) ? .permanent("fuzz") : nil))
-                case .relay, .close:
-                    return
-                }
+        driveMachine(
+            input, target, connected: machine.handle(.connected), received: { machine.handle(.received($0)) }
+        ) { action in
+            switch action {
+            case .send(let bytes):
+                requireWholeLines(bytes, target)
+                return .next([])
+            case .startTLS:
+                return .next(machine.handle(.tlsStarted))
+            case .verify:
+                return .next(machine.handle(
+                    input.option(3) ? .loginSucceeded(.maildrop(maildrop)) : .loginFailed(.authenticationFailed)))
+            case .retrieve(let index, _):
+                require(maildrop.indices.contains(index), target, "RETR/TOP of message \(index) that does not exist")
+                require(!machine.deleted.contains(index), target, "RETR/TOP of a message marked deleted")
+                if input.option(4) { return .next(machine.handle(.retrieveFinished(.temporary("fuzz: upstream gone")))) }
+                return .next(machine.handle(.messageData(message)) + machine.handle(.retrieveFinished(nil)))
+            case .commit(let deleting):
+                require(deleting.allSatisfy(maildrop.indices.contains), target, "DELE of messages that do not exist")
+                return .next(machine.handle(.commitFinished(input.option(5) ? .permanent("fuzz") : nil)))
+            case .relay, .close:
+                return .stop
             }
         }
     }

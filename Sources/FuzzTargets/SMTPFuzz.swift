@@ -22,55 +22,47 @@ enum SMTPServerFuzz {
                 relayAllowed: input.option(4), relayAccount: "relay@contoso.test", maximumMessageSize: 65_536,
                 upstreamExtensions: extensions, maximumRecipients: 5, limits: limits,
                 makeAuthExchange: { _ in nil }))
-        var progress = ProgressGuard(target, inputSize: input.payload.count)
-        var actions = machine.handle(.connected)
         var inMessage = false
         var chunkedMessage = false
         var messageBytes = 0
         var envelopeSteps = 0
-        for chunk in input.chunks + [[]] {
-            if !chunk.isEmpty { actions += machine.handle(.received(chunk)) }
-            while !actions.isEmpty {
-                let action = actions.removeFirst()
-                progress.tick()
-                switch action {
-                case .reply(let reply):
-                    requireWholeLines(reply.encode(), target)
-                    require((200..<600).contains(reply.code), target, "reply code \(reply.code)")
-                case .startTLS:
-                    actions += machine.handle(.tlsStarted)
-                case .verifyCredentials:
-                    actions += machine.handle(.authResult(ok: input.option(5), account: "alice@contoso.test"))
-                case .forwardMail, .forwardRcpt:
-                    envelopeSteps += 1
-                    let refused = input.option(6) && envelopeSteps % 3 == 0
-                    actions += machine.handle(
-                        .upstreamReply(refused ? SMTPReply(code: 550, "5.1.1 refused") : SMTPReply(code: 250, "2.0.0 OK")))
-                case .beginData:
-                    inMessage = true
-                    chunkedMessage = false
-                    actions += machine.handle(.upstreamReply(SMTPReply(code: 354, "go ahead")))
-                case .beginChunkedData:
-                    inMessage = true
-                    chunkedMessage = true
-                case .messageBytes(let bytes):
-                    require(inMessage, target, "message bytes outside a message")
-                    messageBytes += bytes.count
-                    require(messageBytes <= 65_536 + 2, target, "\(messageBytes) message bytes passed the size bound")
-                    // DATA text never carries a NUL on (BDAT octets are the client's own, passed as they are).
-                    if !chunkedMessage { require(!bytes.contains(0), target, "a NUL byte of DATA passed on") }
-                case .endOfMessage:
-                    require(inMessage, target, "an end of message without a message")
-                    inMessage = false
-                    messageBytes = 0
-                    actions += machine.handle(.upstreamReply(SMTPReply(code: 250, "2.0.0 queued")))
-                case .abortMessage, .resetUpstream:
-                    inMessage = false
-                    messageBytes = 0
-                case .close:
-                    return
-                }
+        driveMachine(
+            input, target, connected: machine.handle(.connected), received: { machine.handle(.received($0)) }
+        ) { action in
+            switch action {
+            case .reply(let reply):
+                requireWholeLines(reply.encode(), target)
+                require((200..<600).contains(reply.code), target, "reply code \(reply.code)")
+            case .startTLS:
+                return .next(machine.handle(.tlsStarted))
+            case .verifyCredentials:
+                return .next(machine.handle(.authResult(ok: input.option(5), account: "alice@contoso.test")))
+            case .forwardMail, .forwardRcpt:
+                envelopeSteps += 1
+                let refused = input.option(6) && envelopeSteps % 3 == 0
+                return .next(machine.handle(
+                    .upstreamReply(refused ? SMTPReply(code: 550, "5.1.1 refused") : SMTPReply(code: 250, "2.0.0 OK"))))
+            case .beginData:
+                (inMessage, chunkedMessage) = (true, false)
+                return .next(machine.handle(.upstreamReply(SMTPReply(code: 354, "go ahead"))))
+            case .beginChunkedData:
+                (inMessage, chunkedMessage) = (true, true)
+            case .messageBytes(let bytes):
+                require(inMessage, target, "message bytes outside a message")
+                messageBytes += bytes.count
+                require(messageBytes <= 65_536 + 2, target, "\(messageBytes) message bytes passed the size bound")
+                // DATA text never carries a NUL on (BDAT octets are the client's own, passed as they are).
+                if !chunkedMessage { require(!bytes.contains(0), target, "a NUL byte of DATA passed on") }
+            case .endOfMessage:
+                require(inMessage, target, "an end of message without a message")
+                (inMessage, messageBytes) = (false, 0)
+                return .next(machine.handle(.upstreamReply(SMTPReply(code: 250, "2.0.0 queued"))))
+            case .abortMessage, .resetUpstream:
+                (inMessage, messageBytes) = (false, 0)
+            case .close:
+                return .stop
             }
+            return .next([])
         }
     }
 }
