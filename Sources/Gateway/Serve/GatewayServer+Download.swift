@@ -1,7 +1,7 @@
 // Gateway: the download schedule of `serve` (one-line calls from GatewayServer.start()/stop()).
 import Foundation
 import Logging
-public import Store
+import Store
 import Config
 import Synchronization
 

@@ -57,7 +57,8 @@ struct DownloadPOP3EndToEndTests {
         // What was downloaded, read before the POP3 session deletes a message.
         var stored: [Int64: Data] = [:]
         for row in rows {
-            stored[row.id!] = try #require(FileManager.default.contents(atPath: downloaded.store.path(of: row.fileName)))
+            let data = try #require(FileManager.default.contents(atPath: downloaded.store.path(of: row.fileName)))
+            stored[row.id!] = data
         }
         // Delete the row of the first delivered message.
         let doomed = try #require(downloaded.present(ids[0]).first)
