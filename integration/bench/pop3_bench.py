@@ -4,8 +4,9 @@
 Prints numbers, asserts nothing. Each round, interleaved over the paths: one session that logs in, sends STAT and
 RETRs every message of the maildrop (N x 100 KiB, APPENDed once, directly, into alice's INBOX and removed at the
 end), bytes checked against what was appended; per RETR the time from the command to the terminating "." line.
-MailGate runs twice: served from the INBOX over IMAP (incoming = "imap") and relaying Dovecot's POP3
-(incoming = "pop3"); the local-store path (`mailgate download`) is listed as skipped until that exists. The
+MailGate runs three times: served from the INBOX over IMAP (incoming = "imap"), relaying Dovecot's POP3
+(incoming = "pop3"), and from the local download store (incoming = "imap-download" with forbid_manual_refresh: the
+schedule inside serve downloads the maildrop once at start, then POP3 needs no upstream connection). The
 proxies' CPU seconds and peak RSS are read from /proc. Shares stand-in, token, emailproxy and MailGate helpers
 with smtp_bench.py. Only the standard library here (emailproxy lives in the venv the pop3-bench wrapper makes).
 """
@@ -99,19 +100,25 @@ class MailGate(Local):
     def __init__(self, env, args, incoming):
         self.inner = sb.MailGate(env, args, lock_after_send=False)
         self.name = f"mailgate-{incoming}"
-        self.label = {"imap": "MailGate, served from IMAP", "pop3": "MailGate, POP3 relayed"}[incoming]
+        self.label = {"imap": "MailGate, served from IMAP", "pop3": "MailGate, POP3 relayed",
+                      "local-store": "MailGate, from the local store"}[incoming]
+        self.incoming = incoming
+        self.messages = args.messages
         self.pop3_port = sb.free_port()
         self.password = self.inner.password
         self.proc = None
         original = self.inner.toml
-        extra = ""
+        extra, sections = "", ""
         if incoming == "pop3":
             extra = (f'incoming = "pop3"\npop3 = "{HOST}:{env["MAILGATE_STANDIN_POP3S_PORT"]}"\n'
                      'pop3_security = "tls"\n')
+        elif incoming == "local-store":
+            extra = 'incoming = "imap-download"\n'
+            sections = '\n[download]\nevery = "1h"\nforbid_manual_refresh = true\n'
 
         def toml():
             text = original().replace("[listen]\n", f'[listen]\npop3 = "{HOST}:{self.pop3_port}"\n', 1)
-            return text.replace('imap_security = "tls"\n', 'imap_security = "tls"\n' + extra, 1)
+            return text.replace('imap_security = "tls"\n', 'imap_security = "tls"\n' + extra, 1) + sections
         self.inner.toml = toml
 
     def prepare(self):
@@ -122,7 +129,22 @@ class MailGate(Local):
         self.proc = self.inner.proc
         if reason is None and not sb.wait_port(self.pop3_port, 10, self.proc):
             reason = "mailgate serve does not listen for POP3 (is the POP3 gateway there yet?)"
+        if reason is None and self.incoming == "local-store":
+            reason = self.wait_downloaded(120)
         return reason
+
+    def wait_downloaded(self, timeout):
+        """The schedule's first run (at start) fills the store; POP3 STAT shows it once every message is in."""
+        deadline, count = time.time() + timeout, 0
+        while time.time() < deadline:
+            p = self.login()
+            count = p.stat()[0]
+            p.quit()
+            if count >= self.messages:
+                log(f"{self.name}: {count} messages downloaded into the local store")
+                return None
+            time.sleep(0.2)
+        return f"the download schedule stored only {count} of {self.messages} messages in {timeout} s"
 
     def cleanup(self):
         self.inner.cleanup()
@@ -218,7 +240,7 @@ def median(values):
 
 def main():
     parser = argparse.ArgumentParser(description="POP3 benchmark: direct vs MailGate vs emailproxy (loopback).")
-    parser.add_argument("--paths", default="direct,mailgate-imap,mailgate-pop3,emailproxy")
+    parser.add_argument("--paths", default="direct,mailgate-imap,mailgate-pop3,mailgate-local-store,emailproxy")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--venv", default=os.path.join(HERE, ".venv"))
@@ -247,7 +269,7 @@ def main():
         m.append("INBOX", None, None, msg)
     log(f"seeded {args.messages} x 100 KiB into alice's INBOX")
 
-    paths, skipped = [], {"mailgate-local-store": "served from the local store needs `mailgate download` (issue 10 point 3)"}
+    paths, skipped = [], {}
     for name in [p.strip() for p in args.paths.split(",") if p.strip()]:
         if name == "direct":
             path = direct
@@ -263,6 +285,7 @@ def main():
         else:
             paths.append(path)
 
+    load_before = os.getloadavg()
     rows = {p.name: {"mib_s": [], "lat": [], "login": [], "cpu": [], "bad": 0} for p in paths}
     try:
         for r in range(args.rounds):
@@ -292,9 +315,11 @@ def main():
                 p.stop()
                 p.cleanup()
 
+    load_after = os.getloadavg()
     print()
     print(f"POP3 benchmark, alice, loopback; {args.rounds} rounds of STAT + RETR {args.messages} x 100 KiB; "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print("load average (1/5/15 min) before %.2f %.2f %.2f, after %.2f %.2f %.2f" % (load_before + load_after))
     header = ["path", "MiB/s", "RETR p50 ms", "p99 ms", "max ms", ">=10ms", "login p50 ms", "CPU s/round",
               "peak RSS MiB", "bad"]
     table, out = [], {}
@@ -329,6 +354,7 @@ def main():
     with open(args.json, "w") as f:
         json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": sb.machine_info(),
                    "params": {"rounds": args.rounds, "messages": args.messages}, "results": out,
+                   "load_average": {"before": load_before, "after": load_after},
                    "skipped": skipped}, f, indent=2)
     print(f"\nJSON: {args.json}")
     stand_in.stop()

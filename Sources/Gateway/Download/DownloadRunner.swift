@@ -39,7 +39,9 @@ public struct AccountDownloadReport: Sendable, Equatable {
 /// high-water mark are committed, and only then (`delete_after_loading`) is the message deleted on the server.
 /// Only INBOX is ever selected, so the Sent folder (lock after send) is never touched by retention.
 public final class DownloadRunner: Sendable {
-    public let configuration: MailGateConfiguration
+    /// The configuration in force: fixed for `mailgate download`, the live one inside `serve` (SIGHUP).
+    public var configuration: MailGateConfiguration { current() }
+    private let current: @Sendable () -> MailGateConfiguration
     private let database: MailGateDatabase
     private let stateDirectory: String
     private let credentials: any UpstreamCredentials
@@ -52,12 +54,29 @@ public final class DownloadRunner: Sendable {
     static let mailbox = "INBOX"
 
     /// `now` is the clock `delete_after_days` and the recorded download times use (tests set it).
-    public init(
+    public convenience init(
         configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String,
         credentials: any UpstreamCredentials, logger: Logger, concurrency: Int = 4,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
-        self.configuration = configuration
+        self.init(
+            current: { configuration }, database: database, stateDirectory: stateDirectory, credentials: credentials,
+            logger: logger, concurrency: concurrency, now: now)
+    }
+
+    /// For `serve`: accounts, servers and tokens of the directory in force at each run, so an account or
+    /// `[server]` a SIGHUP added is downloaded from the next run on.
+    convenience init(live: LiveDirectory, database: MailGateDatabase, stateDirectory: String, logger: Logger) {
+        self.init(
+            current: { live.configuration }, database: database, stateDirectory: stateDirectory, credentials: live,
+            logger: logger, concurrency: 4, now: { Date() })
+    }
+
+    private init(
+        current: @escaping @Sendable () -> MailGateConfiguration, database: MailGateDatabase, stateDirectory: String,
+        credentials: any UpstreamCredentials, logger: Logger, concurrency: Int, now: @escaping @Sendable () -> Date
+    ) {
+        self.current = current
         self.database = database
         self.stateDirectory = stateDirectory
         self.credentials = credentials
@@ -134,6 +153,7 @@ public final class DownloadRunner: Sendable {
     // MARK: - One account
 
     private func download(_ email: String, reload: Bool, report: inout AccountDownloadReport) async throws {
+        let configuration = configuration  // one snapshot per account run
         guard let account = try database.account(email: email) else {
             throw DownloadError.notConfigured("There is no account \(email).")
         }

@@ -26,21 +26,26 @@ final class DownloadScheduler: Sendable {
         let started = Task.detached {
             while !Task.isCancelled {
                 let began = Date()
-                do {
-                    let accounts = try runner.accounts()
-                    let reports = await runner.run(accounts: accounts)
-                    let failed = reports.filter { $0.failure != nil }.count
-                    let messages = reports.reduce(0) { $0 + $1.messages }
-                    logger.info(
-                        "download run: \(reports.count) accounts, \(messages) messages, \(failed) failed")
-                } catch {
-                    logger.error("download run could not list the accounts: \(error)")
-                }
+                // No imap-download server (yet; a SIGHUP may add one): nothing to run or log this time.
+                if runner.hasDownloadServers { await Self.runOnce(runner, logger: logger) }
                 let wait = max(0.05, Double(interval) - Date().timeIntervalSince(began))
                 try? await Task.sleep(nanoseconds: UInt64(wait * 1_000_000_000))
             }
         }
         task.withLock { $0 = started }
+    }
+
+    /// One run over every account of the imap-download servers in force, with its summary line.
+    private static func runOnce(_ runner: DownloadRunner, logger: Logger) async {
+        do {
+            let accounts = try runner.accounts()
+            let reports = await runner.run(accounts: accounts)
+            let failed = reports.filter { $0.failure != nil }.count
+            let messages = reports.reduce(0) { $0 + $1.messages }
+            logger.info("download run: \(reports.count) accounts, \(messages) messages, \(failed) failed")
+        } catch {
+            logger.error("download run could not list the accounts: \(error)")
+        }
     }
 
     func stop() {

@@ -15,20 +15,33 @@ import Synchronization
 /// poll then needs no upstream connection. Without it (or for other servers) it returns nil and the POP3 front
 /// reads the server's INBOX over IMAP.
 public struct DownloadMaildropProvider: LocalMaildropProvider {
-    let configuration: MailGateConfiguration
+    /// `[download] forbid_manual_refresh` of the start (a reload logs a change of it as restart-only).
+    let forbidManualRefresh: Bool
+    /// The `[server]` sections in force, read per login (a reload may add an imap-download server).
+    let servers: @Sendable () -> [String: ServerSettings]
     let database: MailGateDatabase
     let stateDirectory: String
 
     public init(configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String) {
-        self.configuration = configuration
+        forbidManualRefresh = configuration.download.forbidManualRefresh
+        let servers = configuration.servers
+        self.servers = { servers }
+        self.database = database
+        self.stateDirectory = stateDirectory
+    }
+
+    /// For `serve`: the servers come from the live directory, so a SIGHUP's `[server]` changes apply at the next login.
+    init(live: LiveDirectory, configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String) {
+        forbidManualRefresh = configuration.download.forbidManualRefresh
+        servers = { live.configuration.servers }
         self.database = database
         self.stateDirectory = stateDirectory
     }
 
     public func localMaildrop(for accountEmail: String, queue: DispatchQueue) -> (any POP3Maildrop)? {
-        guard configuration.download.forbidManualRefresh,
+        guard forbidManualRefresh,
             let account = try? database.account(email: accountEmail),
-            configuration.servers[account.serverName]?.incoming == .imapDownload
+            servers()[account.serverName]?.incoming == .imapDownload
         else { return nil }
         return LocalMaildrop(
             account: account.email, database: database,

@@ -100,7 +100,7 @@ public final class IMAPUpstreamSessionCap: Sendable {
 /// upstream connection (AUTHENTICATE XOAUTH2) on the same serial queue, and the session relays between them.
 public final class IMAPGateway: Sendable {
     private let listener: Listener
-    private let table: IMAPSessionTable
+    private let table: SessionTable<IMAPSession>
     private let logger: Logger
 
     /// Binds `listen` and starts accepting.
@@ -122,7 +122,7 @@ public final class IMAPGateway: Sendable {
             sentCopyCanceller: sentCopyCanceller,
             sentFolderSearch: sentFolderSearch
                 ?? UpstreamSentFolderSearch(credentials: credentials, limits: configuration.limits))
-        let box = IMAPSessionTable()
+        let box = SessionTable<IMAPSession>()
         self.table = box
         self.logger = logger
         self.listener = try Listener(
@@ -144,7 +144,7 @@ public final class IMAPGateway: Sendable {
     public var boundAddress: HostPort { listener.boundAddress }
 
     /// Client sessions currently open.
-    public var activeSessionCount: Int { table.sessions.withLock { $0.count } }
+    public var activeSessionCount: Int { table.count }
 
     /// Closes the listening socket only: sessions already open go on (a reload that rebinds this listener).
     public func stopAccepting() {
@@ -154,42 +154,24 @@ public final class IMAPGateway: Sendable {
     /// For a drain: ends with `* BYE` every session with no command in flight (checked on its queue, so a
     /// command's tagged reply has been written before the BYE); busy ones are left for the next call.
     public func shutdownQuietSessions() {
-        table.stopping.withLock { $0 = true }
-        let current = table.sessions.withLock { Array($0.values) }
+        let current = table.stopAdmitting()
         for session in current {
             session.queue.async { if session.isQuietForShutdown { session.shutdown() } }
         }
     }
 
     /// Writes of relayed upstream output per open session (tests: one upstream burst, one client write).
-    var relayedClientWrites: [Int] { table.sessions.withLock { $0.values.map { $0.clientWrites.load(ordering: .relaxed) } } }
+    var relayedClientWrites: [Int] { table.sessions.map { $0.clientWrites.load(ordering: .relaxed) } }
 
     /// Stops accepting and ends every session with `* BYE` (IMAP has no "finish the command first" for a proxy that
     /// does not know what the client is doing; a client reconnects).
     public func stop() {
-        table.stopping.withLock { $0 = true }
+        let current = table.stopAdmitting()
         listener.close()
-        let current = table.sessions.withLock { Array($0.values) }
         for session in current {
             session.queue.async { session.shutdown() }
         }
         logger.info("IMAP listener stopped", metadata: ["sessions": "\(current.count)"])
-    }
-}
-
-/// The sessions of one gateway, shared with the accept callback.
-private final class IMAPSessionTable: Sendable {
-    let sessions = Mutex<[ObjectIdentifier: IMAPSession]>([:])
-    let stopping = Mutex(false)
-
-    func add(_ session: IMAPSession) -> Bool {
-        guard !stopping.withLock({ $0 }) else { return false }
-        sessions.withLock { $0[ObjectIdentifier(session)] = session }
-        return true
-    }
-
-    func remove(_ session: IMAPSession) {
-        _ = sessions.withLock { $0.removeValue(forKey: ObjectIdentifier(session)) }
     }
 }
 

@@ -54,7 +54,7 @@ public final class POP3MaildropLocks: Sendable {
 /// local download store, the server's INBOX over IMAP, or relayed to the server's POP3 (`incoming`).
 public final class POP3Gateway: Sendable {
     private let listener: Listener
-    private let table: POP3SessionTable
+    private let table: SessionTable<POP3Session>
     private let logger: Logger
 
     /// Binds `listen` and starts accepting.
@@ -69,7 +69,7 @@ public final class POP3Gateway: Sendable {
             configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
             credentials: credentials, resolver: resolver, localMaildrops: localMaildrops, locks: locks,
             imapSessionCap: imapSessionCap, counters: counters, tlsContexts: UpstreamTLSContexts(), logger: logger)
-        let box = POP3SessionTable()
+        let box = SessionTable<POP3Session>()
         self.table = box
         self.logger = logger
         self.listener = try Listener(
@@ -88,32 +88,16 @@ public final class POP3Gateway: Sendable {
 
     public var boundAddress: HostPort { listener.boundAddress }
 
-    public var activeSessionCount: Int { table.sessions.withLock { $0.count } }
+    public var activeSessionCount: Int { table.count }
 
     /// Stops accepting and ends every session without UPDATE (nothing is deleted; clients reconnect).
     public func stop() {
-        table.stopping.withLock { $0 = true }
+        let current = table.stopAdmitting()
         listener.close()
-        let current = table.sessions.withLock { Array($0.values) }
         for session in current {
             session.queue.async { session.shutdown() }
         }
         logger.info("POP3 listener stopped", metadata: ["sessions": "\(current.count)"])
-    }
-}
-
-private final class POP3SessionTable: Sendable {
-    let sessions = Mutex<[ObjectIdentifier: POP3Session]>([:])
-    let stopping = Mutex(false)
-
-    func add(_ session: POP3Session) -> Bool {
-        guard !stopping.withLock({ $0 }) else { return false }
-        sessions.withLock { $0[ObjectIdentifier(session)] = session }
-        return true
-    }
-
-    func remove(_ session: POP3Session) {
-        _ = sessions.withLock { $0.removeValue(forKey: ObjectIdentifier(session)) }
     }
 }
 

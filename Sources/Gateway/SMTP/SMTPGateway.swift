@@ -43,7 +43,7 @@ public struct SMTPGatewayConfiguration: Sendable {
 /// over STARTTLS + AUTH XOAUTH2, each client connection with its own upstream connection on one serial queue.
 public final class SMTPGateway: Sendable {
     private let listener: Listener
-    private let table: SessionTable
+    private let table: SessionTable<SMTPSession>
     private let logger: Logger
 
     /// Binds `listen` and starts accepting.
@@ -67,7 +67,7 @@ public final class SMTPGateway: Sendable {
             configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
             credentials: credentials, recorder: recorder, resolver: resolver, counters: counters,
             extensionsCache: extensionsCache, tlsContexts: UpstreamTLSContexts(), logger: logger)
-        let box = SessionTable()
+        let box = SessionTable<SMTPSession>()
         let limiter = sessionLimiter ?? SMTPSessionLimiter(limits: configuration.limits)
         self.table = box
         self.logger = logger
@@ -111,14 +111,13 @@ public final class SMTPGateway: Sendable {
     public var boundAddress: HostPort { listener.boundAddress }
 
     /// Client sessions currently open.
-    public var activeSessionCount: Int { table.sessions.withLock { $0.count } }
+    public var activeSessionCount: Int { table.count }
 
     /// Stops accepting. Without `drain`, every session gets `421 4.3.2` and is closed now; with `drain`, idle
     /// sessions are closed and busy ones after the message in flight.
     public func stop(drain: Bool) {
-        table.stopping.withLock { $0 = true }
+        let current = table.stopAdmitting()
         listener.close()
-        let current = table.sessions.withLock { Array($0.values) }
         for session in current {
             session.queue.async { session.shutdown(drain: drain) }
         }
@@ -132,7 +131,7 @@ public final class SMTPGateway: Sendable {
 
     /// For tests: runs `body` on each open session's queue and collects the results.
     func inspectSessions<T: Sendable>(_ body: @escaping @Sendable (SMTPSession) -> T) -> [T] {
-        let current = table.sessions.withLock { Array($0.values) }
+        let current = table.sessions
         return current.map { session in session.queue.sync { body(session) } }
     }
 }
@@ -199,24 +198,6 @@ public final class SMTPSessionLimiter: Sendable {
 
     /// Sessions holding a slot now (for tests and diagnostics).
     public var openSessions: Int { counts.withLock { $0.total } }
-}
-
-/// The sessions of one gateway, shared with the accept callback.
-private final class SessionTable: Sendable {
-    let sessions = Mutex<[ObjectIdentifier: SMTPSession]>([:])
-    let stopping = Mutex(false)
-
-    init() {}
-
-    func add(_ session: SMTPSession) -> Bool {
-        guard !stopping.withLock({ $0 }) else { return false }
-        sessions.withLock { $0[ObjectIdentifier(session)] = session }
-        return true
-    }
-
-    func remove(_ session: SMTPSession) {
-        _ = sessions.withLock { $0.removeValue(forKey: ObjectIdentifier(session)) }
-    }
 }
 
 /// A listener that cannot be set up as configured.

@@ -1,7 +1,7 @@
 // Gateway: the download schedule of `serve` (one-line calls from GatewayServer.start()/stop()).
 import Foundation
 import Logging
-public import Store
+import Store
 import Config
 import Synchronization
 
@@ -9,12 +9,11 @@ extension GatewayServer {
     /// Schedulers by server instance (an extension cannot add stored properties).
     private static let downloadSchedulers = Mutex<[ObjectIdentifier: DownloadScheduler]>([:])
 
-    /// Starts `[download] every` when some server has `incoming = "imap-download"`.
+    /// Starts `[download] every`. It runs whenever some server of the configuration in force has
+    /// `incoming = "imap-download"` (a SIGHUP may add the first one) and idles otherwise.
     func startDownloads(database: MailGateDatabase, stateDirectory: String) {
         let runner = DownloadRunner(
-            configuration: configuration, database: database, stateDirectory: stateDirectory, credentials: directory,
-            logger: Logger(label: "mailgate.download"))
-        guard runner.hasDownloadServers else { return }
+            live: live, database: database, stateDirectory: stateDirectory, logger: Logger(label: "mailgate.download"))
         let scheduler = DownloadScheduler(
             runner: runner, interval: configuration.download.every, logger: Logger(label: "mailgate.download"))
         Self.downloadSchedulers.withLock { $0[ObjectIdentifier(self)] = scheduler }

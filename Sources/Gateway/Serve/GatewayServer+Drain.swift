@@ -24,7 +24,6 @@ extension GatewayServer {
         logger.notice("draining \(openSessionCount) sessions for at most \(Int(bound)) s")
         // SMTP: idle sessions get 421 now, busy ones after the message in flight (SMTPSession's drain phase).
         for gateway in smtp { gateway.stop(drain: true) }
-        for service in unavailable { service.close() }
         for task in refreshers { task.cancel() }
         stopDownloads()
         for gateway in imap { gateway.stopAccepting() }

@@ -5,15 +5,16 @@ import TLS
 import Transport
 
 extension GatewayServer {
-    /// One POP3Gateway per configured `pop3` / `pop3s` listener, named by listener.
+    /// One POP3Gateway per configured `pop3` / `pop3s` listener, named by listener. Accounts, servers and tokens are
+    /// read from `live` per login, so a SIGHUP's `[server]` changes reach POP3 like SMTP and IMAP.
     static func makePOP3Gateways(
         configuration: MailGateConfiguration, tls: TLSContext?, authenticator: LocalAuthenticator,
-        directory: AccountDirectory, counters: any GatewayCounters, localMaildrops: (any LocalMaildropProvider)?,
+        live: LiveDirectory, counters: any GatewayCounters, localMaildrops: (any LocalMaildropProvider)?,
         imapSessionCap: IMAPUpstreamSessionCap?, logger: Logger
     ) throws -> [(name: String, gateway: POP3Gateway)] {
         let listen = configuration.listen
         let locks = POP3MaildropLocks()
-        let resolver = makePOP3Resolver(directory: directory)
+        let resolver = makePOP3Resolver(live: live)
         var gateways: [(name: String, gateway: POP3Gateway)] = []
         for (name, spec, implicitTLS) in [("pop3", listen.pop3, false), ("pop3s", listen.pop3s, true)] {
             guard let spec, let address = HostPort(host: spec.host, port: spec.port) else { continue }
@@ -21,7 +22,7 @@ extension GatewayServer {
                 listen: address, implicitTLS: implicitTLS, tls: tls,
                 configuration: POP3GatewayConfiguration(
                     listenerName: name, allowPlaintext: listen.allowPlaintext, limits: configuration.limits),
-                authenticator: authenticator, credentials: directory, resolver: resolver,
+                authenticator: authenticator, credentials: live, resolver: resolver,
                 localMaildrops: localMaildrops, locks: locks, imapSessionCap: imapSessionCap, counters: counters,
                 logger: logger)
             gateways.append((name, gateway))
@@ -32,8 +33,10 @@ extension GatewayServer {
 
     /// Account → where its POP3 sessions are served from: the server's POP3 (incoming = "pop3") or its INBOX over
     /// IMAP (incoming = "imap" / "imap-download"; the local store, when it serves the account, is asked first).
-    static func makePOP3Resolver(directory: AccountDirectory) -> POP3UpstreamResolver {
+    /// The directory in force is read at each call (a reload swaps it).
+    static func makePOP3Resolver(live: LiveDirectory) -> POP3UpstreamResolver {
         return { email in
+            let directory = live.directory
             guard let account = try? directory.account(email), let server = try? directory.server(for: account) else {
                 return nil
             }

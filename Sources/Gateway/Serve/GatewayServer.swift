@@ -42,7 +42,6 @@ public final class GatewayServer: @unchecked Sendable {
     /// Listeners a reload replaced: no longer accepting, their sessions still open until they end or a drain.
     var retiredSMTPGateways: [SMTPGateway] = []
     var retiredIMAPGateways: [IMAPGateway] = []
-    var unavailable: [UnavailableService] = []
     var refreshers: [Task<Void, Never>] = []
     /// Batched counters and the admin status server (GatewayServer+Admin.swift).
     let statistics: ServeStatistics
@@ -107,10 +106,10 @@ public final class GatewayServer: @unchecked Sendable {
         if localMaildrops == nil {
             // POP3 clients of imap-download accounts read the local store (while forbid_manual_refresh is on).
             localMaildrops = DownloadMaildropProvider(
-                configuration: configuration, database: database, stateDirectory: stateDirectory)
+                live: live, configuration: configuration, database: database, stateDirectory: stateDirectory)
         }
         for (name, gateway) in try Self.makePOP3Gateways(
-            configuration: configuration, tls: tls, authenticator: authenticator, directory: directory,
+            configuration: configuration, tls: tls, authenticator: authenticator, live: live,
             counters: counters, localMaildrops: localMaildrops, imapSessionCap: sessionCap, logger: logger)
         {
             pop3Gateways.append(gateway)
@@ -123,7 +122,6 @@ public final class GatewayServer: @unchecked Sendable {
     /// Stops accepting; with `drain`, sessions finish the message in flight. Waits at most `timeout` seconds.
     public func stop(drain: Bool, timeout: Double = 30) {
         for gateway in smtpGateways.values { gateway.stop(drain: drain) }
-        for service in unavailable { service.close() }
         for gateway in imapGateways.values { gateway.stop() }
         for gateway in pop3Gateways { gateway.stop() }
         for task in refreshers { task.cancel() }
