@@ -668,6 +668,10 @@ struct ConfigurationBuilder {
         set("smtp_sessions_per_address") { $0.smtpSessionsPerAddress = $1 }
         set("password_hash_queue") { $0.passwordHashQueue = $1 }
         set("drain_timeout") { $0.drainTimeoutSeconds = Double($1) }
+        set("command_line_timeout") { $0.commandLineTimeoutSeconds = Double($1) }
+        set("unauthenticated_timeout") { $0.unauthenticatedTimeoutSeconds = Double($1) }
+        set("imap_sessions_per_address") { $0.imapSessionsPerAddress = $1 }
+        set("pop3_sessions_per_address") { $0.pop3SessionsPerAddress = $1 }
         return limits
     }
 }

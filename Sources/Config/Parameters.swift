@@ -353,6 +353,22 @@ public enum ConfigParameters {
             .value(.string(DurationParser.format(Int(Limits.standard.drainTimeoutSeconds)))),
             "On SIGTERM, how long sessions may finish the message or command in flight before they are closed."),
         .init(
+            .limits, "command_line_timeout", .duration(5...3_600),
+            .value(.string(DurationParser.format(Int(Limits.standard.commandLineTimeoutSeconds)))),
+            "How long a client may take over one command line (first byte to line end); then 421 4.4.2 / * BYE / -ERR and a close. Message data and IMAP literals are not command lines."),
+        .init(
+            .limits, "unauthenticated_timeout", .duration(10...86_400),
+            .value(.string(DurationParser.format(Int(Limits.standard.unauthenticatedTimeoutSeconds)))),
+            "How long a client may stay connected without logging in (SMTP relay clients: until their first MAIL is accepted)."),
+        .init(
+            .limits, "imap_sessions_per_address", .integer(1...100_000),
+            .value(.integer(Limits.standard.imapSessionsPerAddress)),
+            "IMAP client sessions open at once from one client address per listener; one more gets * BYE [UNAVAILABLE]."),
+        .init(
+            .limits, "pop3_sessions_per_address", .integer(1...100_000),
+            .value(.integer(Limits.standard.pop3SessionsPerAddress)),
+            "POP3 client sessions open at once from one client address per listener; one more gets -ERR [SYS/TEMP]."),
+        .init(
             .admin, "listen", .hostPort, .unset,
             "Status server: /metrics (Prometheus), /stats.json, / (status page); loopback unless TLS and token are set."),
         .init(.admin, "certificate", .path, .unset, "PEM certificate chain: the status server speaks HTTPS."),

@@ -55,6 +55,22 @@ public struct Limits: Sendable, Equatable {
     /// Seconds SIGTERM waits for sessions to finish the message or command in flight before SMTP clients get
     /// `421 4.3.2` and IMAP clients `* BYE` (systemd's own stop timeout is 90 s by default; this stays below it).
     public var drainTimeoutSeconds: Double = 30
+    /// Seconds a client may take over one command line, from its first byte to its line end (SMTP, IMAP, POP3).
+    /// The idle timer restarts on every byte, so without this a sender of one byte every few seconds (slowloris)
+    /// holds a session for ever. Message data (SMTP DATA/BDAT) and IMAP literals are not command lines: they are
+    /// bounded by the idle timeout per chunk and by their size. RFC 5321 §4.5.3.2.7 gives a server 5 minutes to
+    /// wait for a command; a real client sends one line in well under a second.
+    public var commandLineTimeoutSeconds: Double = 60
+    /// Seconds a client may stay connected without logging in (SMTP: until AUTH succeeds or a relay client's MAIL
+    /// is accepted; IMAP: until LOGIN/AUTHENTICATE succeeds; POP3: until PASS/AUTH succeeds). RFC 9051 §5.4 asks
+    /// at least 30 minutes only of the timer after authentication; a login takes seconds.
+    public var unauthenticatedTimeoutSeconds: Double = 180
+    /// IMAP client sessions open at once from one client address on one listener; one more gets
+    /// `* BYE [UNAVAILABLE]` in place of the greeting (RFC 9051 §7.1).
+    public var imapSessionsPerAddress: Int = 100
+    /// POP3 client sessions open at once from one client address on one listener; one more gets
+    /// `-ERR [SYS/TEMP]` in place of the greeting (RFC 3206).
+    public var pop3SessionsPerAddress: Int = 100
 
     public init() {}
 

@@ -26,7 +26,8 @@ public struct RefreshPolicy: Sendable, Equatable {
 /// - Refreshes are single-flight per account: any number of concurrent callers cause one token request.
 /// - A rotated refresh token is saved in the store (awaited) before the new access token is returned.
 /// - `invalid_grant` and its relatives mark the account needs-reconnect; every waiter gets `.needsReconnect`.
-/// - Network errors, 5xx and 429 are retried with back-off, then reported as `.temporarilyUnavailable`.
+/// - Network errors, 5xx and 429 are retried with back-off, then reported as `.temporarilyUnavailable` — unless
+///   the token in hand is still valid for more than `lastUsableSeconds`: it is handed out until it expires.
 ///
 /// One service serves the accounts of one provider (`[oauth.NAME]`). Keys are mailbox addresses; for a shared
 /// mailbox the caller stores the delegate's token under the shared mailbox's address.
@@ -172,9 +173,30 @@ public actor TokenService {
             cache[account] = stored
             return stored.accessToken
         default:
-            return try await refresh(account: account, stored: stored)
+            do {
+                return try await refresh(account: account, stored: stored)
+            } catch {
+                // The identity platform is down (retries spent) but the token in hand has not expired: use it
+                // until it does (issue 13). Only when the caller did not see it refused, and with a margin so it
+                // does not expire during the login it is for.
+                guard case .ensureFresh = mode, case .temporarilyUnavailable = error,
+                    stored.expiresAt.timeIntervalSince(now()) > Self.lastUsableSeconds
+                else { throw error }
+                logger.warning(
+                    "identity platform unavailable; using the cached access token until it expires",
+                    metadata: [
+                        "account": "\(sanitizeForLog(account))",
+                        "seconds_left": "\(Int(stored.expiresAt.timeIntervalSince(now())))",
+                    ])
+                cache[account] = stored
+                return stored.accessToken
+            }
         }
     }
+
+    /// A cached token with less than this many seconds left is not handed out when a refresh failed: the
+    /// login or message it is for could outlast it.
+    static let lastUsableSeconds: TimeInterval = 30
 
     private func refresh(account: String, stored: StoredToken) async throws(OAuthError) -> Redacted<String> {
         let response: TokenResponse

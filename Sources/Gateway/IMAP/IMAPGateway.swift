@@ -125,16 +125,29 @@ public final class IMAPGateway: Sendable {
         let box = SessionTable<IMAPSession>()
         self.table = box
         self.logger = logger
+        // [limits] imap_sessions_per_address, per listener: one more gets a refusal in place of the greeting.
+        let perAddress = configuration.limits.imapSessionsPerAddress
+        let perAddressLimiter = AddressSessionLimiter(maximum: perAddress)
+        let listenerName = configuration.listenerName
         self.listener = try Listener(
             address: listen, tls: implicitTLS ? tls : nil, limits: IMAPSession.connectionLimits(configuration.limits)
-        ) {
-            connection in
+        ) { connection in
+            let address = connection.remoteIPAddress
+            guard perAddressLimiter.admit(address) else {
+                return AddressSessionLimiter.refuse(
+                    connection, line: "* BYE [UNAVAILABLE] Too many connections from your address (\(perAddress) open); try again later\r\n", logger: logger, what: "IMAP", counters: counters,
+                    counter: "imap.connection.refused_limit", listenerName: listenerName)
+            }
             let session = IMAPSession(client: connection, environment: environment)
             guard box.add(session) else {
+                perAddressLimiter.release(address)
                 connection.close()
                 return
             }
-            session.onEnd = { box.remove(session) }
+            session.onEnd = {
+                box.remove(session)
+                perAddressLimiter.release(address)
+            }
             session.start()
         }
         logger.info("IMAP listener started", metadata: ["address": "\(listener.boundAddress)", "tls": "\(implicitTLS)"])

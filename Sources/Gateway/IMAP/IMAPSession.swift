@@ -206,6 +206,10 @@ final class IMAPSession: @unchecked Sendable {
     private let remoteIP: IPAddress?
     private let clientIsLoopback: Bool
     var onEnd: (() -> Void)?
+    /// The command-line and before-login bounds (slowloris; see `CommandClock`).
+    private lazy var commandClock = CommandClock(queue: queue, limits: limits) { [weak self] in
+        self?.commandClockExpired($0)
+    }
 
     // Counted in memory, written at the end (and every `flushEvery` commands) so a busy session is not a DB write
     // per command.
@@ -264,6 +268,7 @@ final class IMAPSession: @unchecked Sendable {
         client.readMode = .raw
         client.onEvent = { [self] event in clientEvent(event) }
         client.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
+        commandClock.start()
         client.start()
         feedServer(.connected)
     }
@@ -287,6 +292,7 @@ final class IMAPSession: @unchecked Sendable {
     private func teardown(reason: String?) {
         guard !isEnded else { return }
         phase = .ended
+        commandClock.stop()
         idleTimer?.cancel()
         idleTimer = nil
         switch upstream {
@@ -350,6 +356,7 @@ final class IMAPSession: @unchecked Sendable {
                 scanner.append(bytes)
                 processClient()
             }
+            observeCommandLine(bytes)
         case .idleTimeout:
             logger.info("IMAP client idle timeout")
             bye("Autologout; idle for too long", reason: "idle timeout")
@@ -472,6 +479,7 @@ final class IMAPSession: @unchecked Sendable {
                 login(user: username, password: password)
             case .authenticated(_, let leftover):
                 phase = .relaying
+                commandClock.authenticated()
                 client.setIdleTimeout(seconds: limits.imapIdleTimeoutSeconds)
                 scanner.append(leftover)
                 queue.async { [self] in processClient() }
@@ -1682,5 +1690,39 @@ final class IMAPSession: @unchecked Sendable {
         let counters = environment.counters
         let listener = environment.configuration.listenerName
         DispatchQueue.global(qos: .utility).async { counters.increment(name, account: account, listener: listener) }
+    }
+}
+
+// MARK: - Slowloris bounds (CommandClock)
+
+extension IMAPSession {
+    /// Times the command line in progress. A literal (an APPEND message) is not a command line; neither are
+    /// bytes the session holds back itself (commands in flight, an upstream not ready for more).
+    fileprivate func observeCommandLine(_ bytes: [UInt8]) {
+        guard !isEnded else { return }
+        switch phase {
+        case .preLogin, .loggingIn:
+            commandClock.observe(bytes, streaming: false)
+        case .relaying, .idling, .reconnecting:
+            commandClock.observe(bytes, streaming: scanner.isInLiteral || clientPausedByUs)
+        case .ended:
+            return
+        }
+    }
+
+    fileprivate func commandClockExpired(_ expiry: CommandClock.Expiry) {
+        guard !isEnded else { return }
+        switch expiry {
+        case .commandLine:
+            logger.info("IMAP client command line timeout (slowloris)")
+            bye(
+                "Autologout; a command line was not completed within \(Int(limits.commandLineTimeoutSeconds)) seconds",
+                reason: "command line timeout")
+        case .unauthenticated:
+            logger.info("IMAP client did not log in in time")
+            bye(
+                "Autologout; not logged in within \(Int(limits.unauthenticatedTimeoutSeconds)) seconds",
+                reason: "login timeout")
+        }
     }
 }

@@ -46,6 +46,8 @@ struct IMAPStreamScanner {
     private var readIndex = 0
     private var literalRemaining = 0
     private var inLiteral = false
+    /// True while the bytes being scanned are a literal's (the command-line clock is off then).
+    var isInLiteral: Bool { inLiteral }
     private var atStart = true
 
     init(maximumLine: Int) {

@@ -72,15 +72,29 @@ public final class POP3Gateway: Sendable {
         let box = SessionTable<POP3Session>()
         self.table = box
         self.logger = logger
+        // [limits] pop3_sessions_per_address, per listener: one more gets a refusal in place of the greeting.
+        let perAddress = configuration.limits.pop3SessionsPerAddress
+        let perAddressLimiter = AddressSessionLimiter(maximum: perAddress)
+        let listenerName = configuration.listenerName
         self.listener = try Listener(
             address: listen, tls: implicitTLS ? tls : nil, limits: IMAPSession.connectionLimits(configuration.limits)
         ) { connection in
+            let address = connection.remoteIPAddress
+            guard perAddressLimiter.admit(address) else {
+                return AddressSessionLimiter.refuse(
+                    connection, line: "-ERR [SYS/TEMP] Too many connections from your address (\(perAddress) open); try again later\r\n", logger: logger, what: "POP3", counters: counters,
+                    counter: "pop3.connection.refused_limit", listenerName: listenerName)
+            }
             let session = POP3Session(client: connection, environment: environment)
             guard box.add(session) else {
+                perAddressLimiter.release(address)
                 connection.close()
                 return
             }
-            session.onEnd = { box.remove(session) }
+            session.onEnd = {
+                box.remove(session)
+                perAddressLimiter.release(address)
+            }
             session.start()
         }
         logger.info("POP3 listener started", metadata: ["address": "\(listener.boundAddress)", "tls": "\(implicitTLS)"])

@@ -63,6 +63,10 @@ final class POP3Session: @unchecked Sendable {
     private var retrievalBytes = 0
     private let remoteIP: IPAddress?
     var onEnd: (() -> Void)?
+    /// The command-line and before-login bounds (slowloris; see `CommandClock`).
+    private lazy var commandClock = CommandClock(queue: queue, limits: limits) { [weak self] in
+        self?.commandClockExpired($0)
+    }
 
     init(client: Connection, environment: POP3SessionEnvironment) {
         self.client = client
@@ -103,6 +107,7 @@ final class POP3Session: @unchecked Sendable {
         client.readMode = .raw
         client.onEvent = { [self] event in clientEvent(event) }
         client.setIdleTimeout(seconds: limits.idleTimeoutSeconds)
+        commandClock.start()
         client.start()
         feed(.connected)
     }
@@ -121,6 +126,7 @@ final class POP3Session: @unchecked Sendable {
         guard !isEnded else { return }
         let previous = phase
         phase = .ended
+        commandClock.stop()
         if case .relaying(let upstream) = previous {
             upstream.close()
             countAmount("pop3.retr.bytes", tracker.retrievedOctets)
@@ -159,6 +165,7 @@ final class POP3Session: @unchecked Sendable {
             case .relaying(let upstream): relayClient(bytes, upstream)
             case .ended: break
             }
+            if !isEnded { commandClock.observe(bytes, streaming: clientPaused) }
         case .idleTimeout:
             logger.info("POP3 client idle timeout")
             if case .conversation = phase {
@@ -273,6 +280,7 @@ final class POP3Session: @unchecked Sendable {
     private func loginSucceeded(_ result: POP3ServerSide.LoginResult) {
         logger.info("POP3 login ok", metadata: ["account": "\(account ?? "?")"])
         client.setIdleTimeout(seconds: transactionIdleSeconds)
+        commandClock.authenticated()
         count("pop3.login.ok", account: account)
         feed(.loginSucceeded(result))
     }
@@ -572,5 +580,26 @@ final class POP3Session: @unchecked Sendable {
                 for _ in 0..<min(amount, 1_000) { counters.increment(name, account: account, listener: listener) }
             }
         }
+    }
+}
+
+// MARK: - Slowloris bounds (CommandClock)
+
+extension POP3Session {
+    fileprivate func commandClockExpired(_ expiry: CommandClock.Expiry) {
+        guard !isEnded else { return }
+        let text: String
+        switch expiry {
+        case .commandLine:
+            logger.info("POP3 client command line timeout (slowloris)")
+            text = "A command line was not completed within \(Int(limits.commandLineTimeoutSeconds)) seconds; closing (nothing was deleted)"
+        case .unauthenticated:
+            logger.info("POP3 client did not log in in time")
+            text = "Not logged in within \(Int(limits.unauthenticatedTimeoutSeconds)) seconds; closing"
+        }
+        // Only between commands: in the middle of a relayed multi-line answer a status line would corrupt it.
+        if case .conversation = phase { client.write(POP3Reply(status: .err, text: text).encoded) }
+        client.closeAfterFlushing()
+        teardown(reason: "command line or login timeout")
     }
 }

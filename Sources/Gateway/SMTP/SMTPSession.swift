@@ -197,6 +197,10 @@ final class SMTPSession: @unchecked Sendable {
     private var latencyMarks = (upstreamOpen: UInt64(0), endOfData: UInt64(0))  // admin: Latency.swift
     private let remoteIP: IPAddress?
     var onEnd: (() -> Void)?
+    /// The command-line and before-login bounds (slowloris; see `CommandClock`).
+    private lazy var commandClock = CommandClock(queue: queue, limits: environment.configuration.limits) {
+        [weak self] in self?.commandClockExpired($0)
+    }
 
     /// Peak of the upstream write queue during this session (tests check back-pressure with it).
     private(set) var peakUpstreamPendingBytes = 0
@@ -245,6 +249,7 @@ final class SMTPSession: @unchecked Sendable {
         client.readMode = .raw
         client.onEvent = { [self] event in clientEvent(event) }
         client.setIdleTimeout(seconds: environment.configuration.limits.idleTimeoutSeconds)
+        commandClock.start()
         client.start()
         feed(.connected)
     }
@@ -283,6 +288,7 @@ final class SMTPSession: @unchecked Sendable {
         switch event {
         case .raw(let bytes), .bytes(let bytes, _), .line(let bytes):
             feed(.received(bytes))
+            observeCommandLine(bytes)
         case .idleTimeout:
             logger.info("SMTP client idle timeout")
             client.write(SMTPGatewayReplies.idleTimeout.encode())
@@ -310,6 +316,7 @@ final class SMTPSession: @unchecked Sendable {
         feeding = false
         if phase.isDraining, isIdle { closeForShutdown() }
         updateReading()
+        noteLoginForCommandClock()
     }
 
     private func drainInputs() {
@@ -816,6 +823,7 @@ final class SMTPSession: @unchecked Sendable {
         var fateUnknown = false
         if case .awaitingVerdict = phase.message { fateUnknown = true }
         phase = .ended
+        commandClock.stop()
         if fateUnknown, let recording, case .open(let link) = upstream {
             // The final dot is upstream and its verdict on the way: keep the link until it arrives (issue 9 point 2).
             upstream = .none
@@ -853,4 +861,53 @@ struct UncheckedBox<Value>: @unchecked Sendable {
     // @unchecked Sendable: the value is created in a task and read once on the session queue, never shared.
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+// MARK: - Slowloris bounds (CommandClock)
+
+extension SMTPSession {
+    static func commandLineTimeout(_ seconds: Double) -> SMTPReply {
+        SMTPReply(
+            code: 421, enhanced: EnhancedStatus("4.4.2"),
+            "Timeout: a command line was not completed within \(Int(seconds)) seconds; closing")
+    }
+
+    static func unauthenticatedTimeout(_ seconds: Double) -> SMTPReply {
+        SMTPReply(
+            code: 421, enhanced: EnhancedStatus("4.4.2"), "Timeout: not logged in within \(Int(seconds)) seconds; closing")
+    }
+
+    /// Times the command line in progress: message data (DATA, BDAT) is not a command line, nor are bytes the
+    /// session holds while it waits for the upstream or the password check (the client is not slow then).
+    fileprivate func observeCommandLine(_ bytes: [UInt8]) {
+        guard !ended else { return }
+        let streaming: Bool
+        switch server.state {
+        case .data, .bdat, .discardingBDAT, .awaitingUpstream, .verifyingCredentials, .startingTLS: streaming = true
+        case .awaitingConnection, .greeting, .ready, .authenticating, .transaction, .closed: streaming = client.isReadingPaused
+        }
+        commandClock.observe(bytes, streaming: streaming)
+    }
+
+    /// A login (AUTH) or, for a relay client, an accepted MAIL ends the unauthenticated phase.
+    fileprivate func noteLoginForCommandClock() {
+        guard !ended else { return }
+        var started = server.authenticatedAccount != nil || server.state == .transaction
+        if case .idle = phase.message {} else { started = true }
+        if started { commandClock.authenticated() }
+    }
+
+    fileprivate func commandClockExpired(_ expiry: CommandClock.Expiry) {
+        guard !ended else { return }
+        let limits = environment.configuration.limits
+        switch expiry {
+        case .commandLine:
+            logger.info("SMTP client command line timeout (slowloris)")
+            client.write(Self.commandLineTimeout(limits.commandLineTimeoutSeconds).encode())
+        case .unauthenticated:
+            logger.info("SMTP client did not log in in time")
+            client.write(Self.unauthenticatedTimeout(limits.unauthenticatedTimeoutSeconds).encode())
+        }
+        client.closeAfterFlushing()
+    }
 }

@@ -62,6 +62,30 @@ private func keepingAlive<T>(_ good: RawIMAPClient, _ body: () async throws -> T
     return result
 }
 
+/// Limits for the slowloris rows: a 2 s command-line bound, an idle timeout far above it (so only the new bound
+/// can end the session), and no unauthenticated bound unless a row sets one.
+private let slowLimits: Limits = {
+    var limits = hostileLimits
+    limits.idleTimeoutSeconds = 30
+    limits.commandLineTimeoutSeconds = 2
+    limits.unauthenticatedTimeoutSeconds = 600
+    return limits
+}()
+
+/// Sends `byte` every 200 ms for at most `seconds` or until a write fails.
+private func dripping(_ connection: AsyncConnection, _ byte: UInt8, for seconds: Double) async throws {
+    let started = DispatchTime.now().uptimeNanoseconds
+    _ = try await withTimeout(seconds + 5) { () async -> Bool in
+        while Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 < seconds {
+            if (try? await connection.write([byte])) == nil { return true }
+            try? await Task.sleep(nanoseconds: 200_000_000)
+        }
+        return false
+    }
+}
+
+private func secondsSince(_ start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+
 @Suite("Hostile input: IMAP", .serialized)
 struct IMAPHostileInputTests {
     private func harness(_ limits: Limits = hostileLimits) throws -> IMAPGatewayHarness {
@@ -196,49 +220,154 @@ struct IMAPHostileInputTests {
         #expect(try await good.line(within: 5)?.hasPrefix("* OK ") == true)
     }
 
-    @Test("a slowloris sender (one byte per 200 ms) is cut off by a timeout")
+    @Test("a slowloris sender (one byte per 200 ms) gets * BYE at command_line_timeout and a close")
     func slowloris() async throws {
-        let harness = try harness()
+        let harness = try harness(slowLimits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
         let bad = try await greeted(harness)
         defer { bad.close() }
-        let connection = bad.connection
-        let closedEarly = try await keepingAlive(good) {
-            try await withTimeout(10) { () async -> Bool in
-                for _ in 0..<25 {
-                    if (try? await connection.write([0x78])) == nil { return true }
-                    try? await Task.sleep(nanoseconds: 200_000_000)
-                }
-                return false
-            }
+        let started = DispatchTime.now().uptimeNanoseconds
+        let answer = try await keepingAlive(good) { () async throws -> String? in
+            async let drip: Void = dripping(bad.connection, 0x78, for: 12)
+            let closed = try await readToClose(bad.connection, within: 14)
+            try await drip
+            return closed
         }
-        let closed = try await readToClose(connection, within: 0.5)
+        let seconds = secondsSince(started)
+        let text = try #require(answer, "the slowloris session was still open after 14 s")
+        #expect(text == "* BYE Autologout; a command line was not completed within 2 seconds\r\n", "answer: \(text)")
+        #expect(seconds >= 1.9 && seconds < 12, "closed after \(seconds) s with command_line_timeout 2 s")
         try await checkServed(harness, good)
-        withKnownIssue("IMAP has no command timeout: the idle timer restarts on every byte (reported, issue 13)") {
-            #expect(closedEarly || closed != nil, "the slowloris session was still open after 5 s")
-        }
     }
 
-    @Test("1,000 connections from one address are all greeted (IMAP has no per-address limit) and others are served")
+    @Test("a logged-in slowloris (one byte per 200 ms) is cut the same way")
+    func slowlorisAfterLogin() async throws {
+        let harness = try harness(slowLimits)
+        defer { harness.stop() }
+        let bad = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { bad.close() }
+        #expect(try await bad.login().last?.hasPrefix("L1 OK") == true)
+        try await bad.send("S1 SELECT INBOX\r\n")
+        #expect(try await bad.until("S1", within: 5).last?.hasPrefix("S1 OK") == true)
+        let started = DispatchTime.now().uptimeNanoseconds
+        async let drip: Void = dripping(bad.connection, 0x78, for: 12)
+        let answer = try await readToClose(bad.connection, within: 14)
+        try await drip
+        let seconds = secondsSince(started)
+        let text = try #require(answer, "still open after 14 s")
+        #expect(text == "* BYE Autologout; a command line was not completed within 2 seconds\r\n", "answer: \(text)")
+        #expect(seconds >= 1.9 && seconds < 12, "closed after \(seconds) s")
+    }
+
+    @Test("complete commands without a login (NOOP every 300 ms) get * BYE at unauthenticated_timeout")
+    func neverLogsIn() async throws {
+        var limits = slowLimits
+        limits.unauthenticatedTimeoutSeconds = 3
+        let harness = try harness(limits)
+        defer { harness.stop() }
+        let bad = try await greeted(harness)
+        defer { bad.close() }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var answered = 0
+        var last: String?
+        var n = 0
+        while secondsSince(started) < 15 {
+            n += 1
+            guard (try? await bad.send("N\(n) NOOP\r\n")) != nil else { break }
+            let lines = try await bad.until("N\(n)", within: 5)
+            last = lines.last
+            guard lines.last?.hasPrefix("N\(n) OK") == true else { break }
+            answered += 1
+            try await Task.sleep(nanoseconds: 300_000_000)
+        }
+        let seconds = secondsSince(started)
+        #expect(answered >= 3, "NOOPs answered before the bound: \(answered)")
+        #expect(last == "* BYE Autologout; not logged in within 3 seconds", "last: \(last ?? "nil")")
+        #expect(seconds >= 2.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 3 s")
+        // A client that logs in is not cut at 3 s.
+        let fresh = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { fresh.close() }
+        #expect(try await fresh.login().last?.hasPrefix("L1 OK") == true)
+        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await fresh.send("F1 NOOP\r\n")
+        #expect(try await fresh.until("F1", within: 5).last?.hasPrefix("F1 OK") == true, "logged in: outlives the bound")
+    }
+
+    @Test("a 1 MiB APPEND literal sent in slow chunks (4 s in all, command_line_timeout 2 s) completes")
+    func slowAppendIsNotACommandLine() async throws {
+        var limits = slowLimits
+        limits.idleTimeoutSeconds = 5
+        let harness = try harness(limits)
+        defer { harness.stop() }
+        let client = try await RawIMAPClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        #expect(try await client.login().last?.hasPrefix("L1 OK") == true)
+        var message = Array("Subject: slow\r\n\r\n".utf8)
+        while message.count < 1_048_576 { message += Array((String(repeating: "a", count: 98) + "\r\n").utf8) }
+        try await client.send("A1 APPEND INBOX {\(message.count)}\r\n")
+        let goAhead = try #require(try await client.line(within: 5))
+        #expect(goAhead.hasPrefix("+"), "continuation: \(goAhead)")
+        let chunk = message.count / 8 + 1
+        var offset = 0
+        while offset < message.count {
+            try await client.send(bytes: Array(message[offset..<min(offset + chunk, message.count)]))
+            offset += chunk
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
+        try await client.send("\r\n")
+        let answer = try await client.until("A1", within: 10)
+        #expect(answer.last?.hasPrefix("A1 OK") == true, "answer: \(answer)")
+        #expect(harness.upstream.snapshot.appended.last == message)
+    }
+
+    @Test("1,000 connections from one address: past imap_sessions_per_address * BYE [UNAVAILABLE]; slots return")
     func thousandConnections() async throws {
         var limits = hostileLimits
         limits.idleTimeoutSeconds = 60
+        limits.imapSessionsPerAddress = 20
         let harness = try harness(limits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
         var clients: [RawIMAPClient] = []
         defer { clients.forEach { $0.close() } }
-        var greeted = 0
+        var greetings: [String?] = []
         for _ in 0..<1_000 {
             let client = try await RawIMAPClient(harness.gateway.boundAddress)
             clients.append(client)
-            if try await client.line(within: 5)?.hasPrefix("* OK ") == true { greeted += 1 }
+            greetings.append(try await client.line(within: 5))
         }
-        #expect(greeted == 1_000)
-        try await checkServed(harness, good)
+        let admitted = greetings.filter { $0?.hasPrefix("* OK ") == true }.count
+        let refused = greetings.filter {
+            $0 == "* BYE [UNAVAILABLE] Too many connections from your address (20 open); try again later"
+        }.count
+        #expect(admitted == 19, "19 admitted besides the well-behaved one")
+        #expect(refused == 1_000 - 19)
+        try await checkServedNoFresh(good)
+        clients.forEach { $0.close() }
+        clients = []
+        try await waitUntil { harness.gateway.activeSessionCount == 1 }
+        // The slots came back: 19 new sessions are greeted again, the 20th refused.
+        for _ in 0..<20 {
+            let client = try await RawIMAPClient(harness.gateway.boundAddress)
+            clients.append(client)
+            greetings.append(try await client.line(within: 5))
+        }
+        #expect(greetings.suffix(20).filter { $0?.hasPrefix("* OK ") == true }.count == 19)
+        #expect(greetings.last == "* BYE [UNAVAILABLE] Too many connections from your address (20 open); try again later")
+        try await checkServedNoFresh(good)
+    }
+
+    private func waitUntil(_ condition: @escaping () -> Bool) async throws {
+        for _ in 0..<200 where !condition() { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(condition())
+    }
+
+    private func checkServedNoFresh(_ good: RawIMAPClient) async throws {
+        try await good.send("G2 NOOP\r\n")
+        #expect(try await good.until("G2", within: 5).last?.hasPrefix("G2 OK") == true)
     }
 }
 
@@ -351,23 +480,91 @@ struct POP3HostileInputTests {
         #expect(!answer.contains("+OK") && !answer.contains("-ERR"), "no POP3 text in cleartext")
     }
 
-    @Test("1,000 connections from one address are all greeted (POP3 has no per-address limit) and others are served")
+    @Test("a slowloris sender (one byte per 200 ms) gets -ERR at command_line_timeout and a close")
+    func slowloris() async throws {
+        let listener = try Listener(limits: slowLimits)
+        defer { listener.stop() }
+        let good = try await greeted(listener)
+        defer { good.close() }
+        let bad = try await greeted(listener)
+        defer { bad.close() }
+        let started = DispatchTime.now().uptimeNanoseconds
+        async let drip: Void = dripping(bad.connection, 0x78, for: 12)
+        let answer = try await readToClose(bad.connection, within: 14)
+        try await drip
+        let seconds = secondsSince(started)
+        let text = try #require(answer, "the slowloris session was still open after 14 s")
+        #expect(
+            text == "-ERR A command line was not completed within 2 seconds; closing (nothing was deleted)\r\n",
+            "answer: \(text)")
+        #expect(seconds >= 1.9 && seconds < 12, "closed after \(seconds) s with command_line_timeout 2 s")
+        try await checkServed(listener, good)
+    }
+
+    @Test("complete commands without a login (NOOP every 300 ms) get -ERR at unauthenticated_timeout")
+    func neverLogsIn() async throws {
+        var limits = slowLimits
+        limits.unauthenticatedTimeoutSeconds = 3
+        let listener = try Listener(limits: limits)
+        defer { listener.stop() }
+        let bad = try await greeted(listener)
+        defer { bad.close() }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var answers: [String] = []
+        // CAPA is allowed before login (NOOP would spend the error budget).
+        while secondsSince(started) < 15 {
+            guard (try? await bad.send("CAPA\r\n")) != nil, let line = try await bad.line(within: 5) else { break }
+            answers.append(line)
+            if !line.hasPrefix("+OK") { break }
+            _ = try? await bad.multiline(within: 5)
+            try await Task.sleep(nanoseconds: 300_000_000)
+        }
+        let seconds = secondsSince(started)
+        #expect(answers.count >= 3, "\(answers)")
+        #expect(answers.last == "-ERR Not logged in within 3 seconds; closing", "\(answers.suffix(2))")
+        #expect(seconds >= 2.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 3 s")
+        let fresh = try await greeted(listener)
+        defer { fresh.close() }
+        #expect(try await fresh.pop3Login()?.hasPrefix("+OK") == true)
+        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await fresh.send("NOOP\r\n")
+        #expect(try await fresh.line(within: 5)?.hasPrefix("+OK") == true, "logged in: outlives the bound")
+    }
+
+    @Test("1,000 connections from one address: past pop3_sessions_per_address -ERR [SYS/TEMP]; slots return")
     func thousandConnections() async throws {
         var limits = hostileLimits
         limits.idleTimeoutSeconds = 60
+        limits.pop3SessionsPerAddress = 20
         let listener = try Listener(limits: limits)
         defer { listener.stop() }
         let good = try await greeted(listener)
         defer { good.close() }
         var clients: [RawIMAPClient] = []
         defer { clients.forEach { $0.close() } }
-        var greeted = 0
+        var greetings: [String?] = []
         for _ in 0..<1_000 {
             let client = try await RawIMAPClient(listener.gateway.boundAddress)
             clients.append(client)
-            if try await client.line(within: 5)?.hasPrefix("+OK") == true { greeted += 1 }
+            greetings.append(try await client.line(within: 5))
         }
-        #expect(greeted == 1_000)
+        let refusal = "-ERR [SYS/TEMP] Too many connections from your address (20 open); try again later"
+        #expect(greetings.filter { $0?.hasPrefix("+OK") == true }.count == 19, "19 admitted besides the good one")
+        #expect(greetings.filter { $0 == refusal }.count == 1_000 - 19)
+        clients.forEach { $0.close() }
+        clients = []
+        for _ in 0..<200 where listener.gateway.activeSessionCount != 1 { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(listener.gateway.activeSessionCount == 1)
+        for _ in 0..<20 {
+            let client = try await RawIMAPClient(listener.gateway.boundAddress)
+            clients.append(client)
+            greetings.append(try await client.line(within: 5))
+        }
+        #expect(greetings.suffix(20).filter { $0?.hasPrefix("+OK") == true }.count == 19, "the slots came back")
+        #expect(greetings.last == refusal)
+        clients.forEach { $0.close() }
+        clients = []
+        for _ in 0..<200 where listener.gateway.activeSessionCount != 1 { try await Task.sleep(nanoseconds: 50_000_000) }
         try await checkServed(listener, good)
     }
 }

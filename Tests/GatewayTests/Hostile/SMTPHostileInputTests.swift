@@ -213,30 +213,113 @@ struct SMTPHostileInputTests {
         fresh.close()
     }
 
-    @Test("a slowloris sender (one byte per 200 ms, never a line end) is cut off by a timeout")
+    /// Limits for the slowloris rows: a 2 s command-line bound, an idle timeout far above it (so only the new
+    /// bound can end the session), and no unauthenticated bound unless a row sets one.
+    private static var slowLimits: Limits {
+        var limits = Self.limits
+        limits.idleTimeoutSeconds = 30
+        limits.commandLineTimeoutSeconds = 2
+        limits.unauthenticatedTimeoutSeconds = 600
+        return limits
+    }
+
+    /// Sends `byte` every 200 ms for at most `seconds` or until a write fails; returns how long it went on.
+    private func dripping(_ client: RawClient, _ byte: UInt8, for seconds: Double) async throws -> Double {
+        let connection = client.connection
+        let started = DispatchTime.now().uptimeNanoseconds
+        return try await withTimeout(seconds + 5) { () async -> Double in
+            while Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 < seconds {
+                if (try? await connection.write([byte])) == nil { break }
+                try? await Task.sleep(nanoseconds: 200_000_000)
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        }
+    }
+
+    @Test("a slowloris sender (one byte per 200 ms, never a line end) gets 421 4.4.2 at command_line_timeout and a close")
     func slowloris() async throws {
-        let harness = try Harness(limits: Self.limits)
+        let harness = try Harness(limits: Self.slowLimits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
         let bad = try await greeted(harness)
         defer { bad.close() }
-        let connection = bad.connection
-        // 25 bytes over 5 s; idle_timeout is 3 s here. Every byte is activity, so only a command timeout could stop it.
-        let closedEarly = try await keepingAlive(good) {
-            try await withTimeout(10) { () async -> Bool in
-                for _ in 0..<25 {
-                    if (try? await connection.write([0x4E])) == nil { return true }
-                    try? await Task.sleep(nanoseconds: 200_000_000)
-                }
-                return false
-            }
+        let started = DispatchTime.now().uptimeNanoseconds
+        // Every byte is activity (idle_timeout 30 s never fires); only the command-line bound (2 s) can end it.
+        let answer: [UInt8]? = try await keepingAlive(good) {
+            async let drip = dripping(bad, 0x4E, for: 12)
+            let closed = try await readToClose(bad, within: 14)
+            _ = try await drip
+            return closed
         }
-        let closed = try await readToClose(bad, within: 0.5)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let bytes = try #require(answer, "the slowloris session was still open after 14 s")
+        #expect(
+            String(decoding: bytes, as: UTF8.self)
+                == "421 4.4.2 Timeout: a command line was not completed within 2 seconds; closing\r\n")
+        #expect(seconds >= 1.9 && seconds < 12, "closed after \(seconds) s with command_line_timeout 2 s")
+        try await waitUntil { harness.gateway.activeSessionCount == 1 }
         try await checkServed(harness, good)
-        withKnownIssue("SMTP has no command/line timeout: the idle timer restarts on every byte (reported, issue 13)") {
-            #expect(closedEarly || closed != nil, "the slowloris session was still open after 5 s")
+    }
+
+    @Test("complete commands (NOOP every 300 ms) without a login get 421 4.4.2 at unauthenticated_timeout")
+    func neverLogsIn() async throws {
+        var limits = Self.slowLimits
+        limits.unauthenticatedTimeoutSeconds = 3
+        let harness = try Harness(limits: limits)
+        defer { harness.stop() }
+        let bad = try await greeted(harness)
+        defer { bad.close() }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var replies: [String] = []
+        while Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 < 15 {
+            guard (try? await bad.send("NOOP\r\n")) != nil, let reply = try await bad.reply(within: 5) else { break }
+            replies.append(reply)
+            if !reply.hasPrefix("250") { break }
+            try await Task.sleep(nanoseconds: 300_000_000)
         }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        #expect(replies.count >= 3 && replies.dropLast().allSatisfy { $0.hasPrefix("250") }, "\(replies)")
+        #expect(replies.last == "421 4.4.2 Timeout: not logged in within 3 seconds; closing", "\(replies.suffix(2))")
+        #expect(seconds >= 2.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 3 s")
+        #expect(try await readToClose(bad, within: 5) != nil, "closed after the reply")
+        // A client that logs in in time is not cut at 3 s.
+        let fresh = try await RawClient(harness.gateway.boundAddress)
+        defer { fresh.close() }
+        #expect(try await fresh.login()?.hasPrefix("235") == true)
+        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await fresh.send("NOOP\r\n")
+        #expect(try await fresh.reply(within: 5)?.hasPrefix("250") == true, "a logged-in session outlives the bound")
+    }
+
+    @Test("a 1 MiB DATA sent in slow chunks (4 s in all, command_line_timeout 2 s) is not cut and is accepted")
+    func slowDataIsNotACommandLine() async throws {
+        var limits = Self.slowLimits
+        limits.idleTimeoutSeconds = 5
+        let harness = try Harness(limits: limits)
+        defer { harness.stop() }
+        let client = try await RawClient(harness.gateway.boundAddress)
+        defer { client.close() }
+        #expect(try await client.login()?.hasPrefix("235") == true)
+        try await client.send("MAIL FROM:<alice@contoso.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        #expect(try await client.reply()?.hasPrefix("250") == true)
+        #expect(try await client.reply()?.hasPrefix("250") == true)
+        #expect(try await client.reply()?.hasPrefix("354") == true)
+        var message = Array("Subject: slow\r\n\r\n".utf8)
+        while message.count < 1_048_576 { message += Array((String(repeating: "z", count: 98) + "\r\n").utf8) }
+        // Chunks cut in the middle of lines, 500 ms apart: every chunk is within idle_timeout (5 s), the whole
+        // message takes about 4 s, twice the command-line bound.
+        let chunk = message.count / 8 + 1
+        var offset = 0
+        while offset < message.count {
+            try await client.send(bytes: Array(message[offset..<min(offset + chunk, message.count)]))
+            offset += chunk
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
+        try await client.send(".\r\n")
+        let verdict = try #require(try await client.reply(within: 10))
+        #expect(verdict.hasPrefix("250 "), "verdict: \(verdict)")
+        #expect(harness.upstream.snapshot.messages.count == 1)
     }
 
     @Test("1,000 connections from one address: past smtp_sessions_per_address each gets 421 4.7.0; admitted ones are served")
