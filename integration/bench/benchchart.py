@@ -52,7 +52,7 @@ def main(src, dst):
         t = target_line(w)
         if t:
             left.plot([t, t], [y - 0.45, y + 0.45], color="black", linewidth=1.5)
-        left.text(0.01, y - h / 2, w["target"]["verdict"], va="center", fontsize=7, color="white")
+            left.text(t + 0.01, y - 0.3, w["target"]["verdict"], va="center", fontsize=7)
     left.axvline(1.0, color="grey", linestyle=":", linewidth=1)
     left.set_yticks(list(ys))
     left.set_yticklabels(labels)
