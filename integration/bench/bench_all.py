@@ -466,8 +466,13 @@ def main(argv=None):
         described["emailproxy"]["version"] = ep.owner.version
     report = build_report(workload_results, params, described, skipped, bl.machine_info(), started, time.time())
     print()
-    print(f"MailGate benchmark, loopback, {n['rounds']} rounds interleaved{' (--quick)' if args.quick else ''}; "
+    rounds = f"{n['rounds']} round{'s' if n['rounds'] != 1 else ''}"
+    print(f"MailGate benchmark, loopback, {rounds} interleaved{' (--quick)' if args.quick else ''}; "
           f"{os.cpu_count()} CPUs, load {report['machine']['loadavg']}")
+    if "mailgate" in described:
+        print(f"MailGate: {described['mailgate']['binary']} (sent_copy \"auto\", lock_after_send = true)")
+    if ep:
+        print(f"emailproxy: {ep.owner.version}")
     print(render_table(report))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
