@@ -5,6 +5,7 @@ shape and the printed table. No stand-in, no network: `python3 -m pytest integra
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -201,3 +202,43 @@ def test_every_workload_has_a_known_target_kind():
     assert goals["imap-fetch-20MiB"] == 0.95 and goals["smtp-1MB-per-message"] == 0.95
     assert goals["pop3-retr"] == 0.9 and goals["imap-login"] == 1.5 and goals["imap-noop"] == 30.0
     assert ba.CPU_TARGET == 0.2
+
+
+# ------------------------------------------------------------------ the entry points still load; /proc sampling
+
+@pytest.mark.parametrize("script", ["smtp_bench.py", "imap_bench.py", "pop3_bench.py", "bench_all.py"])
+def test_every_entry_point_imports_benchlib_and_parses_its_options(script):
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, os.path.join(here, script), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ")
+
+
+def test_sampler_measures_cpu_and_rss_of_a_busy_process():
+    """The child burns 0.3 s of its own CPU (process_time, so a loaded machine only makes it slower) while the
+    sampler watches it; the sampler must see that CPU and the 40 MiB it holds."""
+    import subprocess
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import sys, time\nx = bytearray(40 * 1024 * 1024)\nsys.stdin.readline()\n"
+                             "p = time.process_time()\nwhile time.process_time() - p < 0.3: pass\n"
+                             "print('done', flush=True)\ntime.sleep(30)\n"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.2)
+        with bl.Sampler(busy.pid, interval=0.01) as s:
+            busy.stdin.write("go\n")
+            busy.stdin.flush()
+            assert busy.stdout.readline() == "done\n"
+    finally:
+        busy.kill()
+        busy.wait()
+    assert s.cpu_s is not None and 0.28 <= s.cpu_s < 0.6
+    assert s.peak_rss_kib is not None and s.peak_rss_kib > 40 * 1024
+
+
+def test_sampler_without_a_process_reports_nothing():
+    with bl.Sampler(None) as s:
+        pass
+    assert s.cpu_s is None and s.peak_rss_kib is None
