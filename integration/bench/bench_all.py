@@ -59,8 +59,8 @@ CPU_TARGET = 0.2  # gateway CPU <= 1/5 of emailproxy's for the same work
 
 FULL = {"rounds": 3, "smtp_10KB_reuse": 200, "smtp_10KB_per": 50, "smtp_1MB_reuse": 20, "smtp_1MB_per": 10,
         "fetch_100KiB": 200, "fetch_20MiB": 5, "noops": 2000, "logins": 20, "pop3_messages": 50}
-QUICK = {"rounds": 2, "smtp_10KB_reuse": 20, "smtp_10KB_per": 8, "smtp_1MB_reuse": 3, "smtp_1MB_per": 2,
-         "fetch_100KiB": 20, "fetch_20MiB": 1, "noops": 300, "logins": 5, "pop3_messages": 10}
+QUICK = {"rounds": 2, "smtp_10KB_reuse": 40, "smtp_10KB_per": 10, "smtp_1MB_reuse": 4, "smtp_1MB_per": 3,
+         "fetch_100KiB": 40, "fetch_20MiB": 1, "noops": 500, "logins": 6, "pop3_messages": 20}
 
 
 # ------------------------------------------------------------------ pure parts (unit-tested in test_bench_all.py)
