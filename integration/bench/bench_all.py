@@ -57,7 +57,7 @@ WORKLOADS = [
 ]
 CPU_TARGET = 0.2  # gateway CPU <= 1/5 of emailproxy's for the same work
 
-FULL = {"rounds": 3, "smtp_10KB_reuse": 200, "smtp_10KB_per": 50, "smtp_1MB_reuse": 20, "smtp_1MB_per": 10,
+FULL = {"rounds": 5, "smtp_10KB_reuse": 200, "smtp_10KB_per": 50, "smtp_1MB_reuse": 20, "smtp_1MB_per": 10,
         "fetch_100KiB": 200, "fetch_20MiB": 5, "noops": 2000, "logins": 20, "pop3_messages": 50}
 QUICK = {"rounds": 2, "smtp_10KB_reuse": 40, "smtp_10KB_per": 10, "smtp_1MB_reuse": 4, "smtp_1MB_per": 3,
          "fetch_100KiB": 40, "fetch_20MiB": 1, "noops": 500, "logins": 6, "pop3_messages": 20}
@@ -456,8 +456,8 @@ def main(argv=None):
                 path.cleanup()
         stand_in.stop()
 
-    workload_results = {wid: {name: summarize_runs(next(w for w in WORKLOADS if w["id"] == wid), rs)
-                              for name, rs in by_path.items()} for wid, by_path in runs.items()}
+    workload_results = {wid: {name: summarize_runs(next(w for w in WORKLOADS if w["id"] == wid), by_path[name])
+                              for name in PATHS if name in by_path} for wid, by_path in runs.items()}
     params = dict(n, quick=args.quick, paths=wanted_paths, workloads=wanted, budget_s=args.budget,
                   mailgate_config={"sent_copy": "auto", "lock_after_send": True})
     ep = next((p for p in paths if p.name == "emailproxy"), None)
