@@ -256,7 +256,9 @@ def proc_cpu_s(pid):
 
 class Sampler:
     """CPU seconds (user + system, from /proc/<pid>/stat) of one process over a block, and its peak VmRSS sampled
-    every `interval` seconds by a thread (VmHWM is a lifetime peak, so it cannot give a per-workload figure)."""
+    every `interval` seconds by a thread (VmHWM is a lifetime peak, so it cannot give a per-workload figure).
+    Without a pid (the direct path) the thread still wakes and reads a /proc file at the same rate, results
+    discarded, so the client in this process sees the same sampling cost on every path."""
 
     def __init__(self, pid, interval=0.02):
         self.pid, self.interval = pid, interval
@@ -273,20 +275,23 @@ class Sampler:
 
     def _run(self):
         while not self._stop.wait(self.interval):
-            self._sample()
+            if self.pid:
+                self._sample()
+            else:
+                proc_status_kib("self", "VmRSS")  # the same work, thrown away
 
     def __enter__(self):
         if self.pid:
             self._cpu0 = proc_cpu_s(self.pid)
             self._sample()
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        if self._thread:
-            self._stop.set()
-            self._thread.join()
+        self._stop.set()
+        self._thread.join()
+        if self.pid:
             self._sample()
             cpu1 = proc_cpu_s(self.pid)
             if self._cpu0 is not None and cpu1 is not None:
