@@ -242,3 +242,32 @@ def test_sampler_without_a_process_reports_nothing():
     with bl.Sampler(None) as s:
         pass
     assert s.cpu_s is None and s.peak_rss_kib is None
+
+
+# ------------------------------------------------------------------ the PNG step
+
+def test_chart_without_a_venv_says_the_png_is_skipped(tmp_path):
+    line = ba.chart(str(tmp_path / "r.json"), str(tmp_path / "r.png"), str(tmp_path / "no-venv"))
+    assert line.startswith("PNG skipped: no venv at ")
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_chart_draws_a_png_of_a_report(tmp_path):
+    venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv")
+    python = os.path.join(venv, "bin", "python")
+    import subprocess
+    if not os.path.exists(python) or subprocess.run([python, "-c", "import matplotlib"]).returncode != 0:
+        pytest.skip("no bench venv with matplotlib here (integration/bench/bench makes it)")
+    results = {"imap-fetch-100KiB": fake_results(200.0, 100.0, 50.0),
+               "imap-noop": fake_results(100.0, 120.0, 300.0)}
+    report = ba.build_report(results, {"rounds": 1, "quick": True}, {}, {}, {"nproc": 2, "loadavg": [1, 1, 1]},
+                             0.0, 1.0)
+    src, png = tmp_path / "r.json", tmp_path / "r.png"
+    src.write_text(json.dumps(report))
+    assert ba.chart(str(src), str(png), venv) == f"PNG: {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a file that is not a mailgate-bench/1 report draws nothing and says why
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "something-else"}))
+    line = ba.chart(str(bad), str(tmp_path / "bad.png"), venv)
+    assert line.startswith("PNG skipped: ") and "not a mailgate-bench/1 report" in line
