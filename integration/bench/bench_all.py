@@ -56,6 +56,16 @@ WORKLOADS = [
      "higher_is_better": True, "target": ("min_ratio", 0.9, ">= 0.9 x direct")},
 ]
 CPU_TARGET = 0.2  # gateway CPU <= 1/5 of emailproxy's for the same work
+# --lean: the SMTP rows again with MailGate's recorder off (a second `serve`), to show what the defaults cost;
+# direct and emailproxy run them again too, interleaved like every other row.
+LEAN = {"sent_copy": "never", "lock_after_send": False}
+LEAN_WORKLOADS = [dict(w, id=w["id"] + "-lean", title=w["title"] + " [MG: no sent copy, no lock]", mailgate="lean")
+                  for w in WORKLOADS if w["protocol"] == "SMTP"]
+ALL_WORKLOADS = WORKLOADS + LEAN_WORKLOADS
+
+
+def workload_by_id(wid):
+    return next(w for w in ALL_WORKLOADS if w["id"] == wid)
 
 FULL = {"rounds": 5, "smtp_10KB_reuse": 200, "smtp_10KB_per": 50, "smtp_1MB_reuse": 20, "smtp_1MB_per": 10,
         "fetch_100KiB": 200, "fetch_20MiB": 5, "noops": 2000, "logins": 20, "pop3_messages": 50}
@@ -133,7 +143,7 @@ def build_report(workload_results, params, paths, skipped, machine, started, fin
     workloads, counts = [], {"met": 0, "missed": 0, "n/a": 0}
     cpu_totals = {"mailgate": 0.0, "emailproxy": 0.0}
     cpu_complete = True
-    for w in WORKLOADS:
+    for w in ALL_WORKLOADS:
         if w["id"] not in workload_results:
             continue
         results = workload_results[w["id"]]
@@ -241,7 +251,12 @@ class ProxyPath:
         return dict(self.owner.describe(), label=self.label)
 
 
-def make_mailgate(env, args):
+def make_mailgate(env, args, variant=None):
+    """The shipped defaults with all three listeners; variant "lean": SMTP only, the recorder off (LEAN)."""
+    if variant == "lean":
+        owner = bl.MailGate(env, args.mailgate_bin, name="mailgate-lean",
+                            label='MailGate (sent_copy "never", no lock_after_send)', listen=("smtp",), **LEAN)
+        return ProxyPath(owner, {"smtp": owner.endpoint("smtp")})
     owner = bl.MailGate(env, args.mailgate_bin, name="mailgate",
                         label='MailGate (sent_copy "auto", lock_after_send)', listen=("smtp", "imap", "pop3"),
                         sent_copy="auto", lock_after_send=True)
@@ -266,7 +281,7 @@ class Run:
         ep = path.endpoints
         if wid.startswith("smtp-"):
             size = KB if "10KB" in wid else MB
-            mode = "reuse" if wid.endswith("reuse") else "per-message"
+            mode = "reuse" if wid.removesuffix("-lean").endswith("reuse") else "per-message"
             count = self.n[f"smtp_{'10KB' if size == KB else '1MB'}_{'reuse' if mode == 'reuse' else 'per'}"]
             self.stand_in.wait_queue_empty()
             raw = bl.smtp_run(ep["smtp"], size, count, mode, self.budget, path.name)
@@ -345,12 +360,14 @@ def unseed(run, direct):
         m.logout()
 
 
-def warm_up(path):
+def warm_up(path, imap=True):
     """One message, one IMAP login: proves each door works (and pays first-use costs) before anything counts."""
     ep = path.endpoints
     raw = bl.smtp_run(ep["smtp"], KB, 1, "reuse", 60, "warm-up")
     if raw["sent"] != 1:
         return "warm-up message failed: " + "; ".join(raw["errors"])
+    if not imap:
+        return None
     try:
         bl.imap_logins(ep["imap"], 1)
     except Exception as e:  # noqa: BLE001 - any failure of the door is a reason to skip the path
@@ -374,9 +391,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="One benchmark for SMTP, IMAP and POP3: direct vs MailGate vs "
                                                  "emailproxy, interleaved (loopback).")
     parser.add_argument("--quick", action="store_true", help="small counts, 2 rounds (about 2-3 minutes)")
-    parser.add_argument("--rounds", type=int, help="rounds (default 3, --quick 2)")
+    parser.add_argument("--rounds", type=int, help="rounds (default 5, --quick 2)")
     parser.add_argument("--paths", default=",".join(PATHS), help="subset of direct,mailgate,emailproxy")
-    parser.add_argument("--workloads", default=",".join(w["id"] for w in WORKLOADS), help="subset of workload ids")
+    parser.add_argument("--workloads", help="subset of workload ids (default: all; with --lean also the -lean ones)")
+    parser.add_argument("--lean", action="store_true",
+                        help='also the SMTP rows through a second MailGate with sent_copy = "never", '
+                             'lock_after_send = false')
     parser.add_argument("--mailgate-bin", help="default: $MAILGATE_BIN, .build-release/release/mailgate, "
                                                ".build/release/mailgate, .build/debug/mailgate")
     parser.add_argument("--venv", default=os.path.join(HERE, ".venv"), help="venv with emailproxy and matplotlib")
@@ -392,12 +412,15 @@ def main(argv=None):
             parser.error("--rounds takes 1..50")
         n["rounds"] = args.rounds
     wanted_paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    default_ids = [w["id"] for w in (ALL_WORKLOADS if args.lean else WORKLOADS)]
+    wanted = [w.strip() for w in args.workloads.split(",") if w.strip()] if args.workloads else default_ids
     if any(p not in PATHS for p in wanted_paths) or "direct" not in wanted_paths:
         parser.error("--paths takes a subset of direct,mailgate,emailproxy that includes direct")
-    known = [w["id"] for w in WORKLOADS]
+    known = [w["id"] for w in ALL_WORKLOADS]
     if any(w not in known for w in wanted):
         parser.error("--workloads takes " + ",".join(known))
+    if any(workload_by_id(w).get("mailgate") == "lean" for w in wanted) and not args.lean:
+        parser.error("the -lean workloads need --lean")
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
@@ -408,6 +431,7 @@ def main(argv=None):
     paths, skipped, runs = [], {}, {}
     run = None
     direct = None
+    lean = None
     try:
         stand_in.ensure()
         env = stand_in.env
@@ -424,20 +448,35 @@ def main(argv=None):
                     path.cleanup()
                 continue
             paths.append(path)
+        if args.lean and any(p.name == "mailgate" for p in paths):
+            lean = make_mailgate(env, args, variant="lean")
+            reason = lean.prepare() or warm_up(lean, imap=False)
+            if reason:
+                skipped["mailgate-lean"] = reason
+                log(f"mailgate-lean: skipped: {reason}")
+                lean.stop()
+                lean = None
         run = Run(n, stand_in, args.budget)
         for wid, reason in seed(run, direct, wanted, log).items():
             skipped[wid] = reason
             wanted.remove(wid)
         for r in range(n["rounds"]):
             for wi, wid in enumerate(wanted):
+                variant = workload_by_id(wid).get("mailgate")
                 for path in bl.rotated(paths, r + wi):
-                    with bl.Sampler(path.pid()) as sample:
+                    if variant == "lean" and path.name == "mailgate":
+                        if lean is None:
+                            continue
+                        serving = lean
+                    else:
+                        serving = path
+                    with bl.Sampler(serving.pid()) as sample:
                         try:
-                            res = run.workload(wid, path)
+                            res = run.workload(wid, serving)
                         except Exception as e:  # noqa: BLE001 - one failed run is reported, the others go on
                             res = {"value": None, "errors": [f"{type(e).__name__}: {e}"]}
                     res.update(cpu_s=sample.cpu_s, peak_rss_kib=sample.peak_rss_kib)
-                    runs.setdefault(wid, {}).setdefault(path.name, []).append(res)
+                    runs.setdefault(wid, {}).setdefault(path.name, []).append(res)  # lean counts as "mailgate"
                     if res["errors"]:
                         log(f"{wid} {path.name}: " + "; ".join(res["errors"]))
             log(f"round {r + 1}/{n['rounds']} done ({time.time() - started:.0f} s)")
@@ -450,18 +489,21 @@ def main(argv=None):
                 unseed(run, direct)
             except Exception as e:  # noqa: BLE001
                 log(f"could not remove the seeded messages: {e}")
-        for path in paths:
+        for path in paths + ([lean] if lean else []):
             path.stop()
             if path is not direct and not args.keep_temp:
                 path.cleanup()
         stand_in.stop()
 
-    workload_results = {wid: {name: summarize_runs(next(w for w in WORKLOADS if w["id"] == wid), by_path[name])
+    workload_results = {wid: {name: summarize_runs(workload_by_id(wid), by_path[name])
                               for name in PATHS if name in by_path} for wid, by_path in runs.items()}
     params = dict(n, quick=args.quick, paths=wanted_paths, workloads=wanted, budget_s=args.budget,
-                  mailgate_config={"sent_copy": "auto", "lock_after_send": True})
+                  mailgate_config={"sent_copy": "auto", "lock_after_send": True},
+                  mailgate_lean_config=LEAN if args.lean else None)
     ep = next((p for p in paths if p.name == "emailproxy"), None)
     described = {p.name: p.describe() for p in paths}
+    if lean:
+        described["mailgate-lean"] = lean.describe()
     if ep:
         described["emailproxy"]["version"] = ep.owner.version
     report = build_report(workload_results, params, described, skipped, bl.machine_info(), started, time.time())

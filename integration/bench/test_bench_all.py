@@ -271,3 +271,20 @@ def test_chart_draws_a_png_of_a_report(tmp_path):
     bad.write_text(json.dumps({"schema": "something-else"}))
     line = ba.chart(str(bad), str(tmp_path / "bad.png"), venv)
     assert line.startswith("PNG skipped: ") and "not a mailgate-bench/1 report" in line
+
+
+def test_lean_rows_repeat_the_smtp_rows_with_the_same_targets_after_the_main_ones():
+    smtp = [w for w in ba.WORKLOADS if w["protocol"] == "SMTP"]
+    assert [w["id"] for w in ba.LEAN_WORKLOADS] == [w["id"] + "-lean" for w in smtp]
+    for lean, base in zip(ba.LEAN_WORKLOADS, smtp):
+        assert lean["target"] == base["target"] and lean["mailgate"] == "lean" and "mailgate" not in base
+    assert ba.LEAN == {"sent_copy": "never", "lock_after_send": False}
+    results = {"smtp-10KB-reuse-lean": fake_results(100.0, 96.0, 50.0), "smtp-10KB-reuse": fake_results(100.0, 50.0, 50.0)}
+    report = ba.build_report(results, {}, {}, {}, {}, 0.0, 1.0)
+    assert [w["id"] for w in report["workloads"]] == ["smtp-10KB-reuse", "smtp-10KB-reuse-lean"]
+    assert [w["target"]["verdict"] for w in report["workloads"]] == ["missed", "met"]
+
+
+def test_lean_workloads_are_refused_without_lean():
+    with pytest.raises(SystemExit):
+        ba.main(["--workloads", "smtp-10KB-reuse-lean"])
