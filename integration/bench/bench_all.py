@@ -390,7 +390,7 @@ def chart(report_path, png_path, venv):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="One benchmark for SMTP, IMAP and POP3: direct vs MailGate vs "
                                                  "emailproxy, interleaved (loopback).")
-    parser.add_argument("--quick", action="store_true", help="small counts, 2 rounds (about 2-3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="small counts, 2 rounds (30 s to 1.5 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds (default 5, --quick 2)")
     parser.add_argument("--paths", default=",".join(PATHS), help="subset of direct,mailgate,emailproxy")
     parser.add_argument("--workloads", help="subset of workload ids (default: all; with --lean also the -lean ones)")
