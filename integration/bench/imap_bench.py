@@ -6,83 +6,57 @@ Prints numbers, asserts nothing. Workloads, interleaved per round over the paths
 - 2000 NOOP round trips (p50 / p99 / max, and how many took >= 10 ms),
 - 20 logins (connect + greeting + login until the tagged OK; p50).
 The proxies' CPU seconds (per workload) and peak RSS are read from /proc. The messages are APPENDed once, directly,
-into two fresh folders of alice's mailbox, which are deleted at the end. Shares its stand-in, token, emailproxy and
-MailGate helpers with smtp_bench.py; only the Python standard library here (emailproxy lives in the venv the
-imap-bench wrapper makes). Needs an IMAP-capable mailgate (the gateway of issue 8); without one that path is skipped.
+into two fresh folders of alice's mailbox, which are deleted at the end. The stand-in, token, emailproxy, MailGate
+and the IMAP workloads are benchlib.py's (shared with smtp_bench.py, pop3_bench.py and `bench`).
 """
 
 import argparse
-import configparser
-import imaplib
 import json
 import os
 import platform
 import secrets
-import ssl
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import smtp_bench as sb  # noqa: E402
+import benchlib as bl  # noqa: E402
 
-HOST, ALICE = sb.HOST, sb.ALICE
-KIB, MIB = 1024, 1024 * 1024
-
-
-def log(*parts):
-    print("imap-bench:", *parts, file=sys.stderr, flush=True)
-
-
-def quote(name):
-    return '"' + name + '"'
+HOST, ALICE = bl.HOST, bl.ALICE
+KIB, MIB = bl.KIB, bl.MIB
+log = bl.make_log("imap-bench")
+quote = bl.imap_quote
 
 
 def body(size, seed):
-    import hashlib, base64
-    raw = hashlib.shake_256(b"imap-bench-%d-%d" % (size, seed)).digest(size)
-    text = base64.b64encode(raw)
-    lines = b"".join(text[i:i + 76] + b"\r\n" for i in range(0, len(text), 76))
-    head = (f"From: {ALICE}\r\nTo: {ALICE}\r\nSubject: imap bench {size} #{seed}\r\n"
-            f"Message-ID: <{secrets.token_hex(8)}@bench.contoso.test>\r\n\r\n").encode()
-    return head + lines[:size - len(head) - 2] + b"\r\n"
+    return bl.imap_body(size, seed)
 
 
 class Path:
-    """How a client reaches the mailbox: port, TLS, login."""
+    """One way to alice's mailbox: a benchlib Endpoint and, for a proxy, the process serving it."""
 
-    proc = None
+    owner = None
 
     def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def connect(self):
-        if self.tls:
-            return imaplib.IMAP4_SSL(HOST, self.port, ssl_context=self.ctx, timeout=120)
-        return imaplib.IMAP4(HOST, self.port, timeout=120)
+        return self.owner.pid() if self.owner else None
 
     def login(self):
-        m = self.connect()
-        if self.token is not None:
-            sasl = f"user={ALICE}\x01auth=Bearer {self.token}\x01\x01"
-            m.authenticate("XOAUTH2", lambda _: sasl.encode())
-        else:
-            m.login(ALICE, self.password)
-        return m
+        return bl.imap_login(self.ep)
 
     def stop(self):
-        sb.stop_process(self.proc, self.name)
-        self.proc = None
+        if self.owner:
+            self.owner.stop()
+
+    def cleanup(self):
+        if self.owner:
+            self.owner.cleanup()
 
 
 class Direct(Path):
     name, label = "direct", "direct (XOAUTH2, TLS)"
 
     def __init__(self, env):
-        self.port, self.tls = int(env["MAILGATE_STANDIN_IMAPS_PORT"]), True
-        self.ctx = ssl.create_default_context(cafile=env["MAILGATE_STANDIN_CA_FILE"])
-        self.token = sb.oauth_tokens(env, ALICE)["access_token"]
+        self.ep = bl.direct_endpoints(env, bl.oauth_tokens(env, ALICE)["access_token"])["imap"]
 
     def prepare(self):
         return None
@@ -92,109 +66,40 @@ class EmailProxy(Path):
     name, label = "emailproxy", "emailproxy (plain loopback)"
 
     def __init__(self, env, args):
-        self.inner = sb.EmailProxy(env, args)
-        self.port, self.tls, self.token = self.inner.port, False, None
-        self.password = self.inner.password
-        self.env = env
+        self.owner = bl.EmailProxy(env, args.venv, sections=("IMAP",))
+        self.ep = self.owner.endpoint("IMAP")
 
     def prepare(self):
-        reason = self.inner.prepare()
-        if reason:
-            return reason
-        # smtp_bench seeds an SMTP section; the same account and token cache serve an IMAP section
-        cfg = configparser.ConfigParser()
-        cfg.read(self.inner.config)
-        smtp = f"SMTP-{self.port}"
-        cfg.remove_section(smtp)
-        cfg[f"IMAP-{self.port}"] = {"local_address": HOST, "server_address": HOST,
-                                    "server_port": self.env["MAILGATE_STANDIN_IMAPS_PORT"]}
-        with open(self.inner.config, "w") as f:
-            cfg.write(f)
-        reason = self.inner.start()
-        self.proc = self.inner.proc
-        return reason
-
-    def cleanup(self):
-        self.inner.cleanup()
+        return self.owner.prepare() or self.owner.start()
 
 
 class MailGate(Path):
     name, label = "mailgate", "MailGate (plain loopback)"
 
     def __init__(self, env, args):
-        self.inner = sb.MailGate(env, args, lock_after_send=False)
-        self.imap_port = sb.free_port()
-        self.port, self.tls, self.token = self.imap_port, False, None
-        self.password = self.inner.password
-        original = self.inner.toml
-
         idle = getattr(args, "idle", 0)
-
-        def toml():
-            text = original().replace("[listen]\n", f'[listen]\nimap = "{HOST}:{self.imap_port}"\n', 1)
-            if idle:
-                # --idle N: room for N upstream sessions of one mailbox (Exchange would refuse; the stand-in does not);
-                # imap_upstream_sessions stops at 100, so one mailbox gives at most ~95 idle pairs.
-                text += f"\n[limits]\nimap_upstream_sessions = {min(100, idle + 5)}\n"
-            return text
-        self.inner.toml = toml
+        # --idle N: room for N upstream sessions of one mailbox (Exchange would refuse; the stand-in does not);
+        # imap_upstream_sessions stops at 100, so one mailbox gives at most ~95 idle pairs.
+        extra = f"[limits]\nimap_upstream_sessions = {min(100, idle + 5)}\n" if idle else ""
+        self.owner = bl.MailGate(env, args.mailgate_bin, listen=("smtp", "imap"), toml_extra=extra)
+        self.ep = self.owner.endpoint("imap")
 
     def prepare(self):
-        reason = self.inner.prepare()
-        if reason:
-            return reason
-        reason = self.inner.start()
-        self.proc = self.inner.proc
-        if reason is None and not sb.wait_port(self.imap_port, 10, self.proc):
-            reason = "mailgate serve does not listen for IMAP (is the IMAP gateway there yet?)"
-        return reason
-
-    def cleanup(self):
-        self.inner.cleanup()
+        return self.owner.prepare() or self.owner.start()
 
 
 # ------------------------------------------------------------------ workloads
 
 def fetch_all(path, folder, expected):
-    m = path.login()
-    try:
-        m.select(quote(folder), readonly=True)
-        t0 = time.perf_counter()
-        typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
-        elapsed = time.perf_counter() - t0
-        got = [part[1] for part in data if isinstance(part, tuple)]
-        ok = typ == "OK" and sorted(map(len, got)) == sorted(map(len, expected)) and set(got) == set(expected)
-        return {"seconds": elapsed, "bytes": sum(map(len, got)), "ok": ok}
-    finally:
-        m.logout()
+    return bl.imap_fetch_all(path.ep, folder, expected)
 
 
 def noops(path, count):
-    m = path.login()
-    try:
-        lat = []
-        for i in range(count):
-            tag = b"N%05d" % i
-            t0 = time.perf_counter()
-            m.send(tag + b" NOOP\r\n")
-            while True:
-                line = m.readline()
-                if line.startswith(tag) or not line:
-                    break
-            lat.append(time.perf_counter() - t0)
-        return lat
-    finally:
-        m.logout()
+    return bl.imap_noops(path.ep, count)
 
 
 def logins(path, count):
-    lat = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        m = path.login()
-        lat.append(time.perf_counter() - t0)
-        m.logout()
-    return lat
+    return bl.imap_logins(path.ep, count)
 
 
 def idle_sessions(path, count, pid):
@@ -204,14 +109,14 @@ def idle_sessions(path, count, pid):
     import socket
     import ssl as ssl_module
 
-    before = sb.proc_status_kib(pid, "VmRSS") if pid else None
+    before = bl.proc_status_kib(pid, "VmRSS") if pid else None
     socks, state, buffers = [], {}, {}
     ok = 0
     t0 = time.perf_counter()
     for i in range(count):
-        s = socket.create_connection((HOST, path.port), timeout=60)
-        if path.tls:
-            s = path.ctx.wrap_socket(s, server_hostname=HOST)
+        s = socket.create_connection((HOST, path.ep.port), timeout=60)
+        if path.ep.tls:
+            s = path.ep.ctx.wrap_socket(s, server_hostname=HOST)
         s.setblocking(False)
         socks.append(s)
         state[s.fileno()] = "greeting"
@@ -235,12 +140,12 @@ def idle_sessions(path, count, pid):
                 line, buffers[fd] = buffers[fd].split(b"\r\n", 1)
                 st = state[fd]
                 if st == "greeting":
-                    if path.token is not None:
+                    if path.ep.token is not None:
                         import base64
-                        sasl = base64.b64encode(f"user={ALICE}\x01auth=Bearer {path.token}\x01\x01".encode())
+                        sasl = base64.b64encode(f"user={ALICE}\x01auth=Bearer {path.ep.token}\x01\x01".encode())
                         s.sendall(b"L AUTHENTICATE XOAUTH2 " + sasl + b"\r\n")
                     else:
-                        s.sendall(b'L LOGIN "' + ALICE.encode() + b'" "' + path.password.encode() + b'"\r\n')
+                        s.sendall(b'L LOGIN "' + ALICE.encode() + b'" "' + path.ep.password.encode() + b'"\r\n')
                     state[fd] = "login"
                 elif st == "login" and line.startswith(b"L "):
                     if not line.startswith(b"L OK"):
@@ -257,7 +162,7 @@ def idle_sessions(path, count, pid):
                     pending.discard(fd)
     setup = time.perf_counter() - t0
     time.sleep(2)
-    during = sb.proc_status_kib(pid, "VmRSS") if pid else None
+    during = bl.proc_status_kib(pid, "VmRSS") if pid else None
     for s in socks:
         try:
             s.setblocking(True)
@@ -274,9 +179,7 @@ def idle_sessions(path, count, pid):
             "kib_per_pair": per_pair}
 
 
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
+median = bl.median
 
 
 def main():
@@ -292,8 +195,7 @@ def main():
     args = parser.parse_args()
     n_small, n_large, n_noop, n_login = (20, 1, 200, 5) if args.quick else (200, 5, 2000, 20)
 
-    env_file = os.environ.get("MAILGATE_STANDIN_ENV", os.path.join(sb.INTEGRATION, "run", "env"))
-    stand_in = sb.StandIn(env_file)
+    stand_in = bl.StandIn(bl.default_env_file(), prefix="imap-bench")
     stand_in.ensure()
     env = stand_in.env
     direct = Direct(env)
@@ -327,9 +229,9 @@ def main():
             for p in paths:
                 row = rows[p.name]
                 for key in ("100KiB", "20MiB"):
-                    cpu0 = sb.proc_cpu_s(p.pid()) if p.pid() else None
+                    cpu0 = bl.proc_cpu_s(p.pid()) if p.pid() else None
                     res = fetch_all(p, folders[key], sets[key])
-                    cpu1 = sb.proc_cpu_s(p.pid()) if p.pid() else None
+                    cpu1 = bl.proc_cpu_s(p.pid()) if p.pid() else None
                     row["fetch_" + key].append(res["bytes"] / MIB / res["seconds"])
                     row["bad"] += 0 if res["ok"] else 1
                     if cpu0 is not None and cpu1 is not None:
@@ -349,7 +251,7 @@ def main():
         m.logout()
         for p in paths:
             if p is not direct:
-                p.hwm = sb.proc_status_kib(p.pid(), "VmHWM") if p.pid() else None
+                p.hwm = bl.proc_status_kib(p.pid(), "VmHWM") if p.pid() else None
                 p.stop()
                 p.cleanup()
 
@@ -366,17 +268,17 @@ def main():
         noop = sorted(row["noop"])
         line = {
             "fetch_100KiB_mib_s": median(row["fetch_100KiB"]), "fetch_20MiB_mib_s": median(row["fetch_20MiB"]),
-            "noop_p50_us": sb.percentile(noop, 50) * 1e6, "noop_p99_us": sb.percentile(noop, 99) * 1e6,
+            "noop_p50_us": bl.percentile(noop, 50) * 1e6, "noop_p99_us": bl.percentile(noop, 99) * 1e6,
             "noop_max_ms": noop[-1] * 1e3, "noop_stalls_10ms": sum(1 for x in noop if x >= 0.010),
             "login_p50_ms": median(row["login"]) * 1e3,
             "cpu_100KiB_s": median(row["cpu"].get("100KiB", [])), "cpu_20MiB_s": median(row["cpu"].get("20MiB", [])),
             "peak_rss_mib": (p.hwm / 1024) if getattr(p, "hwm", None) else None, "bad_fetches": row["bad"],
         }
         out[p.name] = line
-        table.append([p.label, sb.fmt(line["fetch_100KiB_mib_s"]), sb.fmt(line["fetch_20MiB_mib_s"]),
-                      sb.fmt(line["noop_p50_us"], 0), sb.fmt(line["noop_p99_us"], 0), sb.fmt(line["noop_max_ms"]),
-                      str(line["noop_stalls_10ms"]), sb.fmt(line["login_p50_ms"]), sb.fmt(line["cpu_100KiB_s"], 2),
-                      sb.fmt(line["cpu_20MiB_s"], 2), sb.fmt(line["peak_rss_mib"]), str(line["bad_fetches"])])
+        table.append([p.label, bl.fmt(line["fetch_100KiB_mib_s"]), bl.fmt(line["fetch_20MiB_mib_s"]),
+                      bl.fmt(line["noop_p50_us"], 0), bl.fmt(line["noop_p99_us"], 0), bl.fmt(line["noop_max_ms"]),
+                      str(line["noop_stalls_10ms"]), bl.fmt(line["login_p50_ms"]), bl.fmt(line["cpu_100KiB_s"], 2),
+                      bl.fmt(line["cpu_20MiB_s"], 2), bl.fmt(line["peak_rss_mib"]), str(line["bad_fetches"])])
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
     fmt_line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     print(fmt_line(header))
@@ -398,11 +300,11 @@ def main():
         r = idle_result
         print(f"idle: {r['idling']}/{r['sessions']} sessions in IDLE through MailGate (set up in {r['setup_s']:.1f} s); "
               f"gateway RSS {r['rss_before_kib']} KiB before, {r['rss_idle_kib']} KiB idling: "
-              f"{sb.fmt(r['kib_per_pair'])} KiB per session pair")
+              f"{bl.fmt(r['kib_per_pair'])} KiB per session pair")
         out["mailgate_idle"] = r
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": sb.machine_info(),
+        json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": bl.machine_info(),
                    "params": {"rounds": args.rounds, "n_100KiB": n_small, "n_20MiB": n_large, "noops": n_noop,
                               "logins": n_login}, "results": out, "skipped": skipped}, f, indent=2)
     print(f"\nJSON: {args.json}")

@@ -6,19 +6,16 @@ RETRs every message of the maildrop (N x 100 KiB, APPENDed once, directly, into 
 end), bytes checked against what was appended; per RETR the time from the command to the terminating "." line.
 MailGate runs three times: served from the INBOX over IMAP (incoming = "imap"), relaying Dovecot's POP3
 (incoming = "pop3"), and from the local download store (incoming = "imap-download" with forbid_manual_refresh: the
-schedule inside serve downloads the maildrop once at start, then POP3 needs no upstream connection). The
-proxies' CPU seconds and peak RSS are read from /proc. Shares stand-in, token, emailproxy and MailGate helpers
-with smtp_bench.py. Only the standard library here (emailproxy lives in the venv the pop3-bench wrapper makes).
+schedule inside serve downloads the maildrop once at start, then POP3 needs no upstream connection). The proxies'
+CPU seconds and peak RSS are read from /proc. The stand-in, token, emailproxy, MailGate and the POP3 session are benchlib.py's
+(shared with smtp_bench.py, imap_bench.py and `bench`).
 """
 
 import argparse
-import base64
-import configparser
 import imaplib
 import json
 import os
 import platform
-import poplib
 import secrets
 import ssl
 import sys
@@ -26,216 +23,96 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import smtp_bench as sb  # noqa: E402
+import benchlib as bl  # noqa: E402
 
-HOST, ALICE = sb.HOST, sb.ALICE
-KIB, MIB = 1024, 1024 * 1024
-
-
-def log(*parts):
-    print("pop3-bench:", *parts, file=sys.stderr, flush=True)
+HOST, ALICE = bl.HOST, bl.ALICE
+KIB, MIB = bl.KIB, bl.MIB
+log = bl.make_log("pop3-bench")
 
 
 def body(size, seed, tag):
-    import hashlib
-    raw = hashlib.shake_256(b"pop3-bench-%d-%d" % (size, seed)).digest(size)
-    text = base64.b64encode(raw)
-    lines = b"".join(text[i:i + 76] + b"\r\n" for i in range(0, len(text), 76))
-    head = (f"From: {ALICE}\r\nTo: {ALICE}\r\nSubject: pop3 bench {tag} #{seed}\r\n"
-            f"Message-ID: <{secrets.token_hex(8)}@bench.contoso.test>\r\n\r\n").encode()
-    return head + lines[:size - len(head) - 2] + b"\r\n"
+    return bl.pop3_body(size, seed, tag)
 
 
-class Direct:
-    name, label = "direct", "direct (XOAUTH2, TLS)"
-    proc = None
+class Path:
+    """One way to alice's maildrop: a benchlib Endpoint and, for a proxy, the process serving it."""
 
-    def __init__(self, env):
-        self.env = env
-        self.port = int(env["MAILGATE_STANDIN_POP3S_PORT"])
-        self.ctx = ssl.create_default_context(cafile=env["MAILGATE_STANDIN_CA_FILE"])
-        self.token = sb.oauth_tokens(env, ALICE)["access_token"]
+    owner = None
 
     def pid(self):
-        return None
+        return self.owner.pid() if self.owner else None
+
+    def stop(self):
+        if self.owner:
+            self.owner.stop()
+
+    def cleanup(self):
+        if self.owner:
+            self.owner.cleanup()
+
+
+class Direct(Path):
+    name, label = "direct", "direct (XOAUTH2, TLS)"
+
+    def __init__(self, env):
+        self.token = bl.oauth_tokens(env, ALICE)["access_token"]
+        self.ep = bl.direct_endpoints(env, self.token)["pop3"]
 
     def prepare(self):
         return None
 
-    def login(self):
-        p = poplib.POP3_SSL(HOST, self.port, context=self.ctx, timeout=120)
-        p._putcmd("AUTH XOAUTH2")
-        line, _ = p._getline()
-        assert line.startswith(b"+"), line
-        p._putcmd(base64.b64encode(f"user={ALICE}\x01auth=Bearer {self.token}\x01\x01".encode()).decode())
-        line, _ = p._getline()
-        assert line.startswith(b"+OK"), line
-        return p
 
-    def stop(self):
-        pass
-
-    def cleanup(self):
-        pass
-
-
-class Local:
-    """A proxy on plain loopback with USER/PASS and a local password."""
-
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def login(self):
-        p = poplib.POP3(HOST, self.pop3_port, timeout=120)
-        p.user(ALICE)
-        p.pass_(self.password)
-        return p
-
-    def stop(self):
-        sb.stop_process(self.proc, self.name)
-        self.proc = None
-
-
-class MailGate(Local):
+class MailGate(Path):
     def __init__(self, env, args, incoming):
-        self.inner = sb.MailGate(env, args, lock_after_send=False)
         self.name = f"mailgate-{incoming}"
         self.label = {"imap": "MailGate, served from IMAP", "pop3": "MailGate, POP3 relayed",
                       "local-store": "MailGate, from the local store"}[incoming]
-        self.incoming = incoming
-        self.messages = args.messages
-        self.pop3_port = sb.free_port()
-        self.password = self.inner.password
-        self.proc = None
-        original = self.inner.toml
-        extra, sections = "", ""
+        self.incoming, self.messages = incoming, args.messages
+        extra, sections = [], ""
         if incoming == "pop3":
-            extra = (f'incoming = "pop3"\npop3 = "{HOST}:{env["MAILGATE_STANDIN_POP3S_PORT"]}"\n'
-                     'pop3_security = "tls"\n')
+            extra = ['incoming = "pop3"', f'pop3 = "{HOST}:{env["MAILGATE_STANDIN_POP3S_PORT"]}"',
+                     'pop3_security = "tls"']
         elif incoming == "local-store":
-            extra = 'incoming = "imap-download"\n'
+            extra = ['incoming = "imap-download"']
             sections = '\n[download]\nevery = "1h"\nforbid_manual_refresh = true\n'
-
-        def toml():
-            text = original().replace("[listen]\n", f'[listen]\npop3 = "{HOST}:{self.pop3_port}"\n', 1)
-            return text.replace('imap_security = "tls"\n', 'imap_security = "tls"\n' + extra, 1) + sections
-        self.inner.toml = toml
+        self.owner = bl.MailGate(env, args.mailgate_bin, name=self.name, label=self.label, listen=("smtp", "pop3"),
+                                 server_extra=extra, toml_extra=sections)
+        self.ep = self.owner.endpoint("pop3")
 
     def prepare(self):
-        reason = self.inner.prepare()
-        if reason:
-            return reason
-        reason = self.inner.start()
-        self.proc = self.inner.proc
-        if reason is None and not sb.wait_port(self.pop3_port, 10, self.proc):
-            reason = "mailgate serve does not listen for POP3 (is the POP3 gateway there yet?)"
+        reason = self.owner.prepare() or self.owner.start()
         if reason is None and self.incoming == "local-store":
             reason = self.wait_downloaded(120)
         return reason
 
     def wait_downloaded(self, timeout):
-        """The schedule's first run (at start) fills the store; POP3 STAT shows it once every message is in."""
+        """The schedule's first run (at start) fills the store; STAT shows it once every message is in."""
         deadline, count = time.time() + timeout, 0
         while time.time() < deadline:
-            p = self.login()
-            count = p.stat()[0]
-            p.quit()
+            count = bl.pop3_stat_count(self.ep)
             if count >= self.messages:
                 log(f"{self.name}: {count} messages downloaded into the local store")
                 return None
             time.sleep(0.2)
         return f"the download schedule stored only {count} of {self.messages} messages in {timeout} s"
 
-    def cleanup(self):
-        self.inner.cleanup()
 
-
-class EmailProxy(Local):
+class EmailProxy(Path):
     name, label = "emailproxy", "emailproxy (plain loopback)"
 
     def __init__(self, env, args):
-        self.inner = sb.EmailProxy(env, args)
-        self.pop3_port, self.password, self.env, self.proc = self.inner.port, self.inner.password, env, None
+        self.owner = bl.EmailProxy(env, args.venv, sections=("POP",))
+        self.ep = self.owner.endpoint("POP")
 
     def prepare(self):
-        reason = self.inner.prepare()
-        if reason:
-            return reason
-        cfg = configparser.ConfigParser()
-        cfg.read(self.inner.config)
-        cfg.remove_section(f"SMTP-{self.pop3_port}")
-        cfg[f"POP-{self.pop3_port}"] = {"local_address": HOST, "server_address": HOST,
-                                        "server_port": self.env["MAILGATE_STANDIN_POP3S_PORT"]}
-        with open(self.inner.config, "w") as f:
-            cfg.write(f)
-        reason = self.inner.start()
-        self.proc = self.inner.proc
-        return reason
-
-    def cleanup(self):
-        self.inner.cleanup()
-
-
-def read_response(sock, buffer, multiline):
-    """One response from `sock` (bytes left over from the last read in `buffer`): the status line and, for a
-    multi-line +OK, the raw body through the terminating ".", found by scanning only the newest bytes."""
-    while b"\r\n" not in buffer:
-        chunk = sock.recv(262144)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        buffer += chunk
-    end = buffer.index(b"\r\n") + 2
-    status = bytes(buffer[:end])
-    if not multiline or not status.startswith(b"+OK"):
-        return status, b"", buffer[end:]
-    body = buffer[end:]
-    if body.startswith(b".\r\n"):
-        return status, b"", body[3:]
-    scanned = 0
-    while True:
-        found = body.find(b"\r\n.\r\n", max(0, scanned - 4))
-        if found >= 0:
-            return status, bytes(body[:found + 2]), body[found + 5:]
-        scanned = len(body)
-        chunk = sock.recv(262144)
-        if not chunk:
-            raise ConnectionError("the server closed the connection in a multi-line response")
-        body += chunk
+        return self.owner.prepare() or self.owner.start()
 
 
 def session(path, expected):
-    """Login, STAT, RETR 1..n on the raw socket (poplib's line-by-line reading would be the bottleneck): seconds
-    for STAT + RETRs, per-RETR latencies (command sent to terminator read), bytes, whether all matched."""
-    t_login = time.perf_counter()
-    p = path.login()
-    login_s = time.perf_counter() - t_login
-    sock, buffer = p.sock, bytearray()
-    try:
-        t0 = time.perf_counter()
-        sock.sendall(b"STAT\r\n")
-        status, _, buffer = read_response(sock, buffer, False)
-        count = int(status.split()[1])
-        latencies, total, got = [], 0, []
-        for n in range(1, count + 1):
-            t = time.perf_counter()
-            sock.sendall(b"RETR %d\r\n" % n)
-            status, data, buffer = read_response(sock, buffer, True)
-            latencies.append(time.perf_counter() - t)
-            assert status.startswith(b"+OK"), status
-            total += len(data)
-            got.append((b"\r\n" + data).replace(b"\r\n..", b"\r\n.")[2:])
-        elapsed = time.perf_counter() - t0
-        sock.sendall(b"QUIT\r\n")
-        read_response(sock, buffer, False)
-    finally:
-        p.close()
-    ok = sorted(got) == sorted(expected)
-    return {"seconds": elapsed, "bytes": total, "latencies": latencies, "ok": ok, "login_s": login_s}
+    return bl.pop3_session(path.ep, expected)
 
 
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
+median = bl.median
 
 
 def main():
@@ -248,8 +125,7 @@ def main():
     parser.add_argument("--json", default=os.path.join(HERE, "results", "pop3-latest.json"))
     args = parser.parse_args()
 
-    env_file = os.environ.get("MAILGATE_STANDIN_ENV", os.path.join(sb.INTEGRATION, "run", "env"))
-    stand_in = sb.StandIn(env_file)
+    stand_in = bl.StandIn(bl.default_env_file(), prefix="pop3-bench")
     stand_in.ensure()
     env = stand_in.env
     direct = Direct(env)
@@ -291,9 +167,9 @@ def main():
         for r in range(args.rounds):
             for p in paths:
                 row = rows[p.name]
-                cpu0 = sb.proc_cpu_s(p.pid()) if p.pid() else None
+                cpu0 = bl.proc_cpu_s(p.pid()) if p.pid() else None
                 res = session(p, expected)
-                cpu1 = sb.proc_cpu_s(p.pid()) if p.pid() else None
+                cpu1 = bl.proc_cpu_s(p.pid()) if p.pid() else None
                 row["mib_s"].append(res["bytes"] / MIB / res["seconds"])
                 row["lat"].extend(res["latencies"])
                 row["login"].append(res["login_s"])
@@ -311,7 +187,7 @@ def main():
         m.logout()
         for p in paths:
             if p is not direct:
-                p.hwm = sb.proc_status_kib(p.pid(), "VmHWM") if p.pid() else None
+                p.hwm = bl.proc_status_kib(p.pid(), "VmHWM") if p.pid() else None
                 p.stop()
                 p.cleanup()
 
@@ -326,15 +202,15 @@ def main():
     for p in paths:
         row = rows[p.name]
         lat = sorted(row["lat"])
-        line = {"mib_s": median(row["mib_s"]), "retr_p50_ms": sb.percentile(lat, 50) * 1e3,
-                "retr_p99_ms": sb.percentile(lat, 99) * 1e3, "retr_max_ms": lat[-1] * 1e3,
+        line = {"mib_s": median(row["mib_s"]), "retr_p50_ms": bl.percentile(lat, 50) * 1e3,
+                "retr_p99_ms": bl.percentile(lat, 99) * 1e3, "retr_max_ms": lat[-1] * 1e3,
                 "retr_stalls_10ms": sum(1 for x in lat if x >= 0.010), "retrs": len(lat),
                 "login_p50_ms": median(row["login"]) * 1e3, "cpu_s_per_round": median(row["cpu"]),
                 "peak_rss_mib": (p.hwm / 1024) if getattr(p, "hwm", None) else None, "bad_sessions": row["bad"]}
         out[p.name] = line
-        table.append([p.label, sb.fmt(line["mib_s"]), sb.fmt(line["retr_p50_ms"], 2), sb.fmt(line["retr_p99_ms"], 2),
-                      sb.fmt(line["retr_max_ms"], 2), f"{line['retr_stalls_10ms']} of {line['retrs']}",
-                      sb.fmt(line["login_p50_ms"]), sb.fmt(line["cpu_s_per_round"], 3), sb.fmt(line["peak_rss_mib"]),
+        table.append([p.label, bl.fmt(line["mib_s"]), bl.fmt(line["retr_p50_ms"], 2), bl.fmt(line["retr_p99_ms"], 2),
+                      bl.fmt(line["retr_max_ms"], 2), f"{line['retr_stalls_10ms']} of {line['retrs']}",
+                      bl.fmt(line["login_p50_ms"]), bl.fmt(line["cpu_s_per_round"], 3), bl.fmt(line["peak_rss_mib"]),
                       str(line["bad_sessions"])])
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
     fmt_line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -352,7 +228,7 @@ def main():
     print("(direct is TLS end to end; the proxies' client side is plain loopback, their upstream side TLS)")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": sb.machine_info(),
+        json.dump({"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": bl.machine_info(),
                    "params": {"rounds": args.rounds, "messages": args.messages}, "results": out,
                    "load_average": {"before": load_before, "after": load_after},
                    "skipped": skipped}, f, indent=2)
