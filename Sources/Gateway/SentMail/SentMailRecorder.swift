@@ -67,6 +67,7 @@ public final class SentMailRecorder: Sendable {
         do {
             try DurableFile.makeDirectory(spoolDirectory)
             try DurableFile.makeDirectory(archive.directory)
+            try archive.makeFolders()
         } catch {
             logger.error("The sent-mail directories cannot be made", metadata: ["error": "\(error.description)"])
         }

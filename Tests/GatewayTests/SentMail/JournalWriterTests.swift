@@ -120,5 +120,9 @@ struct JournalWriterTests {
         #expect(state.files(in: "archive/" + String(item.sha256.prefix(2))) == [item.sha256])
         // Stored again: found by its hash, left alone.
         #expect(archive.storeBatch([item]).allSatisfy { (try? $0.get()) != nil })
+        // The folders made at start: all 256, the existing one kept with its file.
+        try archive.makeFolders()
+        #expect(state.files(in: "archive").count == 256)
+        #expect(state.files(in: "archive/" + String(item.sha256.prefix(2))) == [item.sha256])
     }
 }
