@@ -130,17 +130,29 @@ extension MailGateDatabase {
         guard completion.status != .pending else {
             throw StoreError.journalEntryNotPending(sequence: completion.sequence, status: "being set back to pending")
         }
-        guard var entry = try JournalEntry.fetchOne(db, key: completion.sequence) else {
+        // Cached statements, no record round trip: the status decides, four columns change (the journal writer
+        // runs this per message, and GRDB's query builder and the record's JSON coding were its main CPU cost).
+        guard
+            let status = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT status FROM journalEntry WHERE sequence = ?"),
+                arguments: [completion.sequence])
+        else {
             throw StoreError.journalEntryNotFound(sequence: completion.sequence)
         }
-        guard entry.status == .pending else {
-            throw StoreError.journalEntryNotPending(sequence: completion.sequence, status: entry.status.rawValue)
+        guard status == JournalStatus.pending.rawValue else {
+            throw StoreError.journalEntryNotPending(sequence: completion.sequence, status: status)
         }
-        entry.status = completion.status
-        entry.upstreamReply = completion.upstreamReply.map { String($0.prefix(2_000)) }
-        entry.completedAt = UTCTimestamp.rounded(completion.completedAt)
-        if let state = completion.sentCopyState { entry.sentCopyState = state }
-        try entry.update(db)
+        try db.cachedStatement(
+            sql: """
+                UPDATE journalEntry SET status = ?, upstreamReply = ?, completedAt = ?,
+                    sentCopyState = COALESCE(?, sentCopyState)
+                WHERE sequence = ?
+                """
+        ).execute(arguments: [
+            completion.status.rawValue, completion.upstreamReply.map { String($0.prefix(2_000)) },
+            UTCTimestamp.format(UTCTimestamp.rounded(completion.completedAt)), completion.sentCopyState?.rawValue,
+            completion.sequence,
+        ])
         try apply(completion.counters, in: db)
         if let change = completion.sentCopyJobChange { try apply(change, in: db) }
     }
