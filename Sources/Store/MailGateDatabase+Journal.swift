@@ -39,20 +39,12 @@ extension MailGateDatabase {
             throw StoreError.journalEntryNotPending(sequence: sequence, status: "being set back to pending")
         }
         try write("complete a journal entry") { db in
-            guard var entry = try JournalEntry.fetchOne(db, key: sequence) else {
-                throw StoreError.journalEntryNotFound(sequence: sequence)
-            }
-            guard entry.status == .pending else {
-                throw StoreError.journalEntryNotPending(sequence: sequence, status: entry.status.rawValue)
-            }
-            entry.status = status
-            entry.upstreamReply = upstreamReply.map { String($0.prefix(2_000)) }
-            entry.completedAt = UTCTimestamp.rounded(completedAt)
-            if let sentCopyState { entry.sentCopyState = sentCopyState }
-            try entry.update(db)
+            try Self.complete(
+                JournalCompletion(
+                    sequence: sequence, status: status, upstreamReply: upstreamReply, sentCopyState: sentCopyState,
+                    counters: counters, completedAt: completedAt, sentCopyJobChange: sentCopyJobChange),
+                in: db)
             try Self.chainCompletedEntries(db)
-            try Self.apply(counters, in: db)
-            if let sentCopyJobChange { try Self.apply(sentCopyJobChange, in: db) }
         }
     }
 
@@ -122,11 +114,13 @@ extension MailGateDatabase {
             previous = head["entryHash"]
             next = (head["sequence"] as Int64) + 1
         }
-        while var entry = try JournalEntry.fetchOne(db, key: next), entry.status != .pending {
-            entry.previousHash = previous
-            entry.entryHash = entry.computeHash(previousHash: previous)
-            try entry.update(db, columns: [JournalEntry.Columns.previousHash, JournalEntry.Columns.entryHash])
-            previous = entry.entryHash
+        let select = try db.cachedStatement(sql: "SELECT * FROM journalEntry WHERE sequence = ?")
+        let update = try db.cachedStatement(
+            sql: "UPDATE journalEntry SET previousHash = ?, entryHash = ? WHERE sequence = ?")
+        while let entry = try JournalEntry.fetchOne(select, arguments: [next]), entry.status != .pending {
+            let hash = entry.computeHash(previousHash: previous)
+            try update.execute(arguments: [previous, hash, next])
+            previous = hash
             next += 1
         }
     }

@@ -28,6 +28,10 @@ public final class SentMailRecorder: Sendable {
     let service: SentCopyService
     /// Crash-test windows and injected failures (inert unless a test sets them).
     let testHooks: SentMailTestHooks
+    /// The one journal writer (group commit) every recording of this process goes through.
+    let journalWriter: JournalWriter
+    /// `MAILGATE_PROFILE_SMTP=1`: one log line per message with the time of each stage after the client's data.
+    let profilesStages: Bool
 
     /// - Parameters:
     ///   - database: where the journal rows and counters go.
@@ -50,6 +54,8 @@ public final class SentMailRecorder: Sendable {
         self.autoFileDelay = autoFileDelay
         let hooks = SentMailTestHooks()
         self.testHooks = hooks
+        self.journalWriter = JournalWriter(database: database, archive: archive, logger: logger)
+        self.profilesStages = ProcessInfo.processInfo.environment["MAILGATE_PROFILE_SMTP"] == "1"
         self.service = SentCopyService(
             spoolDirectory: spoolDirectory, archive: archive, database: database, credentials: credentials,
             logger: logger, retryDelays: copyRetryDelays, limits: limits, testHooks: hooks)
@@ -61,6 +67,7 @@ public final class SentMailRecorder: Sendable {
         do {
             try DurableFile.makeDirectory(spoolDirectory)
             try DurableFile.makeDirectory(archive.directory)
+            try archive.makeFolders()
         } catch {
             logger.error("The sent-mail directories cannot be made", metadata: ["error": "\(error.description)"])
         }
@@ -82,11 +89,25 @@ public final class SentMailRecorder: Sendable {
         if stopped.wait(timeout: .now() + timeout) == .timedOut {
             logger.warning("The sent-copy worker did not stop in time; its job stays in the spool")
         }
+        journalWriter.flush()
+    }
+
+    /// Writes the counters the journal writer holds back (they are flushed every 2 s and at stop anyway).
+    /// Blocks briefly; for tests and the drain.
+    public func flushJournal() {
+        journalWriter.flush()
     }
 
     /// `stop()` for async callers: returns once the copy in flight has ended.
     public func shutdown() async {
         await service.stop()
+        let writer = journalWriter
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                writer.flush()
+                done.resume()
+            }
+        }
     }
 
     /// Begins recording one message whose envelope the upstream accepted. `mailFrom` is the reverse path without
@@ -136,6 +157,8 @@ public final class MessageRecording: @unchecked Sendable {
     private var journalSequence: Int64?
     /// The copy job stored with the pending row (lock-after-send with a copy to make); on `work` only.
     private var copyJob: SentCopyJob?
+    /// Stage times for `MAILGATE_PROFILE_SMTP` (on `work`, or while `work` is suspended for the writer).
+    private var stages = StageTimes()
 
     /// The Message-ID the relayed message carries (its own or the generated one); set by `finishInput`.
     public private(set) var messageID = ""
@@ -186,6 +209,7 @@ public final class MessageRecording: @unchecked Sendable {
         sha256Hex = hasher.finalizeHex()
         messageID = injector.messageID ?? injector.generatedID
         phase = .finished
+        stages.inputEnd = StageTimes.now()
         return out
     }
 
@@ -213,8 +237,7 @@ public final class MessageRecording: @unchecked Sendable {
         }
         let done = UncheckedSendable(completion)
         work.async { [self] in
-            let result = prepare(sealed)
-            queue.async { done.value(result) }
+            prepare(sealed) { result in queue.async { done.value(result) } }
         }
     }
 
@@ -232,8 +255,8 @@ public final class MessageRecording: @unchecked Sendable {
         }
         let done = UncheckedSendable(completion)
         work.async { [self] in
-            let result = finalize(sealed, upstreamReply: upstreamReply)
-            queue.async { done.value(result) }
+            stages.commitCalled = StageTimes.now()
+            finalize(sealed, upstreamReply: upstreamReply) { result in queue.async { done.value(result) } }
         }
     }
 
@@ -256,84 +279,138 @@ public final class MessageRecording: @unchecked Sendable {
             let database = recorder.database
             let change = copyJob.map { SentCopyJobChange.remove(id: $0.id) }
             copyJob = nil
-            do {
-                if let sequence = journalSequence {
-                    try database.completeJournalEntry(
-                        sequence: sequence, status: fateUnknown ? .unknown : .failed,
-                        upstreamReply: sanitizeForLog(reason, maximumLength: 1_000), sentCopyState: .disabled,
-                        counters: counters, sentCopyJobChange: change)
-                } else if !counters.isEmpty {
-                    try database.increment(counters)
+            let removeSpool = { if case .file(let path)? = spooled { DurableFile.remove(path) } }
+            guard let sequence = journalSequence else {
+                if !counters.isEmpty {
+                    // Waited for (on the writer, with this queue suspended, no thread held): a refusal is rare.
+                    awaitWriter(.counters(counters)) { outcome in
+                        if case .failure(let error) = outcome.result {
+                            self.recorder.logger.error(
+                                "The refusal counters could not be written", metadata: ["error": "\(error)"])
+                        }
+                    }
                 }
-            } catch {
-                recorder.logger.error(
-                    "The journal could not record an abandoned message; retrying",
-                    metadata: ["account": "\(account)", "error": "\(error)"])
-                if let sequence = journalSequence {
-                    let status: JournalStatus = fateUnknown ? .unknown : .failed
-                    let reply = sanitizeForLog(reason, maximumLength: 1_000)
+                removeSpool()
+                return
+            }
+            let status: JournalStatus = fateUnknown ? .unknown : .failed
+            let reply = sanitizeForLog(reason, maximumLength: 1_000)
+            let completion = JournalCompletion(
+                sequence: sequence, status: status, upstreamReply: reply, sentCopyState: .disabled,
+                counters: counters, sentCopyJobChange: change)
+            awaitWriter(.complete(completion)) { [self] outcome in
+                if case .failure(let error) = outcome.result {
+                    recorder.logger.error(
+                        "The journal could not record an abandoned message; retrying",
+                        metadata: ["account": "\(account)", "error": "\(error)"])
                     retryCompletion(sequence: sequence) { () throws(StoreError) in
                         try database.completeJournalEntry(
                             sequence: sequence, status: status, upstreamReply: reply, sentCopyState: .disabled,
                             counters: counters, sentCopyJobChange: change)
                     }
                 }
+                removeSpool()
             }
-            if case .file(let path)? = spooled { DurableFile.remove(path) }
+        }
+    }
+
+    /// Hands `work` to the journal writer and suspends this recording's queue until it is durable: `then` runs
+    /// (on the writer's queue, while `work` is suspended, so it may touch the queue's state) before anything
+    /// queued behind. No thread waits meanwhile.
+    private func awaitWriter(_ work: JournalWriter.Work, then: @escaping (JournalWriter.Outcome) -> Void) {
+        self.work.suspend()
+        recorder.journalWriter.submit(work) { [self] outcome in
+            then(outcome)
+            self.work.resume()
         }
     }
 
     // MARK: - Work queue
 
-    private func prepare(_ sealed: SpooledMessage) -> Result<Void, SentMailError> {
+    /// On `work`: with `lockAfterSend`, archives the message and inserts the pending row through the journal
+    /// writer (group commit); `then` gets the result.
+    private func prepare(_ sealed: SpooledMessage, then: @escaping (Result<Void, SentMailError>) -> Void) {
         dispatchPrecondition(condition: .onQueue(work))
         guard verdict == .open else {
-            return verdict == .prepared ? .success(()) : .failure(.invalidUse("prepareCommit after the verdict"))
+            then(verdict == .prepared ? .success(()) : .failure(.invalidUse("prepareCommit after the verdict")))
+            return
         }
-        if policy.lockAfterSend {
-            do {
-                try recorder.archive.store(sealed, sha256: sha256Hex, size: size)
-                // The copy job goes into the pending row's own transaction and reads the archived bytes: a crash
-                // from here on leaves a job whose fate the next start settles, and the message is written once.
-                var record: SentCopyJobRecord?
-                if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil),
-                    let imap = policy.imap
-                {
-                    var job = makeJob(endpoint: imap)
-                    job.inArchive = true
-                    record = try job.record(state: .awaitingVerdict)
-                    copyJob = job
-                }
-                journalSequence = try recorder.database.insertPendingJournalEntry(
-                    accountEmail: account, listener: listener, mailFrom: mailFrom, rcptTo: recipients,
-                    messageID: messageID, size: Int64(size), sha256: sha256Hex,
-                    sentCopyState: record != nil ? .pending : .disabled, createdAt: receivedAt, sentCopyJob: record)
-                copyJob?.journalSequence = journalSequence
-            } catch let error as SentMailError {
-                copyJob = nil
-                return .failure(error)
+        guard policy.lockAfterSend else {
+            verdict = .prepared
+            then(.success(()))
+            return
+        }
+        stages.prepareStart = StageTimes.now()
+        // The copy job goes into the pending row's own transaction and reads the archived bytes: a crash from
+        // here on leaves a job whose fate the next start settles, and the message is written once.
+        var record: SentCopyJobRecord?
+        if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap {
+            var job = makeJob(endpoint: imap)
+            job.inArchive = true
+            do throws(SentMailError) {
+                record = try job.record(state: .awaitingVerdict)
             } catch {
+                then(.failure(error))
+                return
+            }
+            copyJob = job
+        }
+        let insert = JournalPendingInsert(
+            accountEmail: account, listener: listener, mailFrom: mailFrom, rcptTo: recipients, messageID: messageID,
+            size: Int64(size), sha256: sha256Hex, sentCopyState: record != nil ? .pending : .disabled,
+            createdAt: receivedAt, sentCopyJob: record)
+        let item = MessageArchive.BatchItem(message: sealed, sha256: sha256Hex, size: size)
+        awaitWriter(.prepare(item, insert)) { [self] outcome in
+            stages.prepareDone = StageTimes.now()
+            stages.archiveSeconds = outcome.archiveSeconds
+            stages.insertSeconds = outcome.databaseSeconds
+            stages.prepareBatch = outcome.batchSize
+            switch outcome.result {
+            case .success(let sequence):
+                journalSequence = sequence
+                copyJob?.journalSequence = sequence
+                verdict = .prepared
+                then(.success(()))
+            case .failure(let error):
                 copyJob = nil
-                return .failure(.journalFailed(reason: "\(error)"))
+                then(.failure(error))
             }
         }
-        verdict = .prepared
-        return .success(())
     }
 
-    private func finalize(_ sealed: SpooledMessage, upstreamReply: String) -> Result<Void, SentMailError> {
+    /// On `work`: the upstream's 2xx. Completes the row through the journal writer (or, without a row, hands the
+    /// counters to it without waiting), then calls `reply`.
+    private func finalize(
+        _ sealed: SpooledMessage, upstreamReply: String, reply: @escaping (Result<Void, SentMailError>) -> Void
+    ) {
         dispatchPrecondition(condition: .onQueue(work))
         if verdict == .open {
             // The caller skipped prepareCommit: journal now rather than not at all.
-            if case .failure(let error) = prepare(sealed) { return .failure(error) }
+            prepare(sealed) { [self] result in
+                if case .failure(let error) = result {
+                    reply(.failure(error))
+                    return
+                }
+                let boxed = UncheckedSendable(reply)
+                work.async { self.finalizePrepared(sealed, upstreamReply: upstreamReply, reply: boxed.value) }
+            }
+            return
         }
-        guard verdict == .prepared else { return .failure(.invalidUse("commit after the verdict")) }
+        finalizePrepared(sealed, upstreamReply: upstreamReply, reply: reply)
+    }
+
+    private func finalizePrepared(
+        _ sealed: SpooledMessage, upstreamReply: String, reply: @escaping (Result<Void, SentMailError>) -> Void
+    ) {
+        guard verdict == .prepared else {
+            reply(.failure(.invalidUse("commit after the verdict")))
+            return
+        }
         verdict = .committed
         recorder.testHooks.holdAfterUpstreamReply()
         let logger = recorder.logger
         let counters = [counter("messages_relayed"), counter("bytes_relayed", amount: Int64(size))]
-        let reply = sanitizeForLog(upstreamReply, maximumLength: 1_000)
-        var result: Result<Void, SentMailError> = .success(())
+        let text = sanitizeForLog(upstreamReply, maximumLength: 1_000)
         if let sequence = journalSequence {
             // Journaled: the bytes are archived and the job (if any) is stored with the row; the completion
             // makes it due in the same transaction. The copy state was set at the insert; leaving it alone here
@@ -341,36 +418,39 @@ public final class MessageRecording: @unchecked Sendable {
             if case .file(let path) = sealed { DurableFile.remove(path) }
             let change = copyJob.map { SentCopyJobChange.queue(id: $0.id) }
             let database = recorder.database
-            do {
-                try database.completeJournalEntry(
-                    sequence: sequence, status: .sent, upstreamReply: reply, counters: counters,
-                    sentCopyJobChange: change)
-            } catch {
-                logger.error(
-                    "The journal could not record a sent message; retrying",
-                    metadata: ["account": "\(account)", "error": "\(error)"])
-                result = .failure(.journalFailed(reason: "\(error)"))
-                retryCompletion(sequence: sequence) { () throws(StoreError) in
-                    try database.completeJournalEntry(
-                        sequence: sequence, status: .sent, upstreamReply: reply, counters: counters,
-                        sentCopyJobChange: change)
+            let completion = JournalCompletion(
+                sequence: sequence, status: .sent, upstreamReply: text, counters: counters, sentCopyJobChange: change)
+            awaitWriter(.complete(completion)) { [self] outcome in
+                var result: Result<Void, SentMailError> = .success(())
+                if case .failure(let error) = outcome.result {
+                    logger.error(
+                        "The journal could not record a sent message; retrying",
+                        metadata: ["account": "\(account)", "error": "\(error)"])
+                    result = .failure(error)
+                    retryCompletion(sequence: sequence) { () throws(StoreError) in
+                        try database.completeJournalEntry(
+                            sequence: sequence, status: .sent, upstreamReply: text, counters: counters,
+                            sentCopyJobChange: change)
+                    }
                 }
+                if let job = copyJob { recorder.service.enqueueSaved(job) }
+                stages.completeDone = StageTimes.now()
+                stages.completeSeconds = outcome.databaseSeconds
+                stages.completeBatch = outcome.batchSize
+                if recorder.profilesStages { logger.notice("SMTP stage profile", metadata: stages.metadata()) }
+                reply(result)
             }
-            if let job = copyJob { recorder.service.enqueueSaved(job) }
-            return result
+            return
         }
-        do {
-            try recorder.database.increment(counters)
-        } catch {
-            logger.error("The relay counters could not be written", metadata: ["error": "\(error)"])
-        }
+        // Without a row nothing is promised about the counters: they wait in memory for the writer's next batch.
+        recorder.journalWriter.count(counters)
         if SentCopyDecision.needsJob(mode: policy.sentCopy, hasIMAPEndpoint: policy.imap != nil), let imap = policy.imap
         {
             persistJob(sealed, job: makeJob(endpoint: imap), attempt: 1)
         } else if case .file(let path) = sealed {
             DurableFile.remove(path)
         }
-        return result
+        reply(.success(()))
     }
 
     /// Retries a failed completion of the pending row `sequence` in the background (the client already has its
@@ -492,4 +572,42 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
     // @unchecked Sendable: the value is handed from one queue to the next, never used on two at once.
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// When each stage after the client's final dot ended (`MAILGATE_PROFILE_SMTP=1`), in nanoseconds of uptime.
+struct StageTimes {
+    var inputEnd: UInt64 = 0
+    var prepareStart: UInt64 = 0
+    var prepareDone: UInt64 = 0
+    var commitCalled: UInt64 = 0
+    var completeDone: UInt64 = 0
+    var archiveSeconds = 0.0
+    var insertSeconds = 0.0
+    var completeSeconds = 0.0
+    var prepareBatch = 0
+    var completeBatch = 0
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    private static func milliseconds(_ from: UInt64, _ to: UInt64) -> String {
+        guard from > 0, to >= from else { return "-" }
+        return String(format: "%.3f", Double(to - from) / 1e6)
+    }
+
+    /// dot→prepare (queue hop), prepare (archive + insert, of which archive and insert batch times), prepared→
+    /// commit called (the final dot upstream and its reply, plus two queue hops), commit (completion), total.
+    func metadata() -> Logger.Metadata {
+        [
+            "toPrepareMs": "\(Self.milliseconds(inputEnd, prepareStart))",
+            "prepareMs": "\(Self.milliseconds(prepareStart, prepareDone))",
+            "archiveMs": "\(String(format: "%.3f", archiveSeconds * 1e3))",
+            "insertMs": "\(String(format: "%.3f", insertSeconds * 1e3))",
+            "prepareBatch": "\(prepareBatch)",
+            "upstreamMs": "\(Self.milliseconds(prepareDone, commitCalled))",
+            "completeMs": "\(Self.milliseconds(commitCalled, completeDone))",
+            "completeDbMs": "\(String(format: "%.3f", completeSeconds * 1e3))",
+            "completeBatch": "\(completeBatch)",
+            "totalMs": "\(Self.milliseconds(inputEnd, completeDone))",
+        ]
+    }
 }

@@ -91,7 +91,8 @@ struct SMTPUpstreamLossTests {
         let entries = try harness.database.journalEntries()
         #expect(!entries.contains { $0.status == .sent }, "\(entries)")
         #expect(entries.isEmpty, "the message never reached its final dot: \(entries)")
-        #expect(harness.state.files(in: "archive").isEmpty)
+        // The recorder makes the 256 folders at start; none may hold a file.
+        #expect(harness.state.files(in: "archive").allSatisfy { harness.state.files(in: "archive/" + $0).isEmpty })
         #expect(await eventually(5) { harness.state.files(in: "spool").isEmpty }, "\(harness.state.files(in: "spool"))")
         #expect(try counter(harness.database, "messages_relayed", account: "alice@contoso.com") == 0)
     }

@@ -269,6 +269,9 @@ struct SentMailRecorderTests {
         try await recording.commit(reply: "250 OK").get()
         #expect(try fixture.database.journalEntries().isEmpty)
         #expect(fixture.state.files(in: "archive").isEmpty)
+        // Without a row the counters wait in memory (no commit before the 250) until the writer's next flush.
+        #expect(try counter(fixture.database, "messages_relayed", account: Self.account) == 0)
+        fixture.recorder.flushJournal()
         #expect(try counter(fixture.database, "messages_relayed", account: Self.account) == 1)
     }
 
