@@ -35,4 +35,21 @@ static inline int mailgate_SSL_set_tlsext_host_name(SSL *ssl, const char *name) 
     return (int)SSL_set_tlsext_host_name(ssl, name);
 }
 
+/* SSL_CTX_set_mode / SSL_CTX_get_mode are macros over SSL_CTX_ctrl (ssl.h).
+ * Used for SSL_MODE_RELEASE_BUFFERS: an idle session keeps no 16 KiB record buffers. Returns the mode now set. */
+static inline long mailgate_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
+    return (long)SSL_CTX_set_mode(ctx, mode);
+}
+static inline long mailgate_SSL_CTX_get_mode(SSL_CTX *ctx) {
+    return (long)SSL_CTX_get_mode(ctx);
+}
+
+/* BIO_get_mem_ptr is a macro over BIO_ctrl (bio.h). Used to read how much a memory BIO has allocated (its BUF_MEM's
+ * max) so that a drained one that grew can be replaced by a fresh, empty one. Returns 0 when unknown. */
+static inline size_t mailgate_BIO_mem_allocated(BIO *bio) {
+    BUF_MEM *memory = NULL;
+    if (BIO_get_mem_ptr(bio, &memory) <= 0 || memory == NULL) return 0;
+    return memory->max;
+}
+
 #endif

@@ -327,7 +327,7 @@ public enum ConfigParameters {
             .value(.integer(Limits.standard.imapCommandsInFlight)),
             "IMAP commands a client may pipeline before MailGate stops reading from it until answers come."),
         .init(
-            .limits, "imap_upstream_sessions", .integer(1...100),
+            .limits, "imap_upstream_sessions", .integer(1...100_000),
             .value(.integer(Limits.standard.imapUpstreamSessions)),
             "Upstream IMAP sessions per mailbox; a login past this gets NO [LIMIT] (Exchange allows about 16)."),
         .init(

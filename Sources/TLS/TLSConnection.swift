@@ -46,16 +46,22 @@ public final class TLSConnection {
     private let context: TLSContext
     /// The SSL; freed in `deinit`, which also frees both BIOs (SSL_set_bio hands them over).
     private let ssl: OpaquePointer
-    /// Inbound ciphertext (peer → us); owned by `ssl`.
-    private let networkInput: OpaquePointer
-    /// Outbound ciphertext (us → peer); owned by `ssl`.
-    private let networkOutput: OpaquePointer
+    /// Inbound ciphertext (peer → us); owned by `ssl`. Replaced by an empty one once drained after it grew.
+    private var networkInput: OpaquePointer
+    /// Outbound ciphertext (us → peer); owned by `ssl`. Replaced like `networkInput`.
+    private var networkOutput: OpaquePointer
     private var state: State = .handshaking
     /// An error met while a read had already produced data; thrown by the next call so no data is lost.
     private var deferredFailure: TLSError? = nil
 
     /// Largest plaintext one `readPlaintext` call returns, whatever `maximumCount` says (one read chunk).
     public static let maximumReadCount = 65_536
+
+    /// A drained memory BIO that has allocated more than this is swapped for a fresh one: a memory BIO never
+    /// shrinks, so one 64 KiB read (or the handshake's certificate flight) would otherwise stay allocated for the
+    /// whole life of an idle session (heaptrack: ~1.9 KiB per idle upstream with a 2 KiB bound). Small enough that
+    /// an idle session keeps next to nothing, large enough that a NOOP's few bytes cause no churn.
+    static let retainedBIOBound = 512
 
     /// Starts a session on `context`.
     ///
@@ -148,6 +154,7 @@ public final class TLSConnection {
     public func takeNetworkOutput() -> [UInt8] {
         let pending = Int(BIO_ctrl_pending(networkOutput))
         guard pending > 0 else { return [] }
+        defer { releaseDrainedOutput() }
         return [UInt8](unsafeUninitializedCapacity: pending) { buffer, initialized in
             var offset = 0
             while offset < pending {
@@ -163,6 +170,31 @@ public final class TLSConnection {
     /// Whether `takeNetworkOutput()` would return bytes.
     public var hasNetworkOutput: Bool {
         BIO_ctrl_pending(networkOutput) > 0
+    }
+
+    /// How many bytes both memory BIOs hold allocated now (tests: an idle session keeps none of a big read).
+    public var allocatedNetworkBufferBytes: Int {
+        Int(mailgate_BIO_mem_allocated(networkInput)) + Int(mailgate_BIO_mem_allocated(networkOutput))
+    }
+
+    /// Swaps the inbound BIO for an empty one when it is drained and grew past `retainedBIOBound`.
+    private func releaseDrainedInput() {
+        guard BIO_ctrl_pending(networkInput) == 0,
+            Int(mailgate_BIO_mem_allocated(networkInput)) > Self.retainedBIOBound,
+            let fresh = BIO_new(BIO_s_mem())
+        else { return }
+        SSL_set0_rbio(ssl, fresh)  // frees the old one
+        networkInput = fresh
+    }
+
+    /// The same for the outbound BIO, after `takeNetworkOutput` emptied it.
+    private func releaseDrainedOutput() {
+        guard BIO_ctrl_pending(networkOutput) == 0,
+            Int(mailgate_BIO_mem_allocated(networkOutput)) > Self.retainedBIOBound,
+            let fresh = BIO_new(BIO_s_mem())
+        else { return }
+        SSL_set0_wbio(ssl, fresh)  // frees the old one
+        networkOutput = fresh
     }
 
     // MARK: - Session
@@ -182,6 +214,7 @@ public final class TLSConnection {
         let status = SSL_do_handshake(ssl)
         if status == 1 {
             state = .established
+            releaseDrainedInput()
             return .complete
         }
         switch outcome(of: status) {
@@ -229,6 +262,7 @@ public final class TLSConnection {
             initialized = filled
         }
         if SSL_is_init_finished(ssl) == 1, case .handshaking = state { state = .established }
+        if case .wantsInput = ending { releaseDrainedInput() }
         if !bytes.isEmpty {
             if case .failed(let error) = ending { deferredFailure = error }
             return .data(bytes)

@@ -118,9 +118,17 @@ struct IMAPStreamScanner {
         return .line(line, first: first, literal: literal)
     }
 
+    /// Capacity a drained buffer may keep. `append` adopts the reader's chunk (64 KiB of capacity however few bytes
+    /// came) when the buffer is empty, so keeping more would leave 64 KiB per direction allocated in every idle
+    /// session (heaptrack: 19.7 MB for 300 idle pairs); a drained buffer costs nothing to drop.
+    static let retainedCapacity = 4_096
+
+    /// Allocated capacity of the buffer (tests: a drained scanner keeps no big chunk).
+    var bufferCapacity: Int { buffer.capacity }
+
     private mutating func compact() {
         if readIndex == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 262_144)
+            buffer.removeAll(keepingCapacity: buffer.capacity <= Self.retainedCapacity)
             readIndex = 0
         } else if readIndex >= 65_536 {
             buffer.removeFirst(readIndex)

@@ -84,6 +84,7 @@ public final class GatewayServer: @unchecked Sendable {
             logger.warning(
                 "journal entries whose fate is unknown after an interruption: \(interrupted.map(String.init).joined(separator: ", ")); `mailgate journal verify` lists them")
         }
+        raiseDescriptorLimit()
         recorder.start()
         try startAdmin()
         journalCheckpointer = Self.startJournalCheckpoints(configuration: configuration, database: database, stateDirectory: stateDirectory, logger: logger)

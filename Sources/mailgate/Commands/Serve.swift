@@ -101,7 +101,9 @@ struct Serve: ParsableCommand {
         }
         hangup.resume()
         sources.append(hangup)
-        withExtendedLifetime(sources) { dispatchMain() }
+        let trimmer = HeapTrimmer(queue: control) { server.openSessionCount }  // memory of ended sessions back
+        trimmer.start()
+        withExtendedLifetime((sources, trimmer)) { dispatchMain() }
     }
 
     /// SIGHUP: a configuration that does not load leaves everything as it was (and says why).
