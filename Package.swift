@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy"], swiftSettings: strict),
         .testTarget(
             name: "GatewayTests", dependencies: ["Gateway", "MailGateTesting"], swiftSettings: strict),
-        .testTarget(name: "CLITests", dependencies: ["MailCore"], swiftSettings: strict),
+        .testTarget(name: "CLITests", dependencies: ["MailCore", "MailGateTesting"], swiftSettings: strict),
         .testTarget(name: "LogHandlingTests", dependencies: ["LogHandling"], swiftSettings: strict),
         .target(
             name: "FuzzTargets", dependencies: ["MailCore", "IMAP", "SMTP", "POP3", "OAuth", "Config"],

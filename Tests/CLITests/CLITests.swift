@@ -1,5 +1,6 @@
 // CLITests: run the built `mailgate` binary as a user would and check its output and exit status.
 import Foundation
+import MailGateTesting
 import Testing
 
 /// The result of one `mailgate` run.
@@ -77,8 +78,8 @@ final class Sandbox {
         try process.run()
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        let out = output.fileHandleForReading.readAllRetryingInterrupts()
+        let err = errors.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         return Run(
             status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),

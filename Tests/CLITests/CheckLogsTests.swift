@@ -1,5 +1,6 @@
 // CLITests: integration/check-logs finds a planted secret of each kind in a kept log, and passes clean logs.
 import Foundation
+import MailGateTesting
 import Testing
 
 @Suite("integration/check-logs")
@@ -18,7 +19,7 @@ struct CheckLogsTests {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let data = pipe.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }

@@ -1,6 +1,7 @@
 // CLITests: conf/mailgate.service as systemd reads it: `systemd-analyze verify` accepts it and its sandbox
 // settings are the ones the README promises.
 import Foundation
+import MailGateTesting
 import Testing
 
 @Suite("systemd unit")
@@ -29,7 +30,7 @@ struct ServiceUnitTests {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let data = pipe.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }

@@ -2,6 +2,7 @@
 // CAs and TSA certificates checked by TimeStamp.verify (good, wrong hash, wrong nonce, altered, other CA, no EKU).
 import Crypto
 import Foundation
+import MailGateTesting
 import Testing
 
 /// A throwaway PKI in a temporary directory, made with the openssl command line once per test process.
@@ -65,8 +66,8 @@ final class TimeStampMaterial: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        let out = output.fileHandleForReading.readAllRetryingInterrupts()
+        let err = errors.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: String(decoding: err, as: UTF8.self)])

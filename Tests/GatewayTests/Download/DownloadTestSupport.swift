@@ -2,6 +2,7 @@
 import Config
 import Crypto
 import Foundation
+import MailGateTesting
 import MailCore
 import Store
 import Testing
@@ -30,7 +31,7 @@ enum DownloadTesting {
         let errors = Pipe()
         process.standardError = errors
         try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        let message = errors.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw StandInError("doveadm \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")

@@ -3,6 +3,7 @@
 
 import Config
 import Foundation
+import MailGateTesting
 import Logging
 import MailCore
 import OAuth
@@ -166,7 +167,7 @@ struct AccountControl {
         try process.run()
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let data = output.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw StandInError("curl exited with \(process.terminationStatus)")
@@ -210,7 +211,7 @@ final class AccountBackgroundCommand: @unchecked Sendable {
         drained.enter()
         Thread.detachNewThread { [self] in
             while true {
-                let data = handle.availableData
+                let data = handle.readChunkRetryingInterrupts() ?? Data()
                 if data.isEmpty { break }
                 lock.withLock {
                     if isError { err += data } else { out += data }

@@ -3,6 +3,7 @@
 // it, and the status page, rendered by a real headless Chromium, must show it (screenshot kept as an artifact).
 
 import Foundation
+import MailGateTesting
 import Store
 import Testing
 import Transport
@@ -21,7 +22,7 @@ func runTool(_ path: String, _ arguments: [String], timeout: Double = 90) throws
     try process.run()
     let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
     DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let data = output.fileHandleForReading.readAllRetryingInterrupts()
     process.waitUntilExit()
     killer.cancel()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))

@@ -3,6 +3,7 @@
 // by the checkpoints, altered and swapped tokens, and `journal export` checked with sha256sum and openssl alone.
 
 import Foundation
+import MailGateTesting
 import Store
 import Synchronization
 import Testing
@@ -140,8 +141,8 @@ extension StandInTests {
             process.standardOutput = output
             process.standardError = errors
             try process.run()
-            let out = output.fileHandleForReading.readDataToEndOfFile()
-            let err = errors.fileHandleForReading.readDataToEndOfFile()
+            let out = output.fileHandleForReading.readAllRetryingInterrupts()
+            let err = errors.fileHandleForReading.readAllRetryingInterrupts()
             process.waitUntilExit()
             return CommandRun(
                 status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),

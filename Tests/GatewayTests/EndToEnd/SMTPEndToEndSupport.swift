@@ -2,6 +2,7 @@
 // stand-in, real clients (Python's smtplib and imaplib, swaks), trace-header checks, /proc probes.
 
 import Foundation
+import MailGateTesting
 import MailCore
 import Store
 import Testing
@@ -198,7 +199,7 @@ enum EndToEnd {
     static func procFile(_ path: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw StandInError("cannot open \(path)") }
         defer { try? handle.close() }
-        return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        return String(decoding: handle.readAllRetryingInterrupts(), as: UTF8.self)
     }
 
     /// How many established TCP connections process `pid` holds to 127.0.0.1:`port`: its socket inodes from

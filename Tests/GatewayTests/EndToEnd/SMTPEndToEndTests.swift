@@ -2,6 +2,7 @@
 // (issue 5): delivery, sent copies, a large message, pipelining, local auth, relay, upstream refusals, statistics.
 
 import Foundation
+import MailGateTesting
 import Store
 import Testing
 import Transport
@@ -404,7 +405,7 @@ extension StandInTests {
             process.standardOutput = output
             process.standardError = output
             try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
+            let data = output.fileHandleForReading.readAllRetryingInterrupts()
             process.waitUntilExit()
             return (process.terminationStatus, String(decoding: data, as: UTF8.self))
         }

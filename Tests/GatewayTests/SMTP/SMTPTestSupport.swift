@@ -252,8 +252,8 @@ func runPython(_ script: String, _ arguments: [String]) throws -> (status: Int32
     process.standardOutput = out
     process.standardError = err
     try process.run()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let error = err.fileHandleForReading.readDataToEndOfFile()
+    let output = out.fileHandleForReading.readAllRetryingInterrupts()
+    let error = err.fileHandleForReading.readAllRetryingInterrupts()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
 }

@@ -1,6 +1,7 @@
 // GatewayTests/Service: scripts/demo (issue 12 point 6): it brings up a gateway with two connected accounts on the
 // running stand-in, swaks sends through it, curl reads the message through it, and SIGTERM stops everything.
 import Foundation
+import MailGateTesting
 import Testing
 
 extension StandInTests {
@@ -16,7 +17,7 @@ extension StandInTests {
             process.standardOutput = pipe
             process.standardError = pipe
             try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            let data = pipe.fileHandleForReading.readAllRetryingInterrupts()
             process.waitUntilExit()
             return (process.terminationStatus, String(decoding: data, as: UTF8.self))
         }
@@ -106,7 +107,7 @@ final class OutputCollector: @unchecked Sendable {
 
     init(_ handle: FileHandle) {
         handle.readabilityHandler = { [self] handle in
-            let data = handle.availableData
+            let data = handle.readChunkRetryingInterrupts() ?? Data()
             if data.isEmpty { handle.readabilityHandler = nil }
             lock.lock()
             buffer.append(data)

@@ -1,5 +1,6 @@
 // GatewayTests/Support: the real `mailgate` binary, configured for the stand-in, as an administrator runs it.
 import Foundation
+import MailGateTesting
 import Testing
 
 /// The output of one `mailgate` command.
@@ -106,8 +107,8 @@ final class MailGateInstallation: @unchecked Sendable {
         try input.fileHandleForWriting.close()
         let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        let out = output.fileHandleForReading.readAllRetryingInterrupts()
+        let err = errors.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         killer.cancel()
         return CommandRun(

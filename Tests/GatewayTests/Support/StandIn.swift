@@ -3,6 +3,7 @@
 
 import Crypto
 import Foundation
+import MailGateTesting
 import IMAP
 import MailCore
 import TLS
@@ -111,7 +112,7 @@ struct StandIn: Sendable {
         let output = Pipe()
         process.standardOutput = output
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let data = output.fileHandleForReading.readAllRetryingInterrupts()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw StandInError("curl exited with \(process.terminationStatus)")
