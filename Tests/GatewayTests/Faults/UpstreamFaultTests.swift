@@ -235,6 +235,11 @@ struct IMAPUpstreamFaultTests {
         // Mid-literal no status line can be framed: the client sees a short literal and the end of the stream.
         #expect(received.count < 2 * 1_048_576, "the literal cannot have completed: \(received.count) bytes")
         #expect(!String(decoding: received.suffix(200), as: UTF8.self).contains("F1 OK"))
+        // …and no "* BYE" inside it either: the literal is all "f", anything else would be read as its content.
+        let literalStart = try #require(received.firstIndex(of: UInt8(ascii: "}")))
+        #expect(
+            received[(literalStart + 3)...].allSatisfy { $0 == UInt8(ascii: "f") },
+            "bytes other than the literal's: \(String(decoding: received.suffix(120), as: UTF8.self))")
         #expect(try await answersNoop(other, "O1"), "the other session is served")
         let fresh = try await loggedIn(harness)
         defer { fresh.close() }
@@ -290,6 +295,8 @@ struct IMAPUpstreamFaultTests {
         let received = try #require(try await drain(client.connection, within: 20), "not closed after the stall")
         let seconds = secondsSince(started)
         #expect(received.count < 2 * 1_048_576)
+        let literalStart = try #require(received.firstIndex(of: UInt8(ascii: "}")))
+        #expect(received[(literalStart + 3)...].allSatisfy { $0 == UInt8(ascii: "f") }, "no BYE inside the literal")
         #expect(seconds >= 2.5 && seconds < 20, "closed after \(seconds) s with imap_idle_timeout 3 s")
         #expect(proxy.stalls == 1)
         #expect(try await answersNoop(other, "O99"), "the other session is served")
