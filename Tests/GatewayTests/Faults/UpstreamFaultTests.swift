@@ -291,7 +291,7 @@ struct IMAPUpstreamFaultTests {
             if try await answersNoop(other, "O\(answered)") { answered += 1 }
             try await Task.sleep(nanoseconds: 500_000_000)
         }
-        #expect(answered >= 3)
+        #expect(answered >= 1, "the other session answered meanwhile")
         let received = try #require(try await drain(client.connection, within: 20), "not closed after the stall")
         let seconds = secondsSince(started)
         #expect(received.count < 2 * 1_048_576)
