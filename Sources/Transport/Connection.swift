@@ -344,6 +344,22 @@ public final class Connection: @unchecked Sendable {
     // MARK: - Reading
 
     private func readableEvent() {
+        readOnce()
+        catchLostHangup()
+    }
+
+    /// A hangup or reset that arrived while a handler ran may never be reported (see `Socket.peerHungUp`): while
+    /// reading is wanted and the peer has hung up, read on here until the end or the error is seen. Bounded:
+    /// every round consumes input or ends the connection's reading.
+    private func catchLostHangup() {
+        var rounds = 0
+        while lifecycle != .closed, readSourceState == .running, rounds < 64, Socket.peerHungUp(descriptor) {
+            rounds += 1
+            readOnce()
+        }
+    }
+
+    private func readOnce() {
         guard lifecycle != .closed else { return }
         let chunkSize = limits.readChunk
         var failure: Int32 = 0
@@ -477,6 +493,7 @@ public final class Connection: @unchecked Sendable {
             guard lifecycle != .closed else { return }
             deliver()
             updateReadSource()
+            catchLostHangup()  // a resumed source may have lost its registration to a hangup (Socket.peerHungUp)
         }
     }
 
@@ -513,6 +530,9 @@ public final class Connection: @unchecked Sendable {
             return
         }
         flush()
+        // Bytes still queued and the peer gone: the next write event may never come (Socket.peerHungUp), so
+        // let send() report the reset now.
+        if lifecycle != .closed, lifecycle != .connecting, !writeQueue.isEmpty, Socket.peerHungUp(descriptor) { flush() }
     }
 
     /// Sends as much as the socket takes; arms the write source only while bytes remain.

@@ -129,6 +129,19 @@ enum Socket {
         return code
     }
 
+    /// Whether the peer has hung up or reset (POLLHUP, POLLERR or POLLRDHUP), asked without waiting.
+    ///
+    /// libdispatch on Linux unregisters a descriptor from epoll when EPOLLHUP arrives while none of its sources
+    /// is armed — which is the case while a source's own event handler runs — and its re-arm after the handler
+    /// then fails silently: the reset is never reported and a read waits for ever (issue 13). `Connection` asks
+    /// this after each handler instead of trusting the next event.
+    static func peerHungUp(_ fd: Int32) -> Bool {
+        let rdhup: Int16 = 0x2000  // POLLRDHUP (Glibc's module map hides it behind _GNU_SOURCE)
+        var entry = pollfd(fd: fd, events: Int16(POLLIN) | rdhup, revents: 0)
+        guard poll(&entry, 1, 0) > 0 else { return false }
+        return entry.revents & (Int16(POLLHUP) | Int16(POLLERR) | rdhup) != 0
+    }
+
     static func localAddress(_ fd: Int32) -> SocketAddress? {
         var address = SocketAddress()
         address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -206,6 +206,9 @@ final class IMAPSession: @unchecked Sendable {
     private let remoteIP: IPAddress?
     private let clientIsLoopback: Bool
     var onEnd: (() -> Void)?
+    /// A forwarded response is open towards the client (inside or just before a literal): a status line now would
+    /// land inside the literal, so `bye` then ends the connection without `* BYE` (issue 13 faults).
+    private var midResponseToClient = false
     /// The command-line and before-login bounds (slowloris; see `CommandClock`).
     private lazy var commandClock = CommandClock(queue: queue, limits: limits) { [weak self] in
         self?.commandClockExpired($0)
@@ -320,7 +323,8 @@ final class IMAPSession: @unchecked Sendable {
 
     /// Says goodbye with `text` and ends.
     private func bye(_ text: String, reason: String) {
-        sendClient("* BYE \(text)\r\n")
+        // Inside a forwarded literal no status line can be framed: the end of the stream is the only clear signal.
+        if !midResponseToClient { sendClient("* BYE \(text)\r\n") }
         client.closeAfterFlushing()
         teardown(reason: reason)
     }
@@ -1317,7 +1321,9 @@ final class IMAPSession: @unchecked Sendable {
                 if isEnded { return }
             }
             switch responseDisposition {
-            case .forward: forwardToClient(line)
+            case .forward:
+                forwardToClient(line)
+                midResponseToClient = literal != nil
             case .swallow: break
             case .collect:
                 collected += line
@@ -1331,7 +1337,9 @@ final class IMAPSession: @unchecked Sendable {
             }
         case .literalBytes(let bytes):
             switch responseDisposition {
-            case .forward: forwardToClient(bytes)
+            case .forward:
+                forwardToClient(bytes)
+                midResponseToClient = true
             case .swallow: break
             case .collect:
                 collected += bytes
@@ -1654,6 +1662,7 @@ final class IMAPSession: @unchecked Sendable {
             client.closeAfterFlushing()
             return teardown(reason: "upstream said BYE")
         }
+
         bye("Connection to Microsoft 365 lost (\(sanitizeForLog(reason ?? "closed", maximumLength: 200)))", reason: "upstream lost")
     }
 

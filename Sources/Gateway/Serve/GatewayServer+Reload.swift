@@ -139,6 +139,8 @@ extension GatewayServer {
         if a.smtpSessionsPerAddress != b.smtpSessionsPerAddress { changes.append("[limits] smtp_sessions_per_address") }
         if a.imapUpstreamSessions != b.imapUpstreamSessions { changes.append("[limits] imap_upstream_sessions") }
         if a.passwordHashQueue != b.passwordHashQueue { changes.append("[limits] password_hash_queue") }
+        // The POP3 listeners are not rebuilt on a reload; their per-address limiter keeps the value it started with.
+        if a.pop3SessionsPerAddress != b.pop3SessionsPerAddress { changes.append("[limits] pop3_sessions_per_address") }
         let (x, y) = (old.admin, new.admin)
         if x.listen != y.listen || x.certificate != y.certificate || x.privateKey != y.privateKey || x.token != y.token {
             changes.append("[admin]")

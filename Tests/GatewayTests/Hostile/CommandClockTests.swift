@@ -1,5 +1,6 @@
 // GatewayTests/Hostile: the command-line rule of `CommandClock` (slowloris), step by step, and both expiries.
 import Dispatch
+import Config
 import MailCore
 import Synchronization
 import Testing
@@ -74,5 +75,21 @@ struct CommandClockTests {
         }
         try await Task.sleep(nanoseconds: 1_000_000_000)
         #expect(fired.withLock { $0 } == [.unauthenticated, .commandLine])
+    }
+}
+
+@Suite("Per-address limits on reload")
+struct PerAddressReloadTests {
+    @Test("a changed pop3_sessions_per_address waits for a restart (the POP3 listeners are not rebuilt); the slowloris bounds do not")
+    func pop3PerAddressNeedsRestart() {
+        let old = MailGateConfiguration(
+            sourceFile: "/tmp/mailgate.toml", stateDirectory: "/tmp/state", listen: ListenSettings(), oauth: [:],
+            servers: [:], download: DownloadSettings())
+        var new = old
+        new.limits.commandLineTimeoutSeconds = 30
+        new.limits.unauthenticatedTimeoutSeconds = 60
+        #expect(!GatewayServer.restartOnlyChanges(from: old, to: new).contains { $0.contains("per_address") })
+        new.limits.pop3SessionsPerAddress = 5
+        #expect(GatewayServer.restartOnlyChanges(from: old, to: new).contains("[limits] pop3_sessions_per_address"))
     }
 }

@@ -264,7 +264,7 @@ struct IMAPHostileInputTests {
     @Test("complete commands without a login (NOOP every 300 ms) get * BYE at unauthenticated_timeout")
     func neverLogsIn() async throws {
         var limits = slowLimits
-        limits.unauthenticatedTimeoutSeconds = 3
+        limits.unauthenticatedTimeoutSeconds = 5  // the fresh login below must fit in it under load
         let harness = try harness(limits)
         defer { harness.stop() }
         let bad = try await greeted(harness)
@@ -283,14 +283,14 @@ struct IMAPHostileInputTests {
             try await Task.sleep(nanoseconds: 300_000_000)
         }
         let seconds = secondsSince(started)
-        #expect(answered >= 3, "NOOPs answered before the bound: \(answered)")
-        #expect(last == "* BYE Autologout; not logged in within 3 seconds", "last: \(last ?? "nil")")
-        #expect(seconds >= 2.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 3 s")
-        // A client that logs in is not cut at 3 s.
+        #expect(answered >= 2, "NOOPs answered before the bound: \(answered)")
+        #expect(last == "* BYE Autologout; not logged in within 5 seconds", "last: \(last ?? "nil")")
+        #expect(seconds >= 4.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 5 s")
+        // A client that logs in is not cut at the bound.
         let fresh = try await RawIMAPClient(harness.gateway.boundAddress)
         defer { fresh.close() }
         #expect(try await fresh.login().last?.hasPrefix("L1 OK") == true)
-        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await Task.sleep(nanoseconds: 5_500_000_000)
         try await fresh.send("F1 NOOP\r\n")
         #expect(try await fresh.until("F1", within: 5).last?.hasPrefix("F1 OK") == true, "logged in: outlives the bound")
     }
@@ -410,7 +410,8 @@ struct POP3HostileInputTests {
         _ = try await good.multiline(within: 5)
         let fresh = try await greeted(listener)
         defer { fresh.close() }
-        #expect(try await fresh.pop3Login()?.hasPrefix("+OK") == true, "a new client logs in")
+        let login = try await fresh.pop3Login()
+        #expect(login?.hasPrefix("+OK") == true, "a new client logs in: \(login ?? "nil")")
     }
 
     @Test("an overlong command line gets -ERR Command line too long; the listener goes on")
@@ -504,7 +505,7 @@ struct POP3HostileInputTests {
     @Test("complete commands without a login (NOOP every 300 ms) get -ERR at unauthenticated_timeout")
     func neverLogsIn() async throws {
         var limits = slowLimits
-        limits.unauthenticatedTimeoutSeconds = 3
+        limits.unauthenticatedTimeoutSeconds = 5  // the fresh login below must fit in it under load
         let listener = try Listener(limits: limits)
         defer { listener.stop() }
         let bad = try await greeted(listener)
@@ -520,13 +521,13 @@ struct POP3HostileInputTests {
             try await Task.sleep(nanoseconds: 300_000_000)
         }
         let seconds = secondsSince(started)
-        #expect(answers.count >= 3, "\(answers)")
-        #expect(answers.last == "-ERR Not logged in within 3 seconds; closing", "\(answers.suffix(2))")
-        #expect(seconds >= 2.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 3 s")
+        #expect(answers.count >= 2, "\(answers)")
+        #expect(answers.last == "-ERR Not logged in within 5 seconds; closing", "\(answers.suffix(2))")
+        #expect(seconds >= 4.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 5 s")
         let fresh = try await greeted(listener)
         defer { fresh.close() }
         #expect(try await fresh.pop3Login()?.hasPrefix("+OK") == true)
-        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await Task.sleep(nanoseconds: 5_500_000_000)
         try await fresh.send("NOOP\r\n")
         #expect(try await fresh.line(within: 5)?.hasPrefix("+OK") == true, "logged in: outlives the bound")
     }

@@ -265,7 +265,8 @@ struct SMTPHostileInputTests {
     @Test("complete commands (NOOP every 300 ms) without a login get 421 4.4.2 at unauthenticated_timeout")
     func neverLogsIn() async throws {
         var limits = Self.slowLimits
-        limits.unauthenticatedTimeoutSeconds = 3
+        // 5 s: the fresh client below must log in within it even under full-suite load.
+        limits.unauthenticatedTimeoutSeconds = 5
         let harness = try Harness(limits: limits)
         defer { harness.stop() }
         let bad = try await greeted(harness)
@@ -279,15 +280,15 @@ struct SMTPHostileInputTests {
             try await Task.sleep(nanoseconds: 300_000_000)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        #expect(replies.count >= 3 && replies.dropLast().allSatisfy { $0.hasPrefix("250") }, "\(replies)")
-        #expect(replies.last == "421 4.4.2 Timeout: not logged in within 3 seconds; closing", "\(replies.suffix(2))")
-        #expect(seconds >= 2.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 3 s")
+        #expect(replies.count >= 2 && replies.dropLast().allSatisfy { $0.hasPrefix("250") }, "\(replies)")
+        #expect(replies.last == "421 4.4.2 Timeout: not logged in within 5 seconds; closing", "\(replies.suffix(2))")
+        #expect(seconds >= 4.9 && seconds < 14, "closed after \(seconds) s with unauthenticated_timeout 5 s")
         #expect(try await readToClose(bad, within: 5) != nil, "closed after the reply")
-        // A client that logs in in time is not cut at 3 s.
+        // A client that logs in in time is not cut at the bound.
         let fresh = try await RawClient(harness.gateway.boundAddress)
         defer { fresh.close() }
         #expect(try await fresh.login()?.hasPrefix("235") == true)
-        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await Task.sleep(nanoseconds: 5_500_000_000)
         try await fresh.send("NOOP\r\n")
         #expect(try await fresh.reply(within: 5)?.hasPrefix("250") == true, "a logged-in session outlives the bound")
     }

@@ -36,6 +36,8 @@ final class FakeIMAPUpstream: Sendable {
         var byeText = "Server shutting down for maintenance"
         /// `UID SEARCH HEADER Message-ID "<id>"` answers: Message-ID → UIDs (in whatever mailbox is selected).
         var searchResults: [String: [UInt32]] = [:]
+        /// When > 0, FETCH answers with a `BODY[]` literal of this many bytes (fault tests: a reset mid-literal).
+        var fetchLiteralSize = 0
     }
 
     struct Record: Sendable {
@@ -208,6 +210,14 @@ final class FakeIMAPUpstream: Sendable {
                     let uids = script.withLock { $0.searchResults[id] ?? [] }
                     try await send(connection, "* SEARCH" + uids.map { " \($0)" }.joined())
                     try await send(connection, "\(tag) OK SEARCH completed.")
+                case "FETCH" where script.withLock({ $0.fetchLiteralSize }) > 0,
+                    "UID" where script.withLock({ $0.fetchLiteralSize }) > 0:
+                    let size = script.withLock { $0.fetchLiteralSize }
+                    var body = Array("* 1 FETCH (UID 5 BODY[] {\(size)}\r\n".utf8)
+                    body += [UInt8](repeating: UInt8(ascii: "f"), count: size)
+                    body += Array(")\r\n".utf8)
+                    try await connection.write(body)
+                    try await send(connection, "\(tag) OK FETCH completed.")
                 case "FETCH", "UID":
                     try await send(connection, "* 1 FETCH (UID 5 FLAGS (\\Seen))")
                     try await send(connection, "\(tag) OK FETCH completed.")
