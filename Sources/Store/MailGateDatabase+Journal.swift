@@ -11,21 +11,13 @@ extension MailGateDatabase {
         sha256: String, sentCopyState: SentCopyState = .pending, createdAt: Date = Date(),
         sentCopyJob: SentCopyJobRecord? = nil
     ) throws(StoreError) -> Int64 {
-        guard size >= 0, sha256.utf8.count == 64, sha256.utf8.allSatisfy({ Self.isLowerHex($0) }) else {
-            throw StoreError.invalidValue("journal entry with size \(size) and sha256 \"\(sha256.prefix(80))\"")
-        }
-        return try write("journal a message") { db in
-            let last = try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM journalEntry") ?? 0
-            let entry = JournalEntry(
-                sequence: last + 1, status: .pending, createdAt: createdAt, accountEmail: accountEmail.lowercased(),
-                listener: listener, mailFrom: mailFrom, rcptTo: rcptTo, messageID: messageID, size: size,
-                sha256: sha256, sentCopyState: sentCopyState)
-            try entry.insert(db)
-            if var job = sentCopyJob {
-                job.journalSequence = entry.sequence
-                try Self.save(job, in: db)
-            }
-            return entry.sequence
+        try write("journal a message") { db in
+            try Self.insertPending(
+                JournalPendingInsert(
+                    accountEmail: accountEmail, listener: listener, mailFrom: mailFrom, rcptTo: rcptTo,
+                    messageID: messageID, size: size, sha256: sha256, sentCopyState: sentCopyState,
+                    createdAt: createdAt, sentCopyJob: sentCopyJob),
+                in: db)
         }
     }
 

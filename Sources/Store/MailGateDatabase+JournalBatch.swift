@@ -111,18 +111,27 @@ extension MailGateDatabase {
             throw StoreError.invalidValue(
                 "journal entry with size \(insert.size) and sha256 \"\(insert.sha256.prefix(80))\"")
         }
-        let last = try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM journalEntry") ?? 0
-        let entry = JournalEntry(
-            sequence: last + 1, status: .pending, createdAt: insert.createdAt,
-            accountEmail: insert.accountEmail.lowercased(), listener: insert.listener, mailFrom: insert.mailFrom,
-            rcptTo: insert.rcptTo, messageID: insert.messageID, size: insert.size, sha256: insert.sha256,
-            sentCopyState: insert.sentCopyState)
-        try entry.insert(db)
+        let last = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(sequence) FROM journalEntry")) ?? 0
+        let sequence = last + 1
+        // The columns `JournalEntry.encode(to:)` writes, through one cached statement (per message, on the path
+        // to the final dot).
+        let recipients = String(decoding: try JSONEncoder().encode(insert.rcptTo), as: UTF8.self)
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO journalEntry (sequence, status, createdAt, completedAt, accountEmail, listener, mailFrom,
+                    rcptTo, messageID, size, sha256, upstreamReply, sentCopyState, previousHash, entryHash)
+                VALUES (?, 'pending', ?, NULL, ?, ?, ?, ?, ?, ?, ?, NULL, ?, '', '')
+                """
+        ).execute(arguments: [
+            sequence, UTCTimestamp.format(UTCTimestamp.rounded(insert.createdAt)), insert.accountEmail.lowercased(),
+            insert.listener, insert.mailFrom, recipients, insert.messageID, insert.size, insert.sha256,
+            insert.sentCopyState.rawValue,
+        ])
         if var job = insert.sentCopyJob {
-            job.journalSequence = entry.sequence
+            job.journalSequence = sequence
             try save(job, in: db)
         }
-        return entry.sequence
+        return sequence
     }
 
     /// The update of `completeJournalEntry` without the chaining (the caller chains once per transaction).

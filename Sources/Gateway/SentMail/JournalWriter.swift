@@ -116,14 +116,21 @@ final class JournalWriter: @unchecked Sendable {
     /// On `queue`: runs batches until nothing waits.
     private func drain() {
         while true {
-            let (batch, counters) = lock.withLock { () -> ([Request], [CounterIncrement]) in
+            let (batch, counters, needsTimer) = lock.withLock { () -> ([Request], [CounterIncrement], Bool) in
                 let taken = waiting
                 waiting = []
-                if taken.isEmpty { running = false }
-                let held = taken.isEmpty ? [] : heldCounters
-                if !taken.isEmpty { heldCounters = [] }
-                return (taken, held)
+                if taken.isEmpty {
+                    running = false
+                    // Counters that arrived during the last batch (`count` schedules no timer while running).
+                    let timer = !heldCounters.isEmpty && !flushScheduled
+                    if timer { flushScheduled = true }
+                    return (taken, [], timer)
+                }
+                let held = heldCounters
+                heldCounters = []
+                return (taken, held, false)
             }
+            if needsTimer { queue.asyncAfter(deadline: .now() + counterDelay) { self.flushHeldCounters() } }
             if batch.isEmpty { return }
             largestBatch = max(largestBatch, batch.count)
             run(batch, counters: counters)

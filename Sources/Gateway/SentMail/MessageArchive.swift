@@ -80,6 +80,7 @@ struct MessageArchive: Sendable {
         var open: [String: Open] = [:]
         var order: [String] = []
         var createdFolder = false
+        var folders: [String: [Int]] = [:]
         for (index, item) in items.enumerated() {
             guard item.sha256.utf8.count == 64, item.sha256.utf8.allSatisfy({ Self.isLowerHex($0) }) else {
                 results[index] = .failure(.invalidUse("archive name \(item.sha256.prefix(80)) is not a SHA-256 in hex"))
@@ -94,7 +95,12 @@ struct MessageArchive: Sendable {
             do throws(SentMailError) {
                 if DurableFile.exists(final) {
                     // Archived before (the same message again), or torn by a crash before its row committed.
-                    if Self.fileSize(final) == item.size, try Self.hashOfFile(final) == item.sha256 { continue }
+                    if Self.fileSize(final) == item.size, try Self.hashOfFile(final) == item.sha256 {
+                        // Possibly left unsynced by a crashed process: cheap to fsync again when it is clean.
+                        try DurableFile.syncFile(final)
+                        folders[folder, default: []].append(index)
+                        continue
+                    }
                     DurableFile.remove(final)
                     try store(item.message, sha256: item.sha256, size: item.size)
                     continue
@@ -119,7 +125,6 @@ struct MessageArchive: Sendable {
                 results[index] = .failure(error)
             }
         }
-        var folders: [String: [Int]] = [:]
         for key in order {
             guard let file = open[key] else { continue }
             do throws(SentMailError) {

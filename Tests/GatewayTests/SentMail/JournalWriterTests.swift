@@ -77,6 +77,23 @@ struct JournalWriterTests {
         #expect(try counter(database, "messages_relayed", account: "alice@contoso.test") == 5)
     }
 
+    @Test func countersGivenWhileABatchRunsAreWrittenByTheTimerWithoutAFlush() async throws {
+        let state = try TemporaryStateDirectory()
+        let database = try MailGateDatabase.inMemory()
+        let archive = MessageArchive(directory: state.path + "/archive")
+        let writer = JournalWriter(database: database, archive: archive, logger: quietLogger, counterDelay: 0.1)
+        let item = Self.item(1)
+        let done = DispatchSemaphore(value: 0)
+        writer.submit(.prepare(item, Self.insert(1, sha256: item.sha256, size: item.size))) { _ in
+            // The writer is still running this batch: the counters must not wait for a later one.
+            writer.count([CounterIncrement("messages_relayed", account: "alice@contoso.test", amount: 3)])
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(
+            await eventually(5) { (try? counter(database, "messages_relayed", account: "alice@contoso.test")) == 3 })
+    }
+
     @Test func aFailingRequestFailsAloneInItsBatch() throws {
         let state = try TemporaryStateDirectory()
         let database = try MailGateDatabase.inMemory()
