@@ -20,8 +20,9 @@ struct DownloadPOP3EndToEndTests {
         let user = DownloadTesting.dora
         try DownloadTesting.emptyInbox(standIn, user)
         let pop3Port = 26716
+        let retention = deleteAfterLoading ? "delete_after_loading = true" : ""
         let installation = try MailGateInstallation(
-            standIn, smtpPort: 26706, extraServer: (deleteAfterLoading ? "delete_after_loading = true" : "") + Self.localOnly,
+            standIn, smtpPort: 26706, extraServer: retention + Self.localOnly,
             extraListen: "pop3 = \"127.0.0.1:\(pop3Port)\"", incoming: "imap-download")
         try installation.addAndConnect(user, password: EndToEnd.password)
         // Small ones with a leading-dot line (dot-stuffing on the way out) and one over several 64 KiB reads.
