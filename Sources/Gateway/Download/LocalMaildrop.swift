@@ -31,7 +31,9 @@ public struct DownloadMaildropProvider: LocalMaildropProvider {
     }
 
     /// For `serve`: the servers come from the live directory, so a SIGHUP's `[server]` changes apply at the next login.
-    init(live: LiveDirectory, configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String) {
+    init(
+        live: LiveDirectory, configuration: MailGateConfiguration, database: MailGateDatabase, stateDirectory: String
+    ) {
         forbidManualRefresh = configuration.download.forbidManualRefresh
         servers = { live.configuration.servers }
         self.database = database

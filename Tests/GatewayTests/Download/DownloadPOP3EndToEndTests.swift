@@ -12,15 +12,18 @@ struct DownloadPOP3EndToEndTests {
     /// The configuration lines of a schedule whose POP3 clients read only the local store.
     static let localOnly = "\n\n[download]\nevery = \"1s\"\nforbid_manual_refresh = true\n"
 
-    @Test("forbid_manual_refresh: poplib and fetchmail read the store byte-exact with the upstream unreachable")
-    func localStoreWithUpstreamDown() async throws {
+    @Test(
+        "forbid_manual_refresh: poplib and fetchmail read the store byte-exact with the upstream unreachable",
+        arguments: [false, true])
+    func localStoreWithUpstreamDown(deleteAfterLoading: Bool) async throws {
         guard let standIn = StandIn.load() else { return }
         let user = DownloadTesting.dora
         try DownloadTesting.emptyInbox(standIn, user)
         let pop3Port = 26716
+        let retention = deleteAfterLoading ? "delete_after_loading = true" : ""
         let installation = try MailGateInstallation(
-            standIn, smtpPort: 26706, extraServer: Self.localOnly, extraListen: "pop3 = \"127.0.0.1:\(pop3Port)\"",
-            incoming: "imap-download")
+            standIn, smtpPort: 26706, extraServer: retention + Self.localOnly,
+            extraListen: "pop3 = \"127.0.0.1:\(pop3Port)\"", incoming: "imap-download")
         try installation.addAndConnect(user, password: EndToEnd.password)
         // Small ones with a leading-dot line (dot-stuffing on the way out) and one over several 64 KiB reads.
         let ids =
@@ -29,7 +32,11 @@ struct DownloadPOP3EndToEndTests {
         try installation.startServe()
         let downloaded = try await DownloadTesting.waitFor(
             stateDirectory: installation.stateDirectory, account: user
-        ) { holdings in ids.allSatisfy { holdings.present($0).count == 1 } }
+        ) { holdings in
+            // With delete_after_loading, also until each server copy is gone (right after its row is committed).
+            ids.allSatisfy { holdings.present($0).count == 1 }
+                && (!deleteAfterLoading || holdings.rows.allSatisfy { $0.deletedUpstreamAt != nil })
+        }
         #expect(installation.stopServe() == 0)
 
         // The same gateway, now with its upstream IMAP on a port where nothing listens.
@@ -115,11 +122,13 @@ struct DownloadPOP3EndToEndTests {
         }
         #expect(installation.stopServe() == 0)
 
-        // Retention: no delete_after_loading / delete_after_days, so the server still has every message, also
-        // the one deleted locally.
+        // Retention is the download's, never POP3's: without delete_after_loading the server still has every
+        // message, also the one deleted locally; with it, none (each went right after its durable write).
         for id in ids {
-            #expect(try await DownloadTesting.onServer(standIn, user: user, messageID: id).count == 1, "\(id)")
+            let copies = try await DownloadTesting.onServer(standIn, user: user, messageID: id).count
+            #expect(copies == (deleteAfterLoading ? 0 : 1), "\(id)")
         }
+        #expect(downloaded.rows.allSatisfy { ($0.deletedUpstreamAt != nil) == deleteAfterLoading })
         try DownloadTesting.emptyInbox(standIn, user)
     }
 
