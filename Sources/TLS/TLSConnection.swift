@@ -51,6 +51,10 @@ public final class TLSConnection {
     /// Outbound ciphertext (us → peer); owned by `ssl`. Replaced like `networkInput`.
     private var networkOutput: OpaquePointer
     private var state: State = .handshaking
+    /// Clients: the server name the session is verified for, the key of the context's resumable sessions.
+    private var resumptionKey: String?
+    /// The session has been offered to the context for resumption (or needs not be).
+    private var sessionRemembered = false
     /// An error met while a read had already produced data; thrown by the next call so no data is lost.
     private var deferredFailure: TLSError? = nil
 
@@ -94,6 +98,11 @@ public final class TLSConnection {
         if context.isClient {
             SSL_set_connect_state(ssl)
             try configureClientVerification(serverName: serverName)
+            // Resumption only for the very name the session was verified for, from the same trust configuration.
+            resumptionKey = serverName
+            if let serverName, let cached = context.resumableSession(for: serverName) {
+                SSL_set_session(ssl, cached.pointer)  // takes its own reference
+            }
         } else {
             SSL_set_accept_state(ssl)
         }
@@ -177,6 +186,25 @@ public final class TLSConnection {
         Int(mailgate_BIO_mem_allocated(networkInput)) + Int(mailgate_BIO_mem_allocated(networkOutput))
     }
 
+    /// Whether this client session was resumed from the context's cache (no certificate sent or parsed).
+    public var isResumed: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// Clients: once a full handshake's session is resumable (TLS 1.3: after the server's ticket, read after the
+    /// handshake), hands it to the context for the next connection to the same name. Resumed sessions leave the
+    /// cached one in place.
+    private func rememberSessionIfResumable() {
+        guard !sessionRemembered, let resumptionKey, case .established = state else { return }
+        if SSL_session_reused(ssl) == 1 {
+            sessionRemembered = true
+            return
+        }
+        guard let session = SSL_get_session(ssl), SSL_SESSION_is_resumable(session) == 1,
+            let reference = SSL_get1_session(ssl)
+        else { return }
+        context.remember(reference, for: resumptionKey)
+        sessionRemembered = true
+    }
+
     /// Swaps the inbound BIO for an empty one when it is drained and grew past `retainedBIOBound`.
     private func releaseDrainedInput() {
         guard BIO_ctrl_pending(networkInput) == 0,
@@ -215,6 +243,7 @@ public final class TLSConnection {
         if status == 1 {
             state = .established
             releaseDrainedInput()
+            rememberSessionIfResumable()
             return .complete
         }
         switch outcome(of: status) {
@@ -263,6 +292,7 @@ public final class TLSConnection {
         }
         if SSL_is_init_finished(ssl) == 1, case .handshaking = state { state = .established }
         if case .wantsInput = ending { releaseDrainedInput() }
+        rememberSessionIfResumable()
         if !bytes.isEmpty {
             if case .failed(let error) = ending { deferredFailure = error }
             return .data(bytes)

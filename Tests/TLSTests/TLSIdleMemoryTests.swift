@@ -46,4 +46,52 @@ import Testing
         client.receiveFromNetwork(Array(reply.dropFirst(7)))
         #expect(try client.readPlaintext(maximumCount: 100) == .data(Array("A1 OK done\r\n".utf8)))
     }
+
+    /// A full handshake, then the server's tickets read, as an upstream session does after login.
+    static func connect(_ clientContext: TLSContext, _ serverContext: TLSContext, name: String = "localhost") throws
+        -> TLSConnection
+    {
+        let client = try TLSConnection(context: clientContext, serverName: name)
+        let server = try TLSConnection(context: serverContext, serverName: nil)
+        let outcome = runHandshake(client: client, server: server)
+        try #require(outcome.clientError == nil && outcome.serverError == nil, "\(outcome)")
+        try server.writePlaintext(Array("* OK ready\r\n".utf8))
+        #expect(try transfer(from: server, to: client) == Array("* OK ready\r\n".utf8))
+        return client
+    }
+
+    @Test func aSecondConnectionToTheSameNameResumesTheVerifiedSession() throws {
+        let certificates = try TestCertificates.make()
+        let clientContext = try TLSContext.client(caFile: certificates.caFile)
+        let serverContext = try TLSContext.server(
+            certificateChainFile: certificates.leafChainFile, privateKeyFile: certificates.leafKeyFile)
+        let first = try Self.connect(clientContext, serverContext)
+        #expect(!first.isResumed)
+        let second = try Self.connect(clientContext, serverContext)
+        #expect(second.isResumed, "the remembered session is offered and taken")
+        #expect(second.protocolVersion == "TLSv1.3")
+        // Another name never gets it (it was verified for localhost only): a full handshake, verified for that name.
+        let byAddress = try Self.connect(clientContext, serverContext, name: "127.0.0.1")
+        #expect(!byAddress.isResumed)
+        // A fresh client context (another trust configuration) has nothing to offer.
+        let fresh = try Self.connect(try TLSContext.client(caFile: certificates.caFile), serverContext)
+        #expect(!fresh.isResumed)
+    }
+
+    @Test func aServerThatCannotResumeGetsAFullVerifiedHandshake() throws {
+        let certificates = try TestCertificates.make()
+        let clientContext = try TLSContext.client(caFile: certificates.caFile)
+        let serverContext = try TLSContext.server(
+            certificateChainFile: certificates.leafChainFile, privateKeyFile: certificates.leafKeyFile)
+        _ = try Self.connect(clientContext, serverContext)
+        // Another server (other ticket keys) under the same name: the offered session is declined, the handshake
+        // is a full one, and its certificate is checked: an expired one fails as it would without the cache.
+        let stranger = try TLSContext.server(
+            certificateChainFile: certificates.expiredChainFile, privateKeyFile: certificates.expiredKeyFile)
+        let client = try TLSConnection(context: clientContext, serverName: "localhost")
+        let server = try TLSConnection(context: stranger, serverName: nil)
+        let outcome = runHandshake(client: client, server: server)
+        #expect(outcome.clientError?.isVerificationFailure == true, "\(outcome)")
+        #expect(!client.isResumed)
+    }
 }

@@ -115,13 +115,13 @@ public final class IMAPGateway: Sendable {
         sentCopyCanceller: (any SentCopyCancelling)? = nil, sentFolderSearch: (any SentFolderSearching)? = nil
     ) throws {
         if implicitTLS && tls == nil { throw IMAPGatewaySetupError.implicitTLSWithoutCertificate(listen) }
-        let environment = IMAPSessionEnvironment(
+        let environment = IMAPSessionEnvironment.Shared(IMAPSessionEnvironment(
             configuration: configuration, implicitTLS: implicitTLS, serverTLS: tls, authenticator: authenticator,
             credentials: credentials, resolver: resolver, sessionCap: sessionCap, counters: counters,
             journal: journal, tlsContexts: UpstreamTLSContexts(), logger: logger,
             sentCopyCanceller: sentCopyCanceller,
             sentFolderSearch: sentFolderSearch
-                ?? UpstreamSentFolderSearch(credentials: credentials, limits: configuration.limits))
+                ?? UpstreamSentFolderSearch(credentials: credentials, limits: configuration.limits)))
         let box = SessionTable<IMAPSession>()
         self.table = box
         self.logger = logger

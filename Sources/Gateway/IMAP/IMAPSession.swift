@@ -31,6 +31,14 @@ struct IMAPSessionEnvironment: Sendable {
     var sentFolderSearch: any SentFolderSearching
 }
 
+extension IMAPSessionEnvironment {
+    /// One environment shared by reference among the sessions of a listener.
+    final class Shared: Sendable {
+        let value: IMAPSessionEnvironment
+        init(_ value: IMAPSessionEnvironment) { self.value = value }
+    }
+}
+
 /// One IMAP client connection.
 ///
 /// The client is read in `.raw` mode through an `IMAPStreamScanner`. Before login the session answers itself
@@ -149,7 +157,9 @@ final class IMAPSession: @unchecked Sendable {
     let id: String
     let client: Connection
     let queue: DispatchQueue
-    private let environment: IMAPSessionEnvironment
+    /// The listener's environment, one object for all its sessions (each held a ~700 B copy while idle).
+    private let sharedEnvironment: IMAPSessionEnvironment.Shared
+    private var environment: IMAPSessionEnvironment { _read { yield sharedEnvironment.value } }
     private var logger: Logger
     private var phase = Phase.preLogin
     private var server: IMAPServerSide
@@ -231,10 +241,11 @@ final class IMAPSession: @unchecked Sendable {
     /// Peak bytes queued towards the client (tests check that a big FETCH is not held).
     private(set) var peakClientPendingBytes = 0
 
-    init(client: Connection, environment: IMAPSessionEnvironment) {
+    init(client: Connection, environment shared: IMAPSessionEnvironment.Shared) {
+        let environment = shared.value
         self.client = client
         self.queue = client.queue
-        self.environment = environment
+        self.sharedEnvironment = shared
         self.id = SHA256.hexString(SecureRandom.bytes(4))
         let remoteIP = client.remoteIPAddress
         self.remoteIP = remoteIP

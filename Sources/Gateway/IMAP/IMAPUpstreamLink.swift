@@ -1,6 +1,7 @@
 // Gateway: one connection to an account's upstream IMAP server (Microsoft 365) on the client session's queue:
 // connect, STARTTLS, CAPABILITY, AUTHENTICATE XOAUTH2, then raw lines and literal chunks for the proxy.
 import Dispatch
+import Synchronization
 import IMAP
 import MailCore
 import SASL
@@ -323,13 +324,28 @@ final class IMAPUpstreamLink: @unchecked Sendable {
         }
     }
 
-    private func becomeReady(_ list: [Capability]) {
+    private func becomeReady(_ parsed: [Capability]) {
+        let list = Self.sharedCapabilities(parsed)
+        client.shareCapabilities(list)
         capabilities = list
         phase = .proxying
         connection?.setIdleTimeout(seconds: nil)
         onEvent?(.ready(list))
         // Bytes that came behind the last login response belong to the proxy phase.
         drain()
+    }
+
+    /// Capability lists seen after login, one array per distinct list (a few servers at most; bounded).
+    private static let capabilityLists = Mutex<[[Capability]]>([])
+
+    /// The stored array equal to `list` (stored first if new): 1,000 idle sessions of one server share one list.
+    static func sharedCapabilities(_ list: [Capability]) -> [Capability] {
+        capabilityLists.withLock { lists in
+            if let known = lists.first(where: { $0 == list }) { return known }
+            if lists.count >= 16 { lists.removeFirst() }
+            lists.append(list)
+            return list
+        }
     }
 
     private func finish(_ reason: String?, graceful: Bool = false) {

@@ -94,6 +94,12 @@ public struct IMAPUpstreamClient: Sendable {
     public private(set) var state: State = .awaitingGreeting
     /// The latest capability list the server sent (untagged CAPABILITY or a `[CAPABILITY …]` code).
     public private(set) var capabilities: [Capability] = []
+
+    /// Takes `shared` in place of an equal capability list, so that sessions to one server keep one array between
+    /// them (an idle gateway session would otherwise hold its own ~1 KiB copy); a list that differs is ignored.
+    public mutating func shareCapabilities(_ shared: [Capability]) {
+        if shared == capabilities { capabilities = shared }
+    }
     private var pending: PendingCommand?
     private var commandCount = 0
     private let tagPrefix: String
