@@ -21,6 +21,15 @@ private let hostileLimits: Limits = {
     return limits
 }()
 
+/// For the rows that test no timeout: a well-behaved client that waits a few seconds between its steps on a loaded
+/// machine (the whole suite runs in parallel) must not meet the idle timeout.
+private let patientLimits: Limits = {
+    var limits = hostileLimits
+    limits.idleTimeoutSeconds = 60
+    limits.handshakeTimeoutSeconds = 60
+    return limits
+}()
+
 /// Everything the peer sends until it closes; nil if it is still open after `seconds`.
 private func readToClose(_ connection: AsyncConnection, within seconds: Double) async throws -> String? {
     do {
@@ -113,7 +122,7 @@ struct IMAPHostileInputTests {
 
     @Test("an overlong command line gets * BYE Line too long and a close")
     func overlongLine() async throws {
-        let harness = try harness()
+        let harness = try harness(patientLimits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
@@ -128,7 +137,7 @@ struct IMAPHostileInputTests {
 
     @Test("the literal {4294967295} before login gets NO [TOOBIG] and no continuation; the session goes on")
     func endlessLiteralBeforeLogin() async throws {
-        let harness = try harness()
+        let harness = try harness(patientLimits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
@@ -142,7 +151,7 @@ struct IMAPHostileInputTests {
 
     @Test("the literal {4294967295} in APPEND after login gets NO [TOOBIG], never a continuation")
     func endlessLiteralAppend() async throws {
-        let harness = try harness()
+        let harness = try harness(patientLimits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
@@ -176,7 +185,7 @@ struct IMAPHostileInputTests {
 
     @Test("binary garbage (NUL, 0xFF) gets BAD per line and * BYE Too many errors at the error budget")
     func binaryGarbage() async throws {
-        let harness = try harness()
+        let harness = try harness(patientLimits)
         defer { harness.stop() }
         let good = try await greeted(harness)
         defer { good.close() }
@@ -416,7 +425,7 @@ struct POP3HostileInputTests {
 
     @Test("an overlong command line gets -ERR Command line too long; the listener goes on")
     func overlongLine() async throws {
-        let listener = try Listener()
+        let listener = try Listener(limits: patientLimits)
         defer { listener.stop() }
         let good = try await greeted(listener)
         defer { good.close() }
@@ -430,7 +439,7 @@ struct POP3HostileInputTests {
 
     @Test("binary garbage gets -ERR per line and -ERR Too many errors with a close at the error budget")
     func binaryGarbage() async throws {
-        let listener = try Listener()
+        let listener = try Listener(limits: patientLimits)
         defer { listener.stop() }
         let good = try await greeted(listener)
         defer { good.close() }

@@ -25,7 +25,7 @@ extension StandInTests {
                 standIn, smtpPort: 27851, imapPort: 27801,
                 accounts: ["alice@contoso.test", "bob@contoso.test"],
                 extraServer: "sent_copy = \"never\"\nlock_after_send = false",
-                extraLimits: "imap_upstream_sessions = \(Self.sessions + 20)\nsmtp_sessions_per_address = 200")
+                extraLimits: "imap_upstream_sessions = \(Self.sessions + 20)\nimap_sessions_per_address = \(Self.sessions + 20)\nsmtp_sessions_per_address = 200")
             let pid = try #require(installation.serveProcessIdentifier)
             #expect(installation.serveOutput.contains("descriptor limit"), "serve logs its descriptor limit at start")
 
