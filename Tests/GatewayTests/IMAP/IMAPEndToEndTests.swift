@@ -161,6 +161,7 @@ extension StandInTests {
             let installation = try IMAPEndToEnd.serving(standIn, smtpPort: 27462, imapPort: 27412, accounts: [Self.alice])
             try standIn.control("autofile", json: #"{"enabled": false}"#)
             defer { _ = try? standIn.control("autofile", json: #"{"enabled": false}"#) }
+            var queuedCancelled = 0
             for (label, waitFirst, autofile) in [("made", true, false), ("queued", false, false), ("autofiled", true, true)] {
                 try standIn.control("autofile", json: "{\"enabled\": \(autofile)}")
                 let id = EndToEnd.uniqueID("dedup-\(label)")
@@ -177,16 +178,26 @@ extension StandInTests {
                 }
                 let appended = try IMAPEndToEnd.run("appendfile", Self.arguments(installation, imapPort: 27412) + [file])
                 #expect((appended["append"] as? String)?.contains("OK") == true, "\(label): \(appended)")
-                #expect((appended["append"] as? String)?.contains("already in Sent") == true, "\(label): \(appended)")
+                let answer = appended["append"] as? String ?? ""
+                // "queued": the gateway's copy may still wait for its job (then the client's APPEND is filed and the
+                // queued copy cancelled, point 6's other branch) or be filed already (then de-duplicated); with fast
+                // upstream logins (TLS resumption) the first is the usual one. Exactly one copy either way (below).
+                let clientFiled = label == "queued" && !answer.contains("already in Sent")
+                    && installation.serveOutput.contains("the gateway's queued copy was cancelled")
+                if clientFiled { queuedCancelled += 1 }
+                #expect(answer.contains("already in Sent") || clientFiled, "\(label): \(appended)")
                 // UIDPLUS is on (Dovecot): the answer names the copy found in Sent (searched on a side session).
-                #expect((appended["append"] as? String)?.contains("OK [APPENDUID ") == true, "\(label): \(appended)")
+                #expect(answer.contains("OK [APPENDUID ") == true, "\(label): \(appended)")
                 Thread.sleep(forTimeInterval: 1)
                 let copies = try Self.count(standIn, user: Self.alice, folder: "Sent Items", messageID: id)
                 #expect(copies == 1, "\(label): \(copies) copies of \(id) in Sent Items")
             }
             #expect(installation.serveOutput.contains("IMAP APPEND to Sent de-duplicated"))
-            let counters = try Self.awaitStats(installation, account: Self.alice) { ($0["imap.append_deduplicated"] ?? 0) >= 3 }
-            #expect(counters["imap.append_deduplicated"] == 3, "\(counters)")
+            let deduplicated = 3 - queuedCancelled
+            let counters = try Self.awaitStats(installation, account: Self.alice) {
+                ($0["imap.append_deduplicated"] ?? 0) >= deduplicated
+            }
+            #expect(counters["imap.append_deduplicated"] == Int64(deduplicated), "\(counters)")
         }
 
         @Test("APPEND of 5 MiB with {n} (gateway answers +) and with {n+}, FETCH gives the same bytes back")
