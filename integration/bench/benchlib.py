@@ -618,12 +618,31 @@ def pop3_session(ep, expected):
 
 # ------------------------------------------------------------------ emailproxy
 
-class EmailProxy:
+class ServedProxy:
+    """What EmailProxy and MailGate share: the serving process, its ports by kind and the local password."""
+
+    process_name = "proxy"
+    default_kind = "smtp"
+    proc = None
+
+    def stop(self):
+        stop_process(self.proc, self.process_name)
+        self.proc = None
+
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def endpoint(self, kind=None):
+        return Endpoint(self.ports[kind or self.default_kind], password=self.password)
+
+
+class EmailProxy(ServedProxy):
     """emailproxy (PyPI) with a pre-seeded, encrypted token cache in its config file, run headless. `sections` are
     the server sections it gets, each on its own free local port: "SMTP" (STARTTLS to submission), "IMAP"
     (implicit TLS to IMAPS), "POP" (implicit TLS to POP3S)."""
 
     process_name = "emailproxy"
+    default_kind = "SMTP"
 
     def __init__(self, env, venv, sections=("SMTP",), name="emailproxy", label="emailproxy"):
         self.env, self.venv, self.name, self.label = env, venv, name, label
@@ -679,15 +698,6 @@ class EmailProxy:
                                                                                                  tail(self.logfile))
         return None
 
-    def stop(self):
-        stop_process(self.proc, self.process_name)
-        self.proc = None
-
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def endpoint(self, kind="SMTP"):
-        return Endpoint(self.ports[kind], password=self.password)
 
     def describe(self):
         return {"version": self.version, "config": self.config, "ports": self.ports}
@@ -753,7 +763,7 @@ def find_mailgate(explicit):
     return None
 
 
-class MailGate:
+class MailGate(ServedProxy):
     """`mailgate serve` with a generated config in a temp state dir; alice added and connected through the CLI.
     `listen` names the listeners ("smtp", "imap", "pop3"), each on its own free port; `server_extra` lines go at
     the end of [server.standin], `toml_extra` at the end of the file."""
@@ -858,15 +868,6 @@ class MailGate:
                 return (f"`mailgate serve` {what}; log tail:\n" + (tail(self.logfile).rstrip() or "(empty)"))
         return None
 
-    def stop(self):
-        stop_process(self.proc, self.process_name)
-        self.proc = None
-
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def endpoint(self, kind="smtp"):
-        return Endpoint(self.ports[kind], password=self.password)
 
     def describe(self):
         return {"binary": self.binary, "lock_after_send": self.lock, "sent_copy": self.sent_copy,
