@@ -171,7 +171,7 @@ struct SMTPHostileInputTests {
         let bytes = try #require(closed, "the connection must be closed")
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         #expect(String(decoding: bytes, as: UTF8.self) == "421 4.4.2 Idle timeout\r\n")
-        #expect(seconds >= 0.5 && seconds < 5, "closed after \(seconds) s with idle_timeout 1 s")
+        #expect(seconds >= 0.5 && seconds < 12, "closed after \(seconds) s with idle_timeout 3 s")
         try await checkServed(harness, good)
     }
 
