@@ -98,8 +98,8 @@ let package = Package(
     ]
 )
 
-// The libFuzzer binary exists only for `scripts/fuzz` (MAILGATE_FUZZ=1): it has no `main` of its own, so it
-// links only with `-sanitize=fuzzer`, which the normal build does not use.
+// The libFuzzer binary exists only for `scripts/fuzz` (MAILGATE_FUZZ=1): its entry point hands over to libFuzzer's
+// driver, so it links only with `-sanitize=fuzzer`, which the normal build does not use.
 if ProcessInfo.processInfo.environment["MAILGATE_FUZZ"] == "1" {
     package.targets.append(
         .executableTarget(name: "MailGateFuzz", dependencies: ["FuzzTargets"], path: "Fuzz/MailGateFuzz"))
