@@ -132,23 +132,14 @@ public final class IMAPGateway: Sendable {
         self.listener = try Listener(
             address: listen, tls: implicitTLS ? tls : nil, limits: IMAPSession.connectionLimits(configuration.limits)
         ) { connection in
-            let address = connection.remoteIPAddress
-            guard perAddressLimiter.admit(address) else {
-                return AddressSessionLimiter.refuse(
-                    connection, line: "* BYE [UNAVAILABLE] Too many connections from your address (\(perAddress) open); try again later\r\n", logger: logger, what: "IMAP", counters: counters,
-                    counter: "imap.connection.refused_limit", listenerName: listenerName)
-            }
-            let session = IMAPSession(client: connection, environment: environment)
-            guard box.add(session) else {
-                perAddressLimiter.release(address)
-                connection.close()
-                return
-            }
-            session.onEnd = {
-                box.remove(session)
-                perAddressLimiter.release(address)
-            }
-            session.start()
+            perAddressLimiter.accept(
+                connection, into: box,
+                refusal: {
+                    AddressSessionLimiter.refuse(
+                        $0, line: "* BYE [UNAVAILABLE] Too many connections from your address (\(perAddress) open); try again later\r\n", logger: logger, what: "IMAP", counters: counters,
+                        counter: "imap.connection.refused_limit", listenerName: listenerName)
+                },
+                make: { IMAPSession(client: $0, environment: environment) })
         }
         logger.info("IMAP listener started", metadata: ["address": "\(listener.boundAddress)", "tls": "\(implicitTLS)"])
     }

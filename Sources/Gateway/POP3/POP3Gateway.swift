@@ -79,23 +79,14 @@ public final class POP3Gateway: Sendable {
         self.listener = try Listener(
             address: listen, tls: implicitTLS ? tls : nil, limits: IMAPSession.connectionLimits(configuration.limits)
         ) { connection in
-            let address = connection.remoteIPAddress
-            guard perAddressLimiter.admit(address) else {
-                return AddressSessionLimiter.refuse(
-                    connection, line: "-ERR [SYS/TEMP] Too many connections from your address (\(perAddress) open); try again later\r\n", logger: logger, what: "POP3", counters: counters,
-                    counter: "pop3.connection.refused_limit", listenerName: listenerName)
-            }
-            let session = POP3Session(client: connection, environment: environment)
-            guard box.add(session) else {
-                perAddressLimiter.release(address)
-                connection.close()
-                return
-            }
-            session.onEnd = {
-                box.remove(session)
-                perAddressLimiter.release(address)
-            }
-            session.start()
+            perAddressLimiter.accept(
+                connection, into: box,
+                refusal: {
+                    AddressSessionLimiter.refuse(
+                        $0, line: "-ERR [SYS/TEMP] Too many connections from your address (\(perAddress) open); try again later\r\n", logger: logger, what: "POP3", counters: counters,
+                        counter: "pop3.connection.refused_limit", listenerName: listenerName)
+                },
+                make: { POP3Session(client: $0, environment: environment) })
         }
         logger.info("POP3 listener started", metadata: ["address": "\(listener.boundAddress)", "tls": "\(implicitTLS)"])
     }

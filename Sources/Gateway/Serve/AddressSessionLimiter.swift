@@ -36,6 +36,28 @@ final class AddressSessionLimiter: Sendable {
     /// Sessions holding a slot now, over all addresses (tests and diagnostics).
     var openSessions: Int { counts.withLock { $0.values.reduce(0, +) } }
 
+    /// The accept step the IMAP and POP3 listeners share: past the maximum, `refusal` answers the connection and
+    /// closes it; otherwise `make` builds its session, which joins `table` and starts, and gives the slot back when
+    /// it ends (or at once, when the listener is stopping and the table refuses it).
+    func accept<Session: ListenerSession>(
+        _ connection: Connection, into table: SessionTable<Session>, refusal: (Connection) -> Void,
+        make: (Connection) -> Session
+    ) {
+        let address = connection.remoteIPAddress
+        guard admit(address) else { return refusal(connection) }
+        let session = make(connection)
+        guard table.add(session) else {
+            release(address)
+            connection.close()
+            return
+        }
+        session.onEnd = { [self] in
+            table.remove(session)
+            release(address)
+        }
+        session.start()
+    }
+
     /// Answers a refused connection with `line` and closes it; nothing else is set up for it.
     static func refuse(
         _ connection: Connection, line: String, logger: Logger, what: String, counters: any GatewayCounters,
@@ -55,3 +77,12 @@ final class AddressSessionLimiter: Sendable {
         connection.closeAfterFlushing()
     }
 }
+
+/// A client session as a listener's accept step handles it (IMAP and POP3).
+protocol ListenerSession: AnyObject, Sendable {
+    var onEnd: (() -> Void)? { get set }
+    func start()
+}
+
+extension IMAPSession: ListenerSession {}
+extension POP3Session: ListenerSession {}
